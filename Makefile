@@ -1,0 +1,26 @@
+# Every target sets itself up in .venv; an install is reused while pyproject.toml is unchanged.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test demo install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -x -q tests
+
+demo: $(STAMP)
+	$(VENV)/bin/clipadapt demo --out runs/demo
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/feature_store_vs_end_to_end.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,199 @@
+"""The typed run configuration: loaded from YAML, overridden with --set, validated.
+
+Unknown keys are errors with a suggestion; every field has a sensible default so a
+config file only states what differs from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clipadapt.errors import ClipAdaptError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BackboneConfig(_Strict):
+    """Which CLIP model, and which weights.
+
+    `pretrained` is one of: "embedded" (the tiny CLIP shipped with clipadapt), an
+    open_clip tag ("openai", "laion2b_s34b_b88k", ...), a local checkpoint file
+    (.safetensors / .pt / .bin, open_clip state dict), or null for random weights.
+    `name` may also be "hf-hub:org/repo" (then `pretrained` is ignored).
+    """
+
+    name: str = "clipadapt-tiny"
+    pretrained: str | None = "embedded"
+
+
+class DataConfig(_Strict):
+    """Where the labelled images come from and how they are split."""
+
+    format: str = "gss"  # gss | manifest | folder | synthetic-gss (registry: clipadapt.data.formats)
+    root: Path | None = None  # dataset root (gss, folder) or base folder for relative manifest paths
+    attributes: list[str] = Field(default_factory=list)  # label columns to predict; [] = format default
+    train_manifest: Path | None = None  # manifest format: CSV/Parquet of the train images
+    test_manifest: Path | None = None
+    val_manifest: Path | None = None  # optional: otherwise a stratified split of train
+    path_column: str = "img_path"
+    templates: dict[str, str] = Field(default_factory=dict)  # attribute -> prompt template (manifest/folder)
+    class_words: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> class -> prompt words
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    shots: int | None = Field(None, ge=1)  # K-shot training subset (per class of the first attribute)
+    split_seed: int = 42
+    synthetic: dict[str, Any] = Field(default_factory=dict)  # options of the synthetic renderer
+
+
+class FeatureConfig(_Strict):
+    """The on-disk feature store used when the method's backbone part is frozen."""
+
+    cache: Literal["auto", "off"] = "auto"
+    dir: Path | None = None  # default: $CLIPADAPT_CACHE or ~/.cache/clipadapt/features
+    train_views: int = Field(1, ge=1)  # augmented views stored per train image; one is drawn per epoch
+    batch_size: int = Field(64, ge=1)
+
+
+class TrainConfig(_Strict):
+    """The optimisation recipe (defaults: the CLIP-MHAdapter authors' configuration)."""
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(100, ge=0)
+    warmup_epochs: int = Field(5, ge=0)
+    warmup_lr: float = Field(1e-5, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    patience: int | None = Field(10, ge=1)  # early stopping on the validation monitor; null = off
+    monitor: Literal["macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "loss"] = "macro_f1"
+    loss: Literal["ce", "weighted_ce", "class_balanced", "focal"] = "ce"
+    focal_gamma: float = 2.0
+    cb_beta: float = 0.999
+    grad_clip: float | None = None
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    end_to_end: bool = False  # run the backbone every step (exact augmentation) instead of the feature store
+    num_workers: int = 0
+    eval_batch_size: int = Field(256, ge=1)
+
+
+class MethodConfig(_Strict):
+    """The method and its own settings (validated by the method's parameter model)."""
+
+    name: str = "mhadapter"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(_Strict):
+    """Everything a `clipadapt train` run needs."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_shorthand(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
+def _suggest(loc: tuple, model: type[BaseModel]) -> str:
+    """'Did you mean' for an unknown key at `loc`, walking nested models."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        current = field.annotation
+    known = list(getattr(current, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(known)}."
+
+
+def validate_config(raw: dict, source: str = "config") -> RunConfig:
+    """Validate a raw dict into a RunConfig; errors name the key and suggest a fix."""
+    try:
+        return RunConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                lines.append(f"unknown key '{key}'.{_suggest(err['loc'], RunConfig)}")
+            else:
+                lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ClipAdaptError(f"Invalid {source}: " + "; ".join(lines)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split 'train.lr=1e-3' into (['train', 'lr'], 0.001); the value is read as YAML."""
+    if "=" not in text:
+        raise ClipAdaptError(f"--set expects key=value (e.g. train.lr=1e-3), got '{text}'.")
+    key, value = text.split("=", 1)
+    parsed = yaml.safe_load(value) if value.strip() else None
+    if isinstance(parsed, str):  # YAML reads 1e-3 as a string; numbers are what users mean
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply dotted key=value overrides to a raw config dict (in place) and return it."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            if node.get(k) is None:
+                node[k] = {}
+            if not isinstance(node[k], dict):
+                raise ClipAdaptError(f"--set {text}: '{k}' is a value, not a section.")
+            node = node[k]
+        node[keys[-1]] = value
+    return raw
+
+
+def load_config(path: Path | str | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or none: all defaults), apply overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ClipAdaptError(f"Config file not found: {path}. Pass the path of a YAML file (see configs/).")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ClipAdaptError(f"Config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ClipAdaptError(f"Config file {path} must hold a mapping of sections (backbone, data, method, train).")
+        # Relative data paths in a config file are relative to the file, so configs travel.
+        _resolve_relative_paths(raw, path.parent)
+    apply_overrides(raw, overrides or [])
+    return validate_config(raw, source=str(path) if path else "settings")
+
+
+def _resolve_relative_paths(raw: dict, base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in ("root", "train_manifest", "test_manifest", "val_manifest"):
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[key] = str((base / value).resolve())
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (written to every run folder)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
