@@ -1,0 +1,189 @@
+"""ClipBackbone: a frozen open_clip model with an explicit, tappable ViT forward.
+
+The image tower is run block by block here (no forward hooks), so a method can take
+the tokens of any block, insert its own tokens (deep prompts) with an attention mask,
+or run a block's value path only (MaskCLIP), using the primitives `embed`, `block`,
+`value_path_block` and `pool`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipadapt.errors import ClipAdaptError
+
+
+@dataclass
+class ImageFeatures:
+    """What a frozen image pass gives a method.
+
+    tokens: [B, N, D] patch tokens (CLS dropped) of the tapped block, before ln_post;
+        None when the method asked for no tap.
+    embedding: [B, E] CLIP's image embedding, ln_post(CLS) @ proj, NOT normalised.
+    """
+
+    tokens: torch.Tensor | None
+    embedding: torch.Tensor
+
+    def to(self, device, dtype=torch.float32) -> "ImageFeatures":
+        tokens = self.tokens.to(device, dtype, non_blocking=True) if self.tokens is not None else None
+        return ImageFeatures(tokens, self.embedding.to(device, dtype, non_blocking=True))
+
+
+class ClipBackbone(nn.Module):
+    """A CLIP model (open_clip) with every weight frozen and an explicit ViT forward.
+
+    Attributes:
+        name, pretrained, weights_id: where the weights came from (weights_id is the
+            identity used in feature-store keys and checkpoint cards).
+    """
+
+    def __init__(self, model: nn.Module, name: str, pretrained: str | None, weights_id: str):
+        super().__init__()
+        visual = getattr(model, "visual", None)
+        if visual is None or not hasattr(visual, "transformer") or getattr(visual, "attn_pool", None) is not None:
+            raise ClipAdaptError(
+                f"Backbone '{name}' is not a CLIP ViT with [CLS] pooling; clipadapt needs a ViT image tower "
+                "(e.g. ViT-B-16, ViT-L-14)."
+            )
+        if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
+            raise ClipAdaptError(f"Backbone '{name}' pools its image tokens differently from CLIP; not supported.")
+        self.model = model.eval()
+        self.name = name
+        self.pretrained = pretrained
+        self.weights_id = weights_id
+        self.requires_grad_(False)
+        self._tokenizer = None
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def width(self) -> int:
+        return self.visual.transformer.width
+
+    @property
+    def embed_dim(self) -> int:
+        return self.visual.proj.shape[1]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.visual.grid_size)
+
+    @property
+    def num_patches(self) -> int:
+        h, w = self.grid
+        return h * w
+
+    @property
+    def image_size(self) -> int:
+        size = self.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        return tuple(getattr(self.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        return tuple(getattr(self.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(logit_scale), frozen (100 for the OpenAI weights)."""
+        return float(self.model.logit_scale.detach().exp().clamp(max=100.0))
+
+    def describe(self) -> dict:
+        """Identity of this backbone for cards and cache keys."""
+        return {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id}
+
+    # ------------------------------------------------------------------ image primitives
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patchify, prepend [CLS], add positions, ln_pre: [B, 1 + N, D]."""
+        v = self.visual
+        x = v.conv1(images.to(v.conv1.weight.dtype))
+        x = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        return v.ln_pre(x)
+
+    def block(self, index: int, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Run residual block `index` (0-based) on tokens [B, T, D]."""
+        return self.visual.transformer.resblocks[index](x, attn_mask=attn_mask)
+
+    def value_path_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Block `index` with attention replaced by its value path (MaskCLIP):
+        v = x + out_proj(W_v ln_1(x)); v = v + MLP(ln_2(v)). Each token sees only itself."""
+        blk = self.visual.transformer.resblocks[index]
+        attn = blk.attn
+        d = x.shape[-1]
+        w_v = attn.in_proj_weight[2 * d:]
+        b_v = attn.in_proj_bias[2 * d:] if attn.in_proj_bias is not None else None
+        v = F.linear(blk.ln_1(x), w_v, b_v)
+        v = x + blk.ls_1(attn.out_proj(v))
+        return v + blk.ls_2(blk.mlp(blk.ln_2(v)))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP's image embedding from final tokens: ln_post(x[:, 0]) @ proj, [B, E]."""
+        return self.visual.ln_post(x[:, 0]) @ self.visual.proj
+
+    def forward_features(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
+        """The explicit forward: patch tokens after block `tap_block` (1-based, output of
+        that block; None = no tokens) and the CLIP image embedding."""
+        if tap_block is not None and not 1 <= tap_block <= self.num_blocks:
+            raise ClipAdaptError(f"tap_block must be in 1..{self.num_blocks} for {self.name}, got {tap_block}.")
+        x = self.embed(images)
+        tapped = None
+        for i in range(self.num_blocks):
+            x = self.block(i, x)
+            if tap_block is not None and i + 1 == tap_block:
+                tapped = x[:, 1:]
+        return ImageFeatures(tapped, self.pool(x))
+
+    # ------------------------------------------------------------------ text
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = open_clip.get_tokenizer(self.name)
+        return self._tokenizer
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """Token ids [K, context_length] for the model's tokenizer."""
+        return self.tokenizer(texts)
+
+    @property
+    def text_width(self) -> int:
+        return self.model.token_embedding.weight.shape[1]
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input embeddings [K, T, W] of token ids (for learned-context prompts, CoOp)."""
+        return self.model.token_embedding(tokens.to(self.model.token_embedding.weight.device))
+
+    def encode_text_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        """Text features [K, E] from input embeddings [K, T, W]; features are read at
+        `eot_index` (position of the end-of-text token in each row)."""
+        m = self.model
+        x = x + m.positional_embedding.to(x.dtype)
+        x = m.transformer(x, attn_mask=m.attn_mask)
+        x = m.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_index]
+        proj = m.text_projection
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], normalise: bool = True) -> torch.Tensor:
+        """Frozen text features [K, E] of `texts` (computed once per run by methods)."""
+        device = self.model.token_embedding.weight.device
+        feats = self.model.encode_text(self.tokenize(texts).to(device))
+        return F.normalize(feats, dim=-1) if normalise else feats

@@ -1,0 +1,110 @@
+"""Create a ClipBackbone from a model name and a weights source.
+
+Weights sources (`pretrained`):
+- "embedded": weights shipped with clipadapt (the tiny CLIP pretrained on synthetic data);
+- an open_clip tag such as "openai" or "laion2b_s34b_b88k" (downloaded by open_clip,
+  or read from its cache when offline);
+- a local file (.safetensors, .pt, .pth, .bin) holding an open_clip state dict;
+- None / "random": random weights (seeded, so feature caches stay valid), for benchmarks.
+A model name "hf-hub:org/repo" loads config and weights from the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import open_clip
+import torch
+
+from clipadapt.backbone.clip import ClipBackbone
+from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_strict, read_state_dict
+from clipadapt.errors import ClipAdaptError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+RANDOM_INIT_SEED = 0
+_configs_added = False
+
+
+def _register_configs() -> None:
+    """Make clipadapt's own architectures (tiny CLIPs) known to open_clip, once."""
+    global _configs_added
+    if not _configs_added:
+        open_clip.add_model_config(CONFIG_DIR)
+        _configs_added = True
+
+
+def list_backbones() -> list[str]:
+    """Model names usable as backbone.name (open_clip's and clipadapt's)."""
+    _register_configs()
+    return open_clip.list_models()
+
+
+def _is_local_file(pretrained: str) -> bool:
+    return Path(pretrained).expanduser().suffix in {".safetensors", ".pt", ".pth", ".bin"} or Path(pretrained).expanduser().is_file()
+
+
+def _random_model(name: str) -> torch.nn.Module:
+    # Seeded so that "random weights" are the same weights every time (cache keys rely on it).
+    fork = torch.random.fork_rng()
+    with fork:
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return open_clip.create_model(name, pretrained=None)
+
+
+def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embedded") -> ClipBackbone:
+    """Build a frozen ClipBackbone.
+
+    >>> bb = create_backbone("clipadapt-micro", None)
+    >>> bb.num_blocks, bb.width
+    (2, 64)
+    """
+    _register_configs()
+    if name.startswith("hf-hub:"):
+        try:
+            model = open_clip.create_model(name)
+        except Exception as exc:
+            raise ClipAdaptError(
+                f"Could not load '{name}' from the Hugging Face hub ({exc}). Offline? Download the repository "
+                "once and pass backbone.name=<open_clip model name> with backbone.pretrained=<path to its weights file>."
+            ) from None
+        return ClipBackbone(model, name=name, pretrained=None, weights_id=name)
+
+    if name not in open_clip.list_models():
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
+        raise ClipAdaptError(f"Unknown backbone '{name}'. Did you mean {close}? `clipadapt info --list-backbones` lists all.")
+
+    if pretrained in (None, "", "random", "none"):
+        return ClipBackbone(_random_model(name), name=name, pretrained=None, weights_id=f"random-seed{RANDOM_INIT_SEED}")
+
+    if pretrained == "embedded":
+        path = EMBEDDED_WEIGHTS.get(name)
+        if path is None or not path.is_file():
+            raise ClipAdaptError(
+                f"No embedded weights for '{name}'; embedded weights exist for {sorted(EMBEDDED_WEIGHTS)}. "
+                "Use an open_clip tag, a local file, or pretrained=null for random weights."
+            )
+        return _from_file(name, path, pretrained="embedded")
+
+    if _is_local_file(pretrained):
+        return _from_file(name, Path(pretrained).expanduser(), pretrained=str(pretrained))
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise ClipAdaptError(
+            f"'{pretrained}' is neither a file nor an open_clip weights tag of '{name}' (tags: {tags or 'none'})."
+        )
+    try:
+        model = open_clip.create_model(name, pretrained=pretrained)
+    except Exception as exc:
+        raise ClipAdaptError(
+            f"Could not load weights '{pretrained}' for '{name}' ({type(exc).__name__}: {exc}). Offline? Download "
+            "the checkpoint once and pass its path as backbone.pretrained."
+        ) from None
+    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"{name}:{pretrained}")
+
+
+def _from_file(name: str, path: Path, pretrained: str) -> ClipBackbone:
+    model = _random_model(name)
+    load_strict(model, read_state_dict(path), source=str(path), name=name)
+    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"file:{file_fingerprint(path)}")

@@ -1,0 +1,75 @@
+"""Reading CLIP weights from disk safely (safetensors, or torch files without pickled code)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from clipadapt.errors import ClipAdaptError
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+# name -> weights shipped inside the package (see scripts/pretrain_tiny_clip.py)
+EMBEDDED_WEIGHTS = {"clipadapt-tiny": ASSETS_DIR / "clipadapt-tiny.safetensors"}
+
+
+def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (short hex): the identity of local weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from .safetensors or a torch file, never executing pickled code.
+
+    Accepts a bare state dict or one nested under "state_dict" / "model"; strips a
+    leading "module." (DataParallel) from every key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClipAdaptError(f"Weights file not found: {path}. Pass an existing open_clip checkpoint path.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, or a pickle that wants to run code
+        raise ClipAdaptError(
+            f"Could not read weights from {path}: {exc}. Use a .safetensors file or a torch state dict "
+            "of plain tensors (files that need arbitrary pickled objects are refused)."
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ClipAdaptError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> None:
+    """Load `state` into `model`, turning key/shape mismatches into one clear message."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if wrong_shape:
+            k = wrong_shape[0]
+            parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
+        raise ClipAdaptError(
+            f"Weights {source} do not fit model '{name}': " + "; ".join(parts)
+            + ". Check that backbone.name matches the architecture the weights were trained with."
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)

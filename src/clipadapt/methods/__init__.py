@@ -1,0 +1,13 @@
+"""Adaptation methods, registered by name (`METHODS`); add your own with `register_method`."""
+
+from clipadapt.methods import clip_adapter, coop, linear_probe, majority, mhadapter, zeroshot  # noqa: F401 (registers)
+from clipadapt.methods.base import METHODS, FeatureNeeds, Method, MethodParams, register_method
+
+
+def build_method(name: str, backbone, task, params: dict | None = None) -> Method:
+    """Instantiate method `name` with validated params."""
+    cls = METHODS.get(name)
+    return cls(backbone, task, cls.parse_params(params or {}))
+
+
+__all__ = ["METHODS", "FeatureNeeds", "Method", "MethodParams", "build_method", "register_method"]

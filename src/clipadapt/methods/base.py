@@ -1,0 +1,131 @@
+"""The Method contract: what every adaptation method provides to the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from clipadapt.backbone import ClipBackbone, ImageFeatures
+from clipadapt.errors import ClipAdaptError
+from clipadapt.registry import Registry
+from clipadapt.task import TaskSpec
+
+METHODS: Registry[type["Method"]] = Registry("method")
+
+
+def register_method(name: str):
+    """Class decorator: make a Method available by `name` (also from outside the package)."""
+
+    def add(cls: type["Method"]) -> type["Method"]:
+        cls.name = name
+        METHODS.register(name, cls)
+        return cls
+
+    return add
+
+
+class MethodParams(BaseModel):
+    """Base of each method's own settings (method.params in a config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class FeatureNeeds:
+    """What a method needs from the image tower.
+
+    tap_block: 1-based block whose output patch tokens are needed (None = embedding only).
+    frozen_image_path: True when nothing on the image path is trained, so features can
+        be computed once and served from the feature store.
+    """
+
+    tap_block: int | None = None
+    frozen_image_path: bool = True
+
+
+class Method(nn.Module):
+    """An adaptation method on a frozen backbone, for the attributes of a task.
+
+    Subclasses set `Params`, build their modules in `__init__`, and implement
+    `forward(features) -> list of logits [B, K_a]`, one per attribute. The backbone is a
+    submodule (so `.to(device)` moves it) but its weights are frozen unless a method
+    unfreezes some on purpose; checkpoints hold `trained_state()` only.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    trains: ClassVar[bool] = True  # False: no gradient training (zero-shot, majority)
+
+    def __init__(self, backbone: ClipBackbone, task: TaskSpec, params: MethodParams):
+        super().__init__()
+        self.backbone = backbone
+        self.task = task
+        self.params = params
+
+    @classmethod
+    def parse_params(cls, raw: dict) -> MethodParams:
+        """Validate method.params, with the method's name in the error."""
+        try:
+            return cls.Params.model_validate(raw or {})
+        except ValidationError as exc:
+            msgs = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+            known = ", ".join(cls.Params.model_fields)
+            raise ClipAdaptError(f"Invalid method.params for '{cls.name}': {msgs}. Known params: {known or 'none'}.") from None
+
+    def needs(self) -> FeatureNeeds:
+        return FeatureNeeds()
+
+    def forward(self, features: ImageFeatures) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_images(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Logits straight from images (end-to-end path)."""
+        return self(self.backbone.forward_features(images, self.needs().tap_block))
+
+    def fit_statistics(self, labels: torch.Tensor) -> None:
+        """Hook for methods that learn from label statistics alone (majority class)."""
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint must hold: trainable parameters and the method's own
+        persistent buffers (never the frozen backbone weights)."""
+        state = self.state_dict()
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if k in trainable or not k.startswith("backbone.")}
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def prompts(self) -> dict[str, list[str]]:
+        """Class prompts per attribute, for the run card."""
+        return {a.name: a.prompts() for a in self.task.attributes}
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names to exclude from weight decay (default: none)."""
+        return set()
+
+
+class TextClassifier(nn.Module):
+    """Frozen, L2-normalised text features of each attribute's class prompts.
+
+    Computed once at construction (the authors recomputed them at every step). Stored
+    as non-persistent buffers: they are derived from the backbone, never checkpointed.
+    """
+
+    def __init__(self, backbone: ClipBackbone, task: TaskSpec):
+        super().__init__()
+        for i, attr in enumerate(task.attributes):
+            self.register_buffer(f"text_{i}", backbone.encode_text(attr.prompts()), persistent=False)
+        self.count = len(task)
+
+    def weights(self, attribute: int) -> torch.Tensor:
+        return getattr(self, f"text_{attribute}")
+
+
+def cosine_logits(image: torch.Tensor, text: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale * cos(image_i, text_k): [B, K]."""
+    return scale * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()

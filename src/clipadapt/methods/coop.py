@@ -1,0 +1,55 @@
+"""CoOp (Zhou et al.): learned context vectors in front of each class name.
+
+Prompt = [SOS] ctx_1 ... ctx_M <class words> . [EOS]; the context is shared by all
+classes of an attribute (one context per attribute), randomly initialised (std 0.02).
+The frozen text encoder runs on every step because its input is being learned.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from clipadapt.methods.base import Method, MethodParams, cosine_logits, register_method
+
+PLACEHOLDER = "X"
+
+
+class CoOpParams(MethodParams):
+    n_ctx: int = Field(8, ge=1)
+    init_std: float = Field(0.02, gt=0)
+
+
+@register_method("coop")
+class CoOp(Method):
+    Params = CoOpParams
+
+    def __init__(self, backbone, task, params: CoOpParams):
+        super().__init__(backbone, task, params)
+        width = backbone.text_width
+        self.contexts = nn.ParameterList(
+            nn.Parameter(torch.randn(params.n_ctx, width) * params.init_std) for _ in task.attributes
+        )
+        for i, attr in enumerate(task.attributes):
+            texts = [" ".join([PLACEHOLDER] * params.n_ctx) + " " + attr.words(c) + "." for c in attr.classes]
+            tokens = backbone.tokenize(texts)
+            # Frozen pieces of the prompt: embeddings of everything but the context slots.
+            self.register_buffer(f"embeds_{i}", backbone.token_embeddings(tokens).detach(), persistent=False)
+            self.register_buffer(f"eot_{i}", tokens.argmax(dim=-1), persistent=False)
+
+    def class_text_features(self, attribute: int) -> torch.Tensor:
+        """Text features [K, E] of one attribute's prompts with the current context."""
+        embeds = getattr(self, f"embeds_{attribute}")
+        ctx = self.contexts[attribute].to(embeds.dtype).expand(embeds.shape[0], -1, -1)
+        n = ctx.shape[1]
+        x = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1)
+        return self.backbone.encode_text_embeddings(x, getattr(self, f"eot_{attribute}"))
+
+    def prompts(self):
+        ctx = " ".join(["[ctx]"] * self.params.n_ctx)
+        return {a.name: [f"{ctx} {a.words(c)}." for c in a.classes] for a in self.task.attributes}
+
+    def forward(self, features):
+        scale = self.backbone.logit_scale
+        return [cosine_logits(features.embedding, self.class_text_features(a), scale) for a in range(len(self.task))]
