@@ -1,0 +1,1 @@
+"""The `clipadapt` command line."""

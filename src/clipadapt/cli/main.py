@@ -1,0 +1,280 @@
+"""`clipadapt` commands: train, eval, predict, extract, info, demo, import-mhadapter, list."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clipadapt.errors import ClipAdaptError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Adapt frozen CLIP models to attribute and fine-grained classification.")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _quiet_libraries() -> None:
+    # open_clip logs a warning for every randomly initialised model; users chose that.
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+def run_safely(fn):
+    """Turn ClipAdaptError into one clear line on stderr and exit status 2."""
+    try:
+        return fn()
+    except ClipAdaptError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML run config (see configs/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    set_: List[str] = typer.Option([], "--set", help="Override a setting, e.g. --set train.lr=1e-3 (repeatable)."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds: one run per seed in OUT/seed-<s>, plus mean ± std."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+):
+    """Train a method, select on validation, evaluate on test and write the run folder."""
+    from clipadapt.config import load_config
+    from clipadapt.workflow import train_run
+
+    def go():
+        cfg = load_config(config, set_)
+        if seeds:
+            return _train_seeds(cfg, out, seeds, resume, quiet)
+        outcome = train_run(cfg, out, resume=resume, progress=not quiet)
+        _print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
+        out_console.print(f"run folder: {outcome.run_dir}")
+
+    run_safely(go)
+
+
+def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
+    from clipadapt.engine.io import write_json
+    from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
+    from clipadapt.workflow import train_run
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ClipAdaptError(f"--seeds expects integers separated by commas, e.g. 1,2,3; got '{seeds}'.") from None
+    results = []
+    for s in seed_list:
+        run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})})
+        outcome = train_run(run_cfg, out / f"seed-{s}", resume=resume, progress=not quiet)
+        if outcome.metrics:
+            results.append(outcome.metrics)
+    summary = aggregate_seeds(results) if results else {}
+    write_json(out / "seeds_summary.json", {"seeds": seed_list, "summary": summary})
+    if results:
+        table = Table(title=f"{cfg.method.name}: test, mean ± std over {len(results)} seeds")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"):
+            entry = summary["mean"][key]
+            table.add_row(key, format_mean_std(entry["mean"], entry["std"]))
+        out_console.print(table)
+
+
+def _print_metrics(metrics: dict | None, title: str) -> None:
+    if not metrics:
+        out_console.print("(no test split: nothing evaluated)")
+        return
+    table = Table(title=title)
+    for col in ("attribute", "accuracy", "macro-F1", "weighted-F1", "bal. acc (adj.)", "n"):
+        table.add_column(col, justify="right" if col != "attribute" else "left")
+    for name, m in metrics["attributes"].items():
+        table.add_row(name, f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}", f"{100 * m['weighted_f1']:.2f}",
+                      f"{100 * m['balanced_accuracy']:.2f}", str(m["n"]))
+    if len(metrics["attributes"]) > 1:
+        m = metrics["mean"]
+        table.add_row("mean", f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}", f"{100 * m['weighted_f1']:.2f}",
+                      f"{100 * m['balanced_accuracy']:.2f}", "")
+    out_console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `clipadapt train`."),
+    config: Optional[Path] = typer.Option(None, help="Data to evaluate on (default: the run's own config)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a setting of the config."),
+    out: Optional[Path] = typer.Option(None, help="Where to write metrics (default RUN_DIR/eval)."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+):
+    """Evaluate a trained run on a test split: metrics, confusion matrices, predictions."""
+    from clipadapt.config import load_config, validate_config
+    from clipadapt.engine.checkpoint import read_card
+    from clipadapt.config import apply_overrides
+    from clipadapt.workflow import eval_run
+
+    def go():
+        if config is not None:
+            cfg = load_config(config, set_)
+        else:
+            cfg = validate_config(apply_overrides(read_card(run_dir)["config"], set_), source=f"{run_dir}/card.json")
+        metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
+        _print_metrics(metrics, title=f"{run_dir}: test")
+
+    run_safely(go)
+
+
+@app.command()
+def predict(
+    inputs: List[str] = typer.Argument(..., help="Image folders, files, glob patterns or manifests (CSV/Parquet)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet"),
+    batch_size: int = typer.Option(64, min=1),
+    device: str = typer.Option("auto"),
+    num_workers: int = typer.Option(0, min=0),
+    quiet: bool = typer.Option(False),
+):
+    """Predict every attribute of every image: one row per image with class and probabilities."""
+    from clipadapt.data.formats import collect_images
+    from clipadapt.engine.checkpoint import load_run
+    from clipadapt.engine.trainer import resolve_device
+    from clipadapt.predict import predict_images, write_table
+
+    def go():
+        paths = [p for spec in inputs for p in collect_images(spec)]
+        dev = resolve_device(device)
+        method, _card = load_run(checkpoint, device=dev)
+        table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers, progress=not quiet)
+        write_table(table, out)
+        bad = int((~table["ok"]).sum())
+        out_console.print(f"wrote {len(table)} rows to {out}" + (f" ({bad} unreadable images, see the 'error' column)" if bad else ""))
+
+    run_safely(go)
+
+
+@app.command()
+def extract(
+    config: Path = typer.Argument(..., help="YAML run config."),
+    set_: List[str] = typer.Option([], "--set", help="Override a setting."),
+    quiet: bool = typer.Option(False),
+):
+    """Fill the feature store for a config's splits ahead of training."""
+    from clipadapt.config import load_config
+    from clipadapt.workflow import extract_run
+
+    def go():
+        done = extract_run(load_config(config, set_), progress=not quiet)
+        out_console.print_json(json.dumps(done))
+
+    run_safely(go)
+
+
+@app.command()
+def info(
+    method: str = typer.Option("mhadapter", help="Method name (see `clipadapt list`)."),
+    backbone: str = typer.Option("clipadapt-tiny", help="open_clip model name."),
+    pretrained: Optional[str] = typer.Option(None, help="Weights (default: random; the count does not depend on them)."),
+    attribute: str = typer.Option("weather", help="GSS attribute whose classes size the heads."),
+    set_: List[str] = typer.Option([], "--set", help="Method params, e.g. --set heads=8."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Trainable and total parameters of a method on a backbone, its tap, and the feature-store size per image."""
+    from clipadapt.backbone import create_backbone
+    from clipadapt.config import apply_overrides
+    from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
+    from clipadapt.features.store import describe_per_image_bytes
+    from clipadapt.methods import build_method
+    from clipadapt.task import TaskSpec
+
+    def go():
+        _quiet_libraries()
+        if attribute not in GSS_SCHEMA:
+            raise ClipAdaptError(f"--attribute must be one of {sorted(GSS_SCHEMA)}, got '{attribute}'.")
+        bb = create_backbone(backbone, pretrained)
+        task = TaskSpec((gss_attribute(attribute, GSS_SCHEMA[attribute][1]),))
+        m = build_method(method, bb, task, apply_overrides({}, set_))
+        needs = m.needs()
+        token_shape = (bb.num_patches, bb.width) if needs.tap_block else None
+        report = {
+            "method": method, "backbone": backbone, "attribute": attribute, "classes": task.attributes[0].num_classes,
+            "trainable_parameters": m.num_trainable(),
+            "total_parameters": sum(p.numel() for p in m.parameters()),
+            "backbone_parameters": sum(p.numel() for p in bb.parameters()),
+            "tap": {"block": needs.tap_block, "of_blocks": bb.num_blocks,
+                    "tokens_shape": list(token_shape) if token_shape else None},
+            "feature_store": {"cacheable": needs.frozen_image_path,
+                              "bytes_per_image": describe_per_image_bytes(token_shape, bb.embed_dim, 1) if needs.frozen_image_path else 0,
+                              "holds": ("fp16 patch tokens " + "x".join(map(str, token_shape)) + " + " if token_shape else "")
+                              + f"fp32 embedding {bb.embed_dim}"},
+        }
+        if as_json:
+            out_console.print_json(json.dumps(report))
+        else:
+            for k, v in report.items():
+                out_console.print(f"[bold]{k}[/]: {v}")
+
+    run_safely(go)
+
+
+@app.command("list")
+def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | formats")):
+    """List registered methods, backbones or data formats."""
+    def go():
+        if what == "methods":
+            from clipadapt.methods import METHODS
+            names = METHODS.names()
+        elif what == "backbones":
+            from clipadapt.backbone import list_backbones
+            names = list_backbones()
+        elif what == "formats":
+            from clipadapt.data.formats import DATA_FORMATS
+            names = DATA_FORMATS.names()
+        else:
+            raise ClipAdaptError(f"Can list methods, backbones or formats, not '{what}'.")
+        out_console.print("\n".join(names))
+
+    run_safely(go)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
+    task: str = typer.Option("gss", help="gss (street-view attributes)."),
+    quiet: bool = typer.Option(False),
+):
+    """Offline demo: render a synthetic street-view data set, train CLIP-MHAdapter and the
+    baselines on it with the embedded tiny CLIP, and print a comparison table."""
+    from clipadapt.cli.demo import run_demo
+
+    run_safely(lambda: run_demo(out, task=task, progress=not quiet, console=out_console))
+
+
+@app.command("import-mhadapter")
+def import_mhadapter(
+    checkpoint_file: Path = typer.Argument(..., help="The authors' Dassl checkpoint (model.pth.tar-N)."),
+    attribute: str = typer.Option(..., help="GSS attribute the checkpoint was trained for."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    backbone: str = typer.Option("ViT-B-16-quickgelu"),
+    pretrained: Optional[str] = typer.Option("openai"),
+    beta: float = typer.Option(0.2),
+    heads: int = typer.Option(4),
+):
+    """Convert an authors' CLIP-MHAdapter checkpoint into a clipadapt run folder (no pickled code runs)."""
+    from clipadapt.importers.dassl_mhadapter import import_mhadapter_checkpoint
+
+    def go():
+        path = import_mhadapter_checkpoint(checkpoint_file, attribute, None, backbone, pretrained, beta, heads, out)
+        out_console.print(f"wrote {path}")
+
+    run_safely(go)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training and evaluation: losses, schedule, the trainer loop and checkpoints."""

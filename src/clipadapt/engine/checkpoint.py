@@ -1,0 +1,147 @@
+"""Checkpoints: safetensors of the trained tensors plus a JSON run card; strict loading.
+
+The card holds everything needed to rebuild the model (method and params, backbone
+name and weights, task with class names and prompts, preprocessing) so a run folder
+is self-describing. No pickle is ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import load_file, save_file
+
+import clipadapt
+from clipadapt.backbone import create_backbone
+from clipadapt.engine.io import atomic_write, write_json
+from clipadapt.errors import ClipAdaptError
+from clipadapt.methods import Method, build_method
+from clipadapt.task import TaskSpec
+
+CHECKPOINT = "checkpoint.safetensors"
+CARD = "card.json"
+
+
+def versions() -> dict:
+    return {
+        "clipadapt": clipadapt.__version__,
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def build_card(method: Method, **extra) -> dict:
+    """The run card of `method`; `extra` adds run facts (seed, config, metrics ...)."""
+    bb = method.backbone
+    card = {
+        "method": method.name,
+        "params": method.params.model_dump(mode="json"),
+        "backbone": bb.describe(),
+        "task": method.task.to_dict(),
+        "prompts": method.prompts(),
+        "preprocessing": {
+            "image_size": bb.image_size,
+            "mean": list(bb.image_mean),
+            "std": list(bb.image_std),
+            "test": "resize short side (bicubic) + centre crop",
+        },
+        "tap": {"block": method.needs().tap_block, "of_blocks": bb.num_blocks, "tokens": "patches (CLS dropped), before ln_post"},
+        "trainable_parameters": method.num_trainable(),
+        "versions": versions(),
+    }
+    card.update(extra)
+    return card
+
+
+def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """safetensors, atomically (tensors made contiguous and moved to CPU)."""
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    atomic_write(path, lambda p: save_file(clean, str(p)))
+
+
+def write_checkpoint(run_dir: Path, method: Method, card: dict, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write checkpoint.safetensors (trained state) and card.json into `run_dir`."""
+    save_state(Path(run_dir) / CHECKPOINT, state if state is not None else method.trained_state())
+    write_json(Path(run_dir) / CARD, card)
+
+
+def read_card(run_dir: Path) -> dict:
+    """The card of a run folder, with a clear error when it is not one."""
+    path = Path(run_dir) / CARD
+    if not path.is_file():
+        raise ClipAdaptError(f"{run_dir} is not a clipadapt run folder (no {CARD}). Pass the --out folder of a `clipadapt train` run.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ClipAdaptError(f"{path} is not valid JSON ({exc}).") from None
+
+
+def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load trained tensors; any missing, unexpected or mis-shaped key is an error."""
+    expected = method.trained_state()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        detail = []
+        if missing:
+            detail.append(f"missing {missing[:4]}")
+        if unexpected:
+            detail.append(f"unexpected {unexpected[:4]}")
+        if shapes:
+            k = sorted(shapes)[0]
+            detail.append(f"shape of {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
+        raise ClipAdaptError(
+            f"Checkpoint {source} does not match method '{method.name}' on backbone '{method.backbone.name}' "
+            f"({'; '.join(detail)}). It was trained with other settings, classes or backbone."
+        )
+    method.load_state_dict(state, strict=False)  # strictness checked above against trained_state
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -> tuple[Method, dict]:
+    """Rebuild the method of a run folder from its card and load its checkpoint strictly.
+
+    `backbone` may be passed to reuse one already built; it must be the card's backbone.
+    """
+    run_dir = Path(run_dir)
+    card = read_card(run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_file():
+        raise ClipAdaptError(f"{run_dir} has a card but no {CHECKPOINT}; the run did not finish. Re-run or resume it.")
+    want = card["backbone"]
+    if backbone is None:
+        backbone = create_backbone(want["name"], want.get("pretrained"))
+    check_backbone(card, backbone, source=str(run_dir))
+    method = build_method(card["method"], backbone, TaskSpec.from_dict(card["task"]), card.get("params", {}))
+    load_state_strict(method, load_file(str(ckpt)), source=str(ckpt))
+    return method.to(device).eval(), card
+
+
+def check_backbone(card: dict, backbone, source: str) -> None:
+    """The backbone must be the one the checkpoint was trained on (name and weights)."""
+    want = card["backbone"]
+    if want["name"] != backbone.name or want.get("weights_id") != backbone.weights_id:
+        raise ClipAdaptError(
+            f"{source} was trained on backbone {want['name']} (weights {want.get('weights_id')}), but the backbone "
+            f"given is {backbone.name} (weights {backbone.weights_id}). Use the same backbone and weights."
+        )
+
+
+def check_task(card_task: TaskSpec, data_task: TaskSpec, source: str) -> None:
+    """A checkpoint only evaluates data with the same attributes and class lists."""
+    if card_task.names != data_task.names:
+        raise ClipAdaptError(
+            f"{source} predicts attributes {card_task.names}, but the data has {data_task.names}. "
+            "Evaluate on data with the same label columns."
+        )
+    for mine, theirs in zip(card_task.attributes, data_task.attributes):
+        if list(mine.classes) != list(theirs.classes):
+            raise ClipAdaptError(
+                f"{source} was trained for {mine.name} classes {list(mine.classes)}, but the data's classes are "
+                f"{list(theirs.classes)}. A checkpoint only evaluates the classes it was trained on."
+            )

@@ -1,0 +1,252 @@
+"""The training loop: epochs over a batch source, warm-up + cosine, early stopping on
+validation, resumable state, and prediction.
+
+The loop owns devices, precision, schedule, logging and checkpoints; the method owns
+its math (Lightning's split).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from clipadapt.backbone import ImageFeatures
+from clipadapt.config import RunConfig
+from clipadapt.data.dataset import DataSplits, LabelledImages
+from clipadapt.engine.checkpoint import save_state
+from clipadapt.engine.io import write_json
+from clipadapt.engine.losses import AttributeLoss
+from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
+from clipadapt.engine.schedule import lr_at_epoch, set_lr
+from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
+from clipadapt.errors import ClipAdaptError
+from clipadapt.methods import Method
+from clipadapt.metrics.classification import attribute_metrics
+
+RESUME_STATE = "resume.safetensors"
+RESUME_INFO = "resume.json"
+BEST_STATE = "checkpoint.safetensors"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as given (validated)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ClipAdaptError(f"train.device={name} but no CUDA device is available here. Use train.device=auto or cpu.")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not enabled, transient=False,
+    )
+
+
+@dataclass
+class FitResult:
+    """What training produced: per-epoch history and the selected epoch."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float | None = None
+    stopped_early: bool = False
+
+
+class Runner:
+    """Serves batches to a method and runs it: training, validation, prediction."""
+
+    def __init__(self, method: Method, cfg: RunConfig, progress: bool = True):
+        self.method = method
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.progress = progress
+        self.method.to(self.device)
+        self._sources: dict[tuple, object] = {}
+
+    # --------------------------------------------------------------- data
+    def uses_store(self, train: bool) -> bool:
+        needs = self.method.needs()
+        if self.cfg.features.cache == "off" or not needs.frozen_image_path:
+            return False
+        return not (train and self.cfg.train.end_to_end)
+
+    def source(self, images: LabelledImages, train: bool):
+        """The batch source of an image list (cached per list and mode)."""
+        key = (id(images), train)
+        if key not in self._sources:
+            if self.uses_store(train):
+                views = self.cfg.features.train_views if train else 1
+                self._sources[key] = FeatureBatches(
+                    self.method.backbone, self.method.needs(), images, self.cfg.features, views=views,
+                    device=self.device, num_workers=self.cfg.train.num_workers, progress=self.progress)
+            else:
+                transform = make_transform(self.method.backbone, train=train)
+                self._sources[key] = ImageBatches(images, transform, num_workers=self.cfg.train.num_workers)
+        return self._sources[key]
+
+    def logits(self, batch) -> list[torch.Tensor]:
+        if isinstance(batch, ImageFeatures):
+            return self.method(batch.to(self.device))
+        images = batch.to(self.device, non_blocking=True)
+        if self.method.needs().frozen_image_path:
+            with torch.no_grad():
+                feats = self.method.backbone.forward_features(images, self.method.needs().tap_block)
+            return self.method(feats)
+        return self.method.forward_images(images)
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    # --------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict_proba(self, images: LabelledImages, description: str = "predict") -> list[np.ndarray]:
+        """Class probabilities per attribute, [N, K_a] each, in row order."""
+        self.method.eval()
+        src = self.source(images, train=False)
+        order = np.arange(len(images))
+        out: list[list[np.ndarray]] = [[] for _ in self.method.task.attributes]
+        bs = self.cfg.train.eval_batch_size
+        with progress_bar(self.progress) as bar:
+            task = bar.add_task(description, total=len(images), info="")
+            for batch, idx in src.batches(order, bs):
+                with self.autocast():
+                    logits = self.logits(batch)
+                for a, lg in enumerate(logits):
+                    out[a].append(torch.softmax(lg.float(), dim=-1).cpu().numpy())
+                bar.advance(task, len(idx))
+        return [np.concatenate(parts) if parts else np.zeros((0, a.num_classes))
+                for parts, a in zip(out, self.method.task.attributes)]
+
+    def evaluate(self, images: LabelledImages, description: str = "evaluate") -> tuple[dict, list[np.ndarray]]:
+        """Metrics of the method on a labelled list, and the probabilities."""
+        probs = self.predict_proba(images, description)
+        preds = np.stack([p.argmax(1) for p in probs], axis=1)
+        metrics = attribute_metrics(images.labels, preds, self.method.task)
+        metrics["loss"] = float(self._loss_of(probs, images.labels))
+        return metrics, probs
+
+    @staticmethod
+    def _loss_of(probs: list[np.ndarray], labels: np.ndarray) -> float:
+        total = 0.0
+        for a, p in enumerate(probs):
+            keep = labels[:, a] >= 0
+            if keep.any():
+                total += float(-np.log(np.clip(p[keep, labels[keep, a]], 1e-12, None)).mean())
+        return total
+
+    # --------------------------------------------------------------- training
+    def fit(self, splits: DataSplits, run_dir: Path, resume: bool = False) -> FitResult:
+        """Train on splits.train, select on splits.val; the best state is written to
+        run_dir/checkpoint.safetensors and kept loaded in the method at the end."""
+        cfg, method = self.cfg.train, self.method
+        run_dir = Path(run_dir)
+        method.fit_statistics(torch.as_tensor(splits.train.labels))
+        if not method.trains or cfg.epochs == 0:
+            return FitResult()
+        seed_everything(cfg.seed)
+        counts = [splits.train.class_counts(a) for a in range(len(method.task))]
+        criterion = AttributeLoss(cfg.loss, counts, gamma=cfg.focal_gamma, cb_beta=cfg.cb_beta)
+        optimizer = build_optimizer(method, cfg)
+        result, start = FitResult(), 0
+        patience_left = cfg.patience
+        if resume and (run_dir / RESUME_INFO).is_file():
+            start, result, patience_left = self._load_resume(run_dir, optimizer)
+        labels = torch.as_tensor(splits.train.labels)
+        train_src = self.source(splits.train, train=True)
+        has_val = splits.val is not None and len(splits.val) > 0
+        if has_val:
+            self.source(splits.val, train=False)  # fill the store before the progress bar starts
+        with progress_bar(self.progress) as bar:
+            task = bar.add_task("train", total=cfg.epochs, completed=start, info="")
+            for epoch in range(start, cfg.epochs):
+                lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr)
+                set_lr(optimizer, lr)
+                train_loss = self._train_epoch(train_src, labels, criterion, optimizer, epoch)
+                row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+                if has_val:
+                    val_metrics, _ = self.evaluate(splits.val, description="validate")
+                    row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
+                    row["val_loss"] = val_metrics["loss"]
+                    score = -val_metrics["loss"] if cfg.monitor == "loss" else val_metrics["mean"][cfg.monitor]
+                else:
+                    score = float(epoch)  # no validation: the last epoch is the selected one
+                result.history.append(row)
+                if result.best_score is None or score > result.best_score:
+                    result.best_score, result.best_epoch = score, epoch + 1
+                    save_state(run_dir / BEST_STATE, method.trained_state())
+                    patience_left = cfg.patience
+                elif patience_left is not None:
+                    patience_left -= 1
+                self._save_resume(run_dir, optimizer, epoch + 1, result, patience_left)
+                info = f"loss {train_loss:.3f}" + (f" val {cfg.monitor} {row.get('val_' + cfg.monitor, 0):.3f}" if has_val else "")
+                bar.update(task, advance=1, info=info)
+                if patience_left is not None and patience_left <= 0 and has_val:
+                    result.stopped_early = True
+                    break
+        from safetensors.torch import load_file
+
+        method.load_state_dict(load_file(str(run_dir / BEST_STATE), device=str(self.device)), strict=False)
+        return result
+
+    def _train_epoch(self, source, labels: torch.Tensor, criterion, optimizer, epoch: int) -> float:
+        method, cfg = self.method, self.cfg.train
+        method.train()
+        method.backbone.eval()  # frozen backbone: no dropout / BN updates inside it
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable, order set by (seed, epoch)
+        order = torch.randperm(len(labels), generator=gen).numpy()
+        total, batches = 0.0, 0
+        for batch, idx in source.batches(order, cfg.batch_size, epoch):
+            with self.autocast():
+                logits = self.logits(batch)
+            loss = criterion(logits, labels[idx].to(self.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.grad_clip)
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+        return total / max(batches, 1)
+
+    # --------------------------------------------------------------- resume
+    def _save_resume(self, run_dir: Path, optimizer, epoch: int, result: FitResult, patience_left) -> None:
+        tensors, meta = optimizer_state(optimizer)
+        state = {f"model.{k}": v for k, v in self.method.trained_state().items()}
+        state.update({f"optim.{k}": v for k, v in tensors.items()})
+        save_state(run_dir / RESUME_STATE, state)
+        write_json(run_dir / RESUME_INFO, {
+            "epoch": epoch, "best_epoch": result.best_epoch, "best_score": result.best_score,
+            "patience_left": patience_left, "history": result.history, "optimizer": meta,
+        })
+
+    def _load_resume(self, run_dir: Path, optimizer) -> tuple[int, FitResult, int | None]:
+        from safetensors.torch import load_file
+
+        info = json.loads((run_dir / RESUME_INFO).read_text())
+        state = load_file(str(run_dir / RESUME_STATE), device=str(self.device))
+        model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        from clipadapt.engine.checkpoint import load_state_strict
+
+        load_state_strict(self.method, model, source=str(run_dir / RESUME_STATE))
+        load_optimizer_state(optimizer, {k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")},
+                             info["optimizer"])
+        result = FitResult(info["history"], info["best_epoch"], info["best_score"])
+        return info["epoch"], result, info["patience_left"]

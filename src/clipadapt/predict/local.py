@@ -1,0 +1,64 @@
+"""Batch prediction on this machine, streaming rows so a large job keeps little in memory.
+
+A bad image does not stop the job: its row gets `ok = False` and the error, and the
+probabilities are left empty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from clipadapt.data.images import ImageDataset
+from clipadapt.engine.io import atomic_write
+from clipadapt.engine.sources import make_transform
+from clipadapt.engine.trainer import progress_bar
+from clipadapt.errors import ClipAdaptError
+from clipadapt.methods import Method
+
+
+def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
+                   num_workers: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Predict every attribute for `paths`: columns path, ok, error, then per attribute the
+    predicted class and '<attribute>:p(<class>)' for every class."""
+    method.eval().to(device)
+    dataset = ImageDataset(paths, make_transform(method.backbone, train=False), on_error="flag")
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    attrs = method.task.attributes
+    probs = [np.full((len(paths), a.num_classes), np.nan, dtype=np.float32) for a in attrs]
+    ok = np.zeros(len(paths), dtype=bool)
+    with progress_bar(progress) as bar, torch.no_grad():
+        job = bar.add_task("predict", total=len(paths), info="")
+        for images, index, good in loader:
+            index, good = index.numpy(), good.numpy().astype(bool)
+            if good.any():
+                feats = method.backbone.forward_features(images[good].to(device), method.needs().tap_block)
+                for a, logits in enumerate(method(feats)):
+                    probs[a][index[good]] = torch.softmax(logits.float(), -1).cpu().numpy()
+            ok[index] = good
+            bar.advance(job, len(index))
+    table = {"path": [str(p) for p in paths], "ok": ok,
+             "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
+    for a, attr in enumerate(attrs):
+        best = np.nan_to_num(probs[a], nan=-1.0).argmax(1)
+        table[attr.name] = [attr.classes[k] if ok[i] else "" for i, k in enumerate(best)]
+        for k, cls in enumerate(attr.classes):
+            table[f"{attr.name}:p({cls})"] = probs[a][:, k]
+    return pd.DataFrame(table)
+
+
+def write_table(table: pd.DataFrame, out: Path) -> Path:
+    """Write CSV or Parquet by suffix, atomically."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        atomic_write(out, lambda p: table.to_csv(p, index=False))
+    elif suffix in (".parquet", ".pq"):
+        atomic_write(out, lambda p: table.to_parquet(p, index=False))
+    else:
+        raise ClipAdaptError(f"--out {out}: use a .csv or .parquet file name.")
+    return out

@@ -1,0 +1,140 @@
+"""Whole runs: train (+ evaluate + write the run folder), evaluate a run, extract features.
+
+The CLI and the demo call these; library users can too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clipadapt.backbone import create_backbone
+from clipadapt.config import RunConfig, dump_config
+from clipadapt.data.dataset import LabelledImages
+from clipadapt.data.formats import build_splits
+from clipadapt.engine.checkpoint import build_card, check_task, load_run, read_card, write_checkpoint
+from clipadapt.engine.io import write_json, write_text
+from clipadapt.engine.trainer import Runner, seed_everything
+from clipadapt.errors import ClipAdaptError
+from clipadapt.methods import build_method
+from clipadapt.metrics.classification import write_confusion_csv
+from clipadapt.metrics.plots import plot_confusion, plot_curves
+
+
+@dataclass
+class RunOutcome:
+    """What a run wrote: its folder, test metrics (or None) and the card."""
+
+    run_dir: Path
+    metrics: dict | None
+    card: dict
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path:
+    """Create the run folder; refuse to overwrite a finished run unless resuming."""
+    out = Path(out)
+    if (out / "card.json").is_file() and not resume:
+        raise ClipAdaptError(f"{out} already holds a finished run. Choose another --out, or delete it first.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True, backbone=None) -> RunOutcome:
+    """Train cfg.method on cfg.data, select on validation, evaluate on test, write the run folder:
+    config.yaml, checkpoint.safetensors, card.json, history.json, metrics.json, confusion
+    matrices (CSV + PNG) and test predictions."""
+    out = prepare_run_dir(out, resume)
+    write_text(out / "config.yaml", dump_config(cfg))
+    seed_everything(cfg.train.seed)
+    splits = build_splits(cfg.data)
+    if cfg.data.shots:
+        from clipadapt.data.splits import save_shots
+
+        save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
+    if backbone is None:
+        backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
+    method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
+    runner = Runner(method, cfg, progress=progress)
+    fit = runner.fit(splits, out, resume=resume)
+    write_json(out / "history.json", fit.history)
+    if fit.history:
+        plot_curves(fit.history, out / "curves.png")
+    metrics = None
+    if splits.test is not None and len(splits.test):
+        metrics, probs = runner.evaluate(splits.test, description="test")
+        write_evaluation(out, metrics, probs, splits.test)
+    card = build_card(
+        method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
+        data={"format": cfg.data.format, "train": len(splits.train), "val": len(splits.val) if splits.val else 0,
+              "test": len(splits.test) if splits.test else 0},
+        selection={"monitor": cfg.train.monitor, "best_epoch": fit.best_epoch, "best_score": fit.best_score,
+                   "stopped_early": fit.stopped_early, "epochs_run": len(fit.history)},
+        metrics=metrics["mean"] if metrics else None,
+    )
+    write_checkpoint(out, method, card)
+    for name in ("resume.safetensors", "resume.json"):  # the run is complete; resume state is spent
+        (out / name).unlink(missing_ok=True)
+    return RunOutcome(out, metrics, card)
+
+
+def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: LabelledImages) -> None:
+    """metrics.json, per-attribute confusion matrices (CSV, PNG) and predictions.csv."""
+    write_json(out / "metrics.json", metrics)
+    task = images.task
+    for attr in task.attributes:
+        cm = np.asarray(metrics["attributes"][attr.name]["confusion_matrix"])
+        write_confusion_csv(out / f"confusion_{attr.name}.csv", cm, list(attr.classes), normalise=False)
+        plot_confusion(cm, list(attr.classes), out / f"confusion_{attr.name}.png", title=f"{attr.name} (row-normalised)")
+    predictions_table(images, probs).to_csv(out / "predictions.csv", index=False)
+
+
+def predictions_table(images: LabelledImages, probs: list[np.ndarray]) -> pd.DataFrame:
+    """One row per image: path, then per attribute the true label (if any), the
+    predicted class and every class probability (column '<attribute>:p(<class>)')."""
+    table = {"path": [str(p) for p in images.paths]}
+    for a, attr in enumerate(images.task.attributes):
+        labels = images.labels[:, a]
+        if (labels >= 0).any():
+            table[f"{attr.name}:true"] = [attr.classes[y] if y >= 0 else "" for y in labels]
+        table[attr.name] = [attr.classes[i] for i in probs[a].argmax(1)] if len(probs[a]) else []
+        for k, cls in enumerate(attr.classes):
+            table[f"{attr.name}:p({cls})"] = probs[a][:, k]
+    return pd.DataFrame(table)
+
+
+def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate a trained run on the test split of `cfg.data` (default: the run's own data)."""
+    card = read_card(run_dir)
+    if cfg is None:
+        cfg = RunConfig.model_validate(card["config"])
+    method, card = load_run(run_dir)
+    splits = build_splits(cfg.data)
+    check_task(method.task, splits.task, source=str(run_dir))
+    if splits.test is None or not len(splits.test):
+        raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
+    runner = Runner(method, cfg, progress=progress)
+    metrics, probs = runner.evaluate(splits.test, description="test")
+    write_evaluation(Path(out or Path(run_dir) / "eval"), metrics, probs, splits.test)
+    return metrics
+
+
+def extract_run(cfg: RunConfig, progress: bool = True) -> dict:
+    """Fill the feature store for every split of cfg.data (ahead of training)."""
+    splits = build_splits(cfg.data)
+    backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
+    method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
+    runner = Runner(method, cfg, progress=progress)
+    if not (runner.uses_store(train=True) and runner.uses_store(train=False)):
+        raise ClipAdaptError(
+            f"Nothing to extract: method '{method.name}' trains on the image path, or features.cache=off, "
+            "or train.end_to_end=true."
+        )
+    done = {}
+    for name, images, train in (("train", splits.train, True), ("val", splits.val, False), ("test", splits.test, False)):
+        if images is not None and len(images):
+            src = runner.source(images, train=train)
+            done[name] = {"images": len(images), "views": src.store.done.shape[1], "key": src.key}
+    return done
