@@ -152,6 +152,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply dotted key=value overrides to a raw config dict (in place) and return it."""
+    if isinstance(raw.get("method"), str):  # the `method: coop` shorthand
+        raw["method"] = {"name": raw["method"]}
     for text in overrides:
         keys, value = parse_override(text)
         node = raw
