@@ -210,8 +210,9 @@ class Runner:
         method, cfg = self.method, self.cfg.train
         method.train()
         method.backbone.eval()  # frozen backbone: no dropout / BN updates inside it
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # resumable, order set by (seed, epoch)
-        order = torch.randperm(len(labels), generator=gen).numpy()
+        # Order and dropout depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one.
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = torch.randperm(len(labels)).numpy()
         total, batches = 0.0, 0
         for batch, idx in source.batches(order, cfg.batch_size, epoch):
             with self.autocast():
