@@ -60,8 +60,6 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     runner = Runner(method, cfg, progress=progress)
     fit = runner.fit(splits, out, resume=resume)
     write_json(out / "history.json", fit.history)
-    if fit.history:
-        plot_curves(fit.history, out / "curves.png")
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
@@ -75,6 +73,8 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         metrics=metrics["mean"] if metrics else None,
     )
     write_checkpoint(out, method, card)
+    if fit.history:
+        plot_curves(fit.history, out / "curves.png")
     for name in ("resume.safetensors", "resume.json"):  # the run is complete; resume state is spent
         (out / name).unlink(missing_ok=True)
     return RunOutcome(out, metrics, card)

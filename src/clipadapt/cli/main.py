@@ -85,6 +85,11 @@ def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
         out_console.print(table)
 
 
+def percent(value: float | None) -> str:
+    """A score as a percentage; n/a where it is undefined (no labels, a single class)."""
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
 def _print_metrics(metrics: dict | None, title: str) -> None:
     if not metrics:
         out_console.print("(no test split: nothing evaluated)")
@@ -92,13 +97,11 @@ def _print_metrics(metrics: dict | None, title: str) -> None:
     table = Table(title=title)
     for col in ("attribute", "accuracy", "macro-F1", "weighted-F1", "bal. acc (adj.)", "n"):
         table.add_column(col, justify="right" if col != "attribute" else "left")
+    keys = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
     for name, m in metrics["attributes"].items():
-        table.add_row(name, f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}", f"{100 * m['weighted_f1']:.2f}",
-                      f"{100 * m['balanced_accuracy']:.2f}", str(m["n"]))
+        table.add_row(name, *(percent(m[k]) for k in keys), str(m["n"]))
     if len(metrics["attributes"]) > 1:
-        m = metrics["mean"]
-        table.add_row("mean", f"{100 * m['accuracy']:.2f}", f"{100 * m['macro_f1']:.2f}", f"{100 * m['weighted_f1']:.2f}",
-                      f"{100 * m['balanced_accuracy']:.2f}", "")
+        table.add_row("mean", *(percent(metrics["mean"][k]) for k in keys), "")
     out_console.print(table)
 
 

@@ -186,6 +186,7 @@ class Runner:
                     row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
                     row["val_loss"] = val_metrics["loss"]
                     score = -val_metrics["loss"] if cfg.monitor == "loss" else val_metrics["mean"][cfg.monitor]
+                    score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
                 else:
                     score = float(epoch)  # no validation: the last epoch is the selected one
                 result.history.append(row)
