@@ -12,12 +12,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.config import FeatureConfig
 from clipadapt.data.dataset import LabelledImages
-from clipadapt.data.images import ImageDataset
+from clipadapt.data.images import ImageDataset, load_image
 from clipadapt.data.transforms import describe_transform, test_transform, train_transform
 from clipadapt.features.store import FeatureStore, ViewSampler, extract, feature_key, image_list_fingerprint, seeded_view_transform
 from clipadapt.methods import FeatureNeeds
@@ -48,6 +48,21 @@ class ImageBatches:
             yield images, index.numpy()
 
 
+class AugmentedViews(Dataset):
+    """Images through a seeded per-(item, view) augmentation: (tensor, index)."""
+
+    def __init__(self, images: LabelledImages, view_transform):
+        self.images = images
+        self.view_transform = view_transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = load_image(self.images.paths[index], self.images.sources[index] if self.images.sources else None)
+        return self.view_transform(image, index), index
+
+
 class FeatureBatches:
     """Frozen features of one image list, from the content-keyed feature store.
 
@@ -73,17 +88,15 @@ class FeatureBatches:
         self.sampler = ViewSampler(views, seed=VIEW_SEED)
         self.key = feature_key(parts)
         if not self.store.complete:
-            dataset = ImageDataset(images.paths, transform, sources=images.sources)
-            if augment:
-                dataset = ImageDataset(images.paths, None, sources=images.sources)
 
             def make_loader(items, view):
-                if augment:
-                    ds = ImageDataset(images.paths, seeded_view_transform(transform, VIEW_SEED, view), sources=images.sources)
-                else:
-                    ds = dataset
-                loader = DataLoader(Subset(ds, list(items)), batch_size=cfg.batch_size, num_workers=num_workers)
-                return ((imgs, idx) for imgs, idx, _ok in loader)
+                # View v of image i is always the same crop (seeded by (seed, i, v)), so an
+                # interrupted extraction resumes with identical views.
+                view_transform = seeded_view_transform(transform, VIEW_SEED, view) if augment else None
+                dataset = AugmentedViews(images, view_transform) if augment else ImageDataset(
+                    images.paths, transform, sources=images.sources)
+                loader = DataLoader(Subset(dataset, list(items)), batch_size=cfg.batch_size, num_workers=num_workers)
+                return ((batch[0], batch[1]) for batch in loader)
 
             def encode(imgs):
                 feats = backbone.forward_features(imgs.to(device), needs.tap_block)

@@ -1,0 +1,80 @@
+"""Data formats by name, and the one entry point: build_splits(cfg) -> DataSplits."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Callable
+
+
+from clipadapt.config import DataConfig
+from clipadapt.data.dataset import DataSplits, LabelledImages
+from clipadapt.data.folder import read_folder
+from clipadapt.data.gss import read_gss
+from clipadapt.data.images import IMAGE_EXTENSIONS
+from clipadapt.data.manifest import read_manifest
+from clipadapt.data.splits import sample_shots, stratified_split
+from clipadapt.data.tables import read_table
+from clipadapt.errors import ClipAdaptError
+from clipadapt.registry import Registry
+
+Reader = Callable[[DataConfig], tuple[LabelledImages, LabelledImages | None, LabelledImages | None]]
+DATA_FORMATS: Registry[Reader] = Registry("data format")
+DATA_FORMATS.register("gss", read_gss)
+DATA_FORMATS.register("manifest", read_manifest)
+DATA_FORMATS.register("folder", read_folder)
+
+
+@DATA_FORMATS.register("synthetic-gss")
+def read_synthetic_gss(cfg: DataConfig):
+    """Render a GSS-layout folder at data.root (once) and read it with the gss reader."""
+    from clipadapt.data.synthetic.streets import write_gss_dataset
+
+    if cfg.root is None:
+        raise ClipAdaptError("data.root is required for format 'synthetic-gss' (where the images are rendered).")
+    allowed = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
+    unknown = set(cfg.synthetic) - allowed
+    if unknown:
+        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
+    write_gss_dataset(Path(cfg.root).expanduser(), **cfg.synthetic)
+    return read_gss(cfg)
+
+
+def build_splits(cfg: DataConfig) -> DataSplits:
+    """Read cfg.format, then make the stratified validation split (if the source has none)
+    and the K-shot training subset (if cfg.shots)."""
+    train, val, test = DATA_FORMATS.get(cfg.format)(cfg)
+    if len(train) == 0:
+        raise ClipAdaptError(f"The train split of format '{cfg.format}' is empty.")
+    if val is None and cfg.val_fraction > 0:
+        keep, held = stratified_split(train.labels[:, 0], cfg.val_fraction, cfg.split_seed)
+        train, val = train.subset(keep), train.subset(held)
+    if cfg.shots:
+        train = train.subset(sample_shots(train.labels[:, 0], cfg.shots, cfg.split_seed))
+    return DataSplits(train, val, test)
+
+
+def collect_images(spec: str | Path) -> list[Path]:
+    """Images named by a folder (recursive), a file, a glob pattern, or a manifest
+    (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not found:
+            raise ClipAdaptError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {path}.")
+        return found
+    if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq"):
+        table = read_table(path)
+        column = next((c for c in ("img_path", "path", "image") if c in table.columns), None)
+        if column is None:
+            raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
+        return [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column] if v)]
+    if path.is_file():
+        return [path]
+    matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    if not matches:
+        raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
+    return matches
+
+
+__all__ = ["DATA_FORMATS", "build_splits", "collect_images"]
