@@ -1,0 +1,1 @@
+"""Procedural, labelled synthetic images (real pixels, offline) for demos and tests."""
