@@ -20,7 +20,7 @@ def train_transform(image_size: int, mean=CLIP_MEAN, std=CLIP_STD, scale: tuple[
     ])
 
 
-def test_transform(image_size: int, mean=CLIP_MEAN, std=CLIP_STD):
+def eval_transform(image_size: int, mean=CLIP_MEAN, std=CLIP_STD):
     """Resize the short side to image_size (bicubic) + centre crop + normalise."""
     return T.Compose([T.Resize(image_size, interpolation=BICUBIC), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std)])
 

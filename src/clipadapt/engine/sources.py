@@ -18,7 +18,7 @@ from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.config import FeatureConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import ImageDataset, load_image
-from clipadapt.data.transforms import describe_transform, test_transform, train_transform
+from clipadapt.data.transforms import describe_transform, eval_transform, train_transform
 from clipadapt.features.store import FeatureStore, ViewSampler, extract, feature_key, image_list_fingerprint, seeded_view_transform
 from clipadapt.methods import FeatureNeeds
 
@@ -27,7 +27,7 @@ VIEW_SEED = 1234
 
 def make_transform(backbone: ClipBackbone, train: bool):
     size, mean, std = backbone.image_size, backbone.image_mean, backbone.image_std
-    return train_transform(size, mean, std) if train else test_transform(size, mean, std)
+    return train_transform(size, mean, std) if train else eval_transform(size, mean, std)
 
 
 def store_root(cfg: FeatureConfig) -> Path | None:
