@@ -58,6 +58,8 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
+    if splits.test is not None and runner.uses_store(train=False):
+        runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
     fit = runner.fit(splits, out, resume=resume)
     write_json(out / "history.json", fit.history)
     metrics = None
