@@ -111,7 +111,7 @@ def facade_row(rng: np.random.Generator, plane_x: float, sparse: bool) -> Facade
     n = len(widths)
     gap_rate = 0.75 if sparse else 0.15
     heights = np.where(rng.random(n) < gap_rate, 0.0, rng.uniform(4, 9, n) if sparse else rng.uniform(6, 28, n))
-    colours = np.stack([_colour(rng, rng.uniform(0.25, 0.8, 3), 0.0) for _ in range(n)])
+    colours = rng.uniform(0.25, 0.8, (n, 3)).astype(np.float32)
     return FacadeRow(plane_x, edges, heights.astype(np.float32), colours, rng.uniform(2.4, 4.0, n).astype(np.float32))
 
 
@@ -173,19 +173,26 @@ def build_camera(street: Street, view: str, pano: bool, size: int, rng: np.rando
     horizon bows.
     """
     along = view == "front/back"
-    yaw = (0.0 if rng.random() < 0.7 else np.pi) if along else rng.choice([-1.0, 1.0]) * np.pi / 2
+    look = float(rng.choice([-1.0, 1.0]))  # sideways: +1 looks right (+x), -1 left
+    yaw = (0.0 if rng.random() < 0.7 else np.pi) if along else look * np.pi / 2
     yaw += rng.normal(0, 0.08)
     cam_x = rng.uniform(-0.5, 0.5) * street.strip_half
     if street.platform == "driving surface" and len(street.lane_lines) and not pano:
         cam_x = rng.uniform(-street.strip_half + 1.5, street.strip_half - 1.5)
+    pitch = rng.normal(0.0, 0.04)
+    if not along:
+        # Looking across, the photographer stands at the far edge of the strip and the
+        # picture dips a little, so the surface underfoot stays in view.
+        cam_x = -look * street.strip_half * rng.uniform(0.5, 0.95)
+        pitch = -rng.uniform(0.12, 0.3)
     if pano:
         height = rng.uniform(2.2, 2.8)  # on a car roof or a backpack pole
         tilt = rng.uniform(0.08, 0.2)
         direction = rng.uniform(0, 2 * np.pi)
-        pitch, roll = tilt * np.cos(direction), tilt * np.sin(direction)
+        pitch, roll = pitch + tilt * np.cos(direction), tilt * np.sin(direction)
         rot = rotation(yaw, pitch, roll)
-        return Camera("equirect", size, 2 * size, np.array([cam_x, 0.0, height]), rot)
+        return Camera("equirect", size, 2 * size, np.array([cam_x, 0.0, height], np.float32), rot)
     height = rng.uniform(1.3, 2.2)
-    pitch, roll = rng.normal(0.0, 0.04), rng.normal(0.0, 0.025)
+    roll = rng.normal(0.0, 0.025)
     width = size if rng.random() < 0.5 else int(round(size * 4 / 3))
-    return Camera("pinhole", size, width, np.array([cam_x, 0.0, height]), rotation(yaw, pitch, roll), hfov=rng.uniform(1.1, 1.6))
+    return Camera("pinhole", size, width, np.array([cam_x, 0.0, height], np.float32), rotation(yaw, pitch, roll), hfov=rng.uniform(1.1, 1.6))
