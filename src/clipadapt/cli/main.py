@@ -30,7 +30,8 @@ def run_safely(fn):
     try:
         return fn()
     except ClipAdaptError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: paths in the message stay on one line, so they can be copied.
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -273,6 +274,13 @@ def import_mhadapter(
         out_console.print(f"wrote {path}")
 
     run_safely(go)
+
+
+# Reporting commands live in their own module; registered here so `clipadapt --help` lists them.
+from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
+
+app.command("report")(report_command)
+app.command("explain")(explain_command)
 
 
 def main() -> None:  # pragma: no cover
