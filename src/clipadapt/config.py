@@ -36,7 +36,7 @@ class BackboneConfig(_Strict):
 class DataConfig(_Strict):
     """Where the labelled images come from and how they are split."""
 
-    format: str = "gss"  # gss | manifest | folder | synthetic-gss (registry: clipadapt.data.formats)
+    format: str = "gss"  # gss | manifest | folder | synthetic-gss | pa100k | peta | rap | wider | par-pickle
     root: Path | None = None  # dataset root (gss, folder) or base folder for relative manifest paths
     attributes: list[str] = Field(default_factory=list)  # label columns to predict; [] = format default
     train_manifest: Path | None = None  # manifest format: CSV/Parquet of the train images
@@ -49,6 +49,10 @@ class DataConfig(_Strict):
     shots: int | None = Field(None, ge=1)  # K-shot training subset (per class of the first attribute)
     split_seed: int = 42
     synthetic: dict[str, Any] = Field(default_factory=dict)  # options of the synthetic renderer
+    # Pedestrian-attribute readers (pa100k, peta, rap, wider, par-pickle): split_index,
+    # uncertain (ignore|negative), annotation, image_dir, check_images; validated by
+    # clipadapt.data.par.options.ParOptions when the reader runs.
+    par: dict[str, Any] = Field(default_factory=dict)
 
 
 class FeatureConfig(_Strict):

@@ -13,6 +13,7 @@ from clipadapt.data.folder import read_folder
 from clipadapt.data.gss import read_gss
 from clipadapt.data.images import IMAGE_EXTENSIONS
 from clipadapt.data.manifest import read_manifest
+from clipadapt.data.par import read_pa100k, read_par_pickle, read_peta, read_rap, read_wider
 from clipadapt.data.splits import sample_shots, stratified_split
 from clipadapt.data.tables import read_table
 from clipadapt.errors import ClipAdaptError
@@ -23,6 +24,12 @@ DATA_FORMATS: Registry[Reader] = Registry("data format")
 DATA_FORMATS.register("gss", read_gss)
 DATA_FORMATS.register("manifest", read_manifest)
 DATA_FORMATS.register("folder", read_folder)
+# Pedestrian attribute recognition: one binary attribute per column, -1 = ignored.
+DATA_FORMATS.register("pa100k", read_pa100k)
+DATA_FORMATS.register("peta", read_peta)
+DATA_FORMATS.register("rap", read_rap)
+DATA_FORMATS.register("wider", read_wider)
+DATA_FORMATS.register("par-pickle", read_par_pickle)
 
 
 @DATA_FORMATS.register("synthetic-gss")

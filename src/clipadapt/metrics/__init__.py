@@ -1,5 +1,5 @@
-"""Metrics of a run: multiclass scores per attribute, confusion matrices (CSV / PNG),
-training curves and mean ± std over seeds.
+"""Metrics of a run: multiclass scores per attribute, multi-label (pedestrian attribute)
+scores, confusion matrices (CSV / PNG), training curves and mean ± std over seeds.
 
 The plotting functions are imported on first use, so that the trainer, which needs
 only the scores, does not pay for importing matplotlib.
@@ -18,11 +18,13 @@ from clipadapt.metrics.classification import (
     write_confusion_csv,
 )
 
+from clipadapt.metrics.multilabel import par_metrics, positive_rates
+
 _PLOTS = ("plot_confusion", "plot_curves", "plot_style")
 
 __all__ = [
     "MEAN_KEYS", "MetricsInputError", "aggregate_seeds", "attribute_metrics", "format_mean_std", "headline",
-    "mean_std", "multiclass_metrics", "row_normalised", "write_confusion_csv", *_PLOTS,
+    "mean_std", "multiclass_metrics", "par_metrics", "positive_rates", "row_normalised", "write_confusion_csv", *_PLOTS,
 ]
 
 
