@@ -1,0 +1,55 @@
+"""`clipadapt report` and `clipadapt explain`, as plain functions with typer parameters.
+
+cli/main.py registers them (`app.command("report")(report_command)`); they import
+main's error handling at call time, because main imports this module at load time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `clipadapt train`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html)."),
+    gallery: int = typer.Option(24, min=0, help="Test images shown per attribute, mistakes first (0 = no gallery)."),
+):
+    """Write one self-contained HTML report of a run: metrics, per-class accuracy, confusion
+    matrices, curves, the run card and a gallery of test images (with attention maps for
+    mhadapter). It opens offline: images and styles are inside the file."""
+    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.report import write_report
+
+    def go():
+        _quiet_libraries()
+        path = write_report(run_dir, out, gallery=gallery)
+        out_console.print(f"wrote {path}")
+
+    run_safely(go)
+
+
+def explain_command(
+    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively), glob patterns or manifests."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder of a CLIP-MHAdapter run."),
+    out: Path = typer.Option(Path("explain"), "--out", "-o", help="Folder for the attention PNGs."),
+    per_head: bool = typer.Option(True, "--per-head/--no-per-head", help="Also write one overlay per attention head."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
+):
+    """Attention maps of CLIP-MHAdapter (Figure 3 of the paper): the attention each patch
+    receives, overlaid on the image as the model saw it. Writes <image>_<attribute>_mean.png,
+    <image>_<attribute>_head<k>.png and <image>_panel.png (with the predictions)."""
+    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.data.formats import collect_images
+    from clipadapt.engine.trainer import resolve_device
+    from clipadapt.report import explain_images
+
+    def go():
+        _quiet_libraries()
+        paths = [p for spec in images for p in collect_images(spec)]
+        written = explain_images(checkpoint, paths, out, per_head=per_head, device=resolve_device(device))
+        out_console.print(f"wrote {len(written)} files for {len(paths)} images to {out}")
+
+    run_safely(go)

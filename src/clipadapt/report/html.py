@@ -1,0 +1,107 @@
+"""`clipadapt report`: one self-contained HTML page per run.
+
+Everything is inside the file (inline CSS, images as base64 data URIs, no scripts, no
+web fonts), so it opens offline, survives being mailed or attached to an issue, and
+never makes the reader's browser contact anyone.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from clipadapt.engine.checkpoint import read_card
+from clipadapt.engine.io import write_text
+from clipadapt.errors import ClipAdaptError
+from clipadapt.report.sections import (
+    card_section, confusion_section, curves_section, metrics_section, per_class_section, read_json, summary,
+)
+from clipadapt.report.thumbnails import gallery_section
+
+REPORT_NAME = "report.html"
+NAV = (("metrics", "Metrics"), ("per-class", "Per-class accuracy"), ("confusion", "Confusion"),
+       ("curves", "Curves"), ("gallery", "Gallery"), ("card", "Run card"))
+
+# Colours from the Okabe-Ito palette; wrong/right are also written as words (never colour alone).
+CSS = """
+:root { --ink: #1b1b1b; --muted: #555; --line: #d0d0d0; --wrong: #D55E00; --right: #0072B2; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+       max-width: 1150px; margin: 0 auto; padding: 1rem 1.5rem 3rem; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin: 0 0 .4rem; }
+.kicker { color: var(--muted); margin: 0; text-transform: uppercase; font-size: .8rem; letter-spacing: .05em; }
+h2 { border-bottom: 1px solid var(--line); padding-bottom: .2rem; margin-top: 2.2rem; }
+nav a { margin-right: 1rem; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; }
+.facts dt { font-weight: 600; } .facts dd { margin: 0; word-break: break-word; }
+table { border-collapse: collapse; margin: .5rem 0; }
+caption { caption-side: bottom; text-align: left; color: var(--muted); font-size: .85rem; padding-top: .3rem; }
+th, td { border-bottom: 1px solid var(--line); padding: .3rem .7rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.mean th, tr.mean td { font-weight: 700; border-top: 2px solid var(--ink); }
+img.figure { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
+figure { margin: .5rem 0 1rem; }
+.note { color: var(--muted); font-style: italic; }
+.grid { display: flex; flex-wrap: wrap; gap: .8rem; }
+.item { margin: 0; padding: .4rem; border: 2px solid var(--line); border-radius: 4px; font-size: .8rem; }
+.item.wrong { border-color: var(--wrong); } .item.right { border-color: var(--right); }
+.item .pictures { display: flex; gap: 2px; }
+.item .verdict { text-transform: uppercase; letter-spacing: .03em; }
+.item.wrong .verdict { color: var(--wrong); } .item.right .verdict { color: var(--right); }
+.item .path { color: var(--muted); display: inline-block; max-width: 320px; overflow: hidden;
+              text-overflow: ellipsis; white-space: nowrap; }
+.missing { width: 160px; height: 160px; background: #eee; font-size: .7rem; overflow: hidden; word-break: break-all; }
+pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; font-size: .8rem; }
+"""
+
+
+def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24) -> Path:
+    """Write a self-contained HTML report of a run folder and return its path.
+
+    Args:
+        run_dir: a folder written by `clipadapt train` (needs card.json; every other
+            file is optional and its section says so when it is missing).
+        out: the HTML file (default RUN_DIR/report.html; a folder gets report.html in it).
+        gallery: test images shown per attribute, mistakes first (0 = no gallery).
+
+    Raises:
+        ClipAdaptError: not a run folder, or a negative gallery size.
+    """
+    run_dir = Path(run_dir)
+    if gallery < 0:
+        raise ClipAdaptError(f"gallery must be 0 or more images per attribute, got {gallery}.")
+    card = read_card(run_dir)
+    metrics, why = read_json(run_dir / "metrics.json")
+    if metrics is not None and not isinstance(metrics, dict):
+        metrics, why = None, "metrics.json does not hold a metrics object"
+    body = "\n".join([
+        summary(card, run_dir),
+        metrics_section(metrics, why),
+        per_class_section(metrics),
+        confusion_section(run_dir, card, metrics),
+        curves_section(run_dir),
+        gallery_section(run_dir, card, gallery),
+        card_section(card),
+    ])
+    target = Path(out) if out is not None else run_dir / REPORT_NAME
+    if target.is_dir():
+        target = target / REPORT_NAME
+    write_text(target, page(title(card), body))
+    return target
+
+
+def title(card: dict) -> str:
+    backbone = card.get("backbone", {})
+    weights = backbone.get("pretrained") or "random weights"
+    return f"{card.get('method', '?')} on {backbone.get('name', '?')} ({weights})"
+
+
+def page(heading: str, body: str) -> str:
+    """The HTML document around the sections."""
+    nav = " ".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in NAV)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>clipadapt report: {escape(heading)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n'
+        f'<header>\n<p class="kicker">clipadapt run report</p>\n<h1>{escape(heading)}</h1>\n'
+        f'<nav aria-label="sections">{nav}</nav>\n</header>\n<main>\n{body}\n</main>\n</body>\n</html>\n'
+    )

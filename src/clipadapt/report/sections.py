@@ -1,0 +1,170 @@
+"""The report's sections built from a run folder's files: summary, metrics table,
+per-class accuracy, confusion matrices, curves and the run card.
+
+Each function returns an HTML fragment. A missing or unreadable file gives a short
+note in place of the section's content, never an exception: a report of a partial
+run is still worth having.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from html import escape
+from pathlib import Path
+
+from clipadapt.errors import ClipAdaptError
+from clipadapt.metrics.classification import MEAN_KEYS
+from clipadapt.metrics.plots import plot_confusion, plot_curves
+from clipadapt.report.embed import png_file_uri, png_uri
+from clipadapt.report.figures import per_class_accuracy_png
+
+METRIC_HEADERS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "weighted_f1": "weighted-F1",
+    "balanced_accuracy": "balanced accuracy (chance-adjusted)",
+}
+
+
+def percent(value) -> str:
+    """A score in percent with two decimals; n/a where it is undefined (None)."""
+    return "n/a" if value is None else f"{100 * float(value):.2f}"
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def section(section_id: str, title: str, body: str) -> str:
+    return f'<section id="{section_id}" aria-labelledby="{section_id}-title">\n' \
+           f'<h2 id="{section_id}-title">{escape(title)}</h2>\n{body}\n</section>'
+
+
+def img(uri: str, alt: str, css: str = "figure") -> str:
+    return f'<img class="{css}" src="{uri}" alt="{escape(alt)}">'
+
+
+def read_json(path: Path) -> tuple[object | None, str | None]:
+    """(data, None), or (None, why not) for a missing or broken file."""
+    if not path.is_file():
+        return None, f"{path.name} is missing"
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, json.JSONDecodeError) as exc:
+        return None, f"{path.name} could not be read ({exc})"
+
+
+# ------------------------------------------------------------------ summary
+def summary(card: dict, run_dir: Path) -> str:
+    """What was run: a definition list of the card's main facts."""
+    backbone = card.get("backbone", {})
+    data, selection = card.get("data") or {}, card.get("selection") or {}
+    facts = [
+        ("run folder", str(run_dir)),
+        ("method", card.get("method", "?")),
+        ("method settings", json.dumps(card.get("params", {}), sort_keys=True)),
+        ("backbone", f"{backbone.get('name', '?')} (weights: {backbone.get('pretrained') or 'random'})"),
+        ("trainable parameters", f"{card['trainable_parameters']:,}" if "trainable_parameters" in card else None),
+        ("attributes", ", ".join(a["name"] for a in card.get("task", {}).get("attributes", []))),
+        ("seed", card.get("seed")),
+        ("images (train / val / test)", " / ".join(str(data.get(k, "?")) for k in ("train", "val", "test")) if data else None),
+        ("selected epoch", f"{selection.get('best_epoch')} of {selection.get('epochs_run')} (monitor: {selection.get('monitor')})"
+         if selection.get("best_epoch") is not None else None),
+    ]
+    rows = "\n".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts if v not in (None, ""))
+    return f'<dl class="facts">\n{rows}\n</dl>'
+
+
+# ------------------------------------------------------------------ metrics
+def metrics_section(metrics: dict | None, why_missing: str | None) -> str:
+    """The test metrics table: one row per attribute and a mean row."""
+    if metrics is None:
+        return section("metrics", "Test metrics", note(
+            f"No test metrics ({why_missing}): the run had no test split or was not evaluated. "
+            "`clipadapt eval RUN_DIR` evaluates it."))
+    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in ("attribute", *METRIC_HEADERS.values(), "n"))
+    rows = []
+    for name, m in metrics.get("attributes", {}).items():
+        cells = "".join(f'<td class="num">{percent(m.get(k))}</td>' for k in MEAN_KEYS)
+        rows.append(f'<tr><th scope="row">{escape(name)}</th>{cells}<td class="num">{m.get("n", "")}</td></tr>')
+    mean = metrics.get("mean", {})
+    cells = "".join(f'<td class="num">{percent(mean.get(k))}</td>' for k in MEAN_KEYS)
+    rows.append(f'<tr class="mean"><th scope="row">mean over attributes</th>{cells}<td class="num"></td></tr>')
+    table = (f'<table>\n<caption>Scores in percent on the test split; balanced accuracy is 0 at chance and '
+             f'100 when perfect; n = labelled test images.</caption>\n<thead><tr>{head}</tr></thead>\n'
+             f'<tbody>\n' + "\n".join(rows) + '\n</tbody>\n</table>')
+    if isinstance(metrics.get("loss"), (int, float)):
+        table += f'\n<p>Test loss (cross-entropy, summed over attributes): {metrics["loss"]:.4f}</p>'
+    return section("metrics", "Test metrics", table)
+
+
+def per_class_section(metrics: dict | None) -> str:
+    """A bar chart of per-class accuracy per attribute."""
+    if metrics is None:
+        return section("per-class", "Per-class accuracy", note("No test metrics, so no per-class accuracy."))
+    charts = []
+    for name, m in metrics.get("attributes", {}).items():
+        per_class = m.get("per_class_accuracy") or {}
+        if not per_class or not m.get("n"):
+            charts.append(note(f"{name}: no labelled test images."))
+            continue
+        support = {c: r.get("support", 0) for c, r in (m.get("report") or {}).items()}
+        uri = png_uri(per_class_accuracy_png(name, per_class, support))
+        charts.append(img(uri, f"Per-class accuracy of {name}: " + ", ".join(
+            f"{c} {percent(v)}%" for c, v in per_class.items())))
+    return section("per-class", "Per-class accuracy", "\n".join(charts))
+
+
+# ------------------------------------------------------------------ figures from files
+def confusion_section(run_dir: Path, card: dict, metrics: dict | None) -> str:
+    """The row-normalised confusion matrices: the run's PNGs, or drawn from metrics.json
+    when a PNG is missing (e.g. metrics copied without their figures)."""
+    parts = []
+    attributes = card.get("task", {}).get("attributes", [])
+    for attr in attributes:
+        name = attr["name"]
+        uri = png_file_uri(run_dir / f"confusion_{name}.png")
+        entry = (metrics or {}).get("attributes", {}).get(name)
+        if uri is None and entry and entry.get("n"):
+            uri = _drawn(lambda p: plot_confusion(entry["confusion_matrix"], attr["classes"], p,
+                                                  title=f"{name} (row-normalised)"))
+        if uri is None:
+            parts.append(note(f"{name}: no confusion matrix (no test split evaluated)."))
+        else:
+            parts.append(f'<figure>{img(uri, f"Row-normalised confusion matrix of {name}: rows are true classes, columns predicted classes.")}'
+                         f'<figcaption>{escape(name)}: rows = true class, columns = predicted class, cells = share of the row.</figcaption></figure>')
+    return section("confusion", "Confusion matrices", "\n".join(parts) or note("The run card lists no attributes."))
+
+
+def curves_section(run_dir: Path) -> str:
+    """Training and validation curves: curves.png, or drawn from history.json."""
+    uri = png_file_uri(run_dir / "curves.png")
+    if uri is None:
+        history, _why = read_json(run_dir / "history.json")
+        if isinstance(history, list) and history:
+            uri = _drawn(lambda p: plot_curves(history, p))
+    if uri is None:
+        body = note("No training curves: the method was not trained by gradient descent (e.g. zero-shot, "
+                    "majority class) or the history is missing.")
+    else:
+        body = img(uri, "Training loss, validation loss and validation macro-F1 per epoch.")
+    return section("curves", "Training and validation curves", body)
+
+
+def _drawn(draw) -> str | None:
+    """Draw a figure into a temporary PNG and return its data URI (None if it cannot be drawn)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "figure.png"
+        try:
+            draw(path)
+        except (ClipAdaptError, ValueError, KeyError, TypeError):
+            return None
+        return png_file_uri(path)
+
+
+def card_section(card: dict) -> str:
+    """The whole run card, collapsed: everything needed to rebuild the model."""
+    body = (f'<details>\n<summary>card.json (method, backbone, task, prompts, preprocessing, versions)</summary>\n'
+            f'<pre><code>{escape(json.dumps(card, indent=2, sort_keys=False, default=str))}</code></pre>\n</details>')
+    return section("card", "Run card", body)
