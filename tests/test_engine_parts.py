@@ -95,3 +95,12 @@ def test_bad_value_names_the_key():
     with pytest.raises(ClipAdaptError, match="'train.batch_size'"):
         validate_config({"train": {"batch_size": 0}})
     assert RunConfig().train.monitor == "macro_f1"
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    from clipadapt.engine.io import write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -12,6 +12,7 @@ A model name "hf-hub:org/repo" loads config and weights from the Hugging Face hu
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import open_clip
@@ -46,10 +47,17 @@ def _is_local_file(pretrained: str) -> bool:
 
 def _random_model(name: str) -> torch.nn.Module:
     # Seeded so that "random weights" are the same weights every time (cache keys rely on it).
+    # open_clip warns "initialized randomly" on every such call; here that is the request
+    # (or weights are loaded right after), so the warning is muted for this call only.
     fork = torch.random.fork_rng()
-    with fork:
-        torch.manual_seed(RANDOM_INIT_SEED)
-        return open_clip.create_model(name, pretrained=None)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with fork:
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return open_clip.create_model(name, pretrained=None)
+    finally:
+        logging.disable(previous)
 
 
 def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embedded") -> ClipBackbone:
@@ -79,10 +87,15 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
 
     if pretrained == "embedded":
         path = EMBEDDED_WEIGHTS.get(name)
-        if path is None or not path.is_file():
+        if path is None:
             raise ClipAdaptError(
                 f"No embedded weights for '{name}'; embedded weights exist for {sorted(EMBEDDED_WEIGHTS)}. "
                 "Use an open_clip tag, a local file, or pretrained=null for random weights."
+            )
+        if not path.is_file():
+            raise ClipAdaptError(
+                f"The embedded weights file {path} is missing from this install. Reinstall clipadapt, or "
+                "recreate it with scripts/pretrain_tiny_clip.py."
             )
         return _from_file(name, path, pretrained="embedded")
 

@@ -139,7 +139,7 @@ def predict(
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("auto"),
     num_workers: int = typer.Option(0, min=0),
-    quiet: bool = typer.Option(False),
+    quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Predict every attribute of every image: one row per image with class and probabilities."""
     from clipadapt.data.formats import collect_images
@@ -163,7 +163,7 @@ def predict(
 def extract(
     config: Path = typer.Argument(..., help="YAML run config."),
     set_: List[str] = typer.Option([], "--set", help="Override a setting."),
-    quiet: bool = typer.Option(False),
+    quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Fill the feature store for a config's splits ahead of training."""
     from clipadapt.config import load_config
@@ -247,7 +247,7 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
     task: str = typer.Option("gss", help="gss (street-view attributes)."),
-    quiet: bool = typer.Option(False),
+    quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Offline demo: render a synthetic street-view data set, train CLIP-MHAdapter and the
     baselines on it with the embedded tiny CLIP, and print a comparison table."""

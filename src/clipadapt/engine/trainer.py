@@ -117,14 +117,15 @@ class Runner:
 
     # --------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict_proba(self, images: LabelledImages, description: str = "predict") -> list[np.ndarray]:
-        """Class probabilities per attribute, [N, K_a] each, in row order."""
+    def predict_proba(self, images: LabelledImages, description: str = "predict", show: bool = True) -> list[np.ndarray]:
+        """Class probabilities per attribute, [N, K_a] each, in row order (`show`: a
+        progress bar, off inside the training bar, where rich cannot nest a second one)."""
         self.method.eval()
         src = self.source(images, train=False)
         order = np.arange(len(images))
         out: list[list[np.ndarray]] = [[] for _ in self.method.task.attributes]
         bs = self.cfg.train.eval_batch_size
-        with progress_bar(self.progress) as bar:
+        with progress_bar(self.progress and show) as bar:
             task = bar.add_task(description, total=len(images), info="")
             for batch, idx in src.batches(order, bs):
                 with self.autocast():
@@ -135,9 +136,10 @@ class Runner:
         return [np.concatenate(parts) if parts else np.zeros((0, a.num_classes))
                 for parts, a in zip(out, self.method.task.attributes)]
 
-    def evaluate(self, images: LabelledImages, description: str = "evaluate") -> tuple[dict, list[np.ndarray]]:
+    def evaluate(self, images: LabelledImages, description: str = "evaluate",
+                 show: bool = True) -> tuple[dict, list[np.ndarray]]:
         """Metrics of the method on a labelled list, and the probabilities."""
-        probs = self.predict_proba(images, description)
+        probs = self.predict_proba(images, description, show)
         preds = np.stack([p.argmax(1) for p in probs], axis=1)
         metrics = attribute_metrics(images.labels, preds, self.method.task)
         metrics["loss"] = float(self._loss_of(probs, images.labels))
@@ -182,7 +184,7 @@ class Runner:
                 train_loss = self._train_epoch(train_src, labels, criterion, optimizer, epoch)
                 row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
                 if has_val:
-                    val_metrics, _ = self.evaluate(splits.val, description="validate")
+                    val_metrics, _ = self.evaluate(splits.val, description="validate", show=False)
                     row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
                     row["val_loss"] = val_metrics["loss"]
                     score = -val_metrics["loss"] if cfg.monitor == "loss" else val_metrics["mean"][cfg.monitor]

@@ -9,9 +9,7 @@ whenever it finds one, so day-to-day runs read no pickle at all.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from clipadapt.data.par.partitions import as_splits, choose
 from clipadapt.data.par.record import ParRecord, record_from_fields
 from clipadapt.data.par.safe_unpickle import load_plain_pickle
 from clipadapt.data.par.table import ParTable, to_splits
+from clipadapt.engine.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 
 CONVERTED = "par.json"
@@ -168,11 +167,8 @@ def _read_converted(path: Path) -> ParRecord:
 
 
 def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write_file)
