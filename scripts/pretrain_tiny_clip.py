@@ -48,9 +48,9 @@ BICUBIC = v2.InterpolationMode.BICUBIC
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=8000, help="training images (rendered once, kept in memory)")
+    parser.add_argument("--images", type=int, default=6000, help="training images (rendered once, kept in memory)")
     parser.add_argument("--test-images", type=int, default=1000, help="fresh images for the zero-shot report")
-    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
