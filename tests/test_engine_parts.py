@@ -94,7 +94,10 @@ def test_bad_value_names_the_key():
 
     with pytest.raises(ClipAdaptError, match="'train.batch_size'"):
         validate_config({"train": {"batch_size": 0}})
-    assert RunConfig().train.monitor == "macro_f1"
+    from clipadapt.engine.trainer import resolve_monitor
+
+    assert resolve_monitor(RunConfig().train.monitor, multilabel=False) == "macro_f1"
+    assert resolve_monitor(RunConfig().train.monitor, multilabel=True) == "mA"
 
 
 def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):

@@ -36,7 +36,10 @@ class BackboneConfig(_Strict):
 class DataConfig(_Strict):
     """Where the labelled images come from and how they are split."""
 
-    format: str = "gss"  # gss | manifest | folder | synthetic-gss | pa100k | peta | rap | wider | par-pickle
+    format: str = "gss"  # gss | manifest | folder | synthetic-gss | pa100k | peta | rap | wider | par-pickle | synthetic-par
+    # manifest: multiclass (one class name per cell) or multilabel (binary attributes, cells 1/0/-1/empty)
+    task: Literal["multiclass", "multilabel"] = "multiclass"
+    attribute_file: Path | None = None  # multilabel: YAML/JSON of attribute names and one sentence each
     root: Path | None = None  # dataset root (gss, folder) or base folder for relative manifest paths
     attributes: list[str] = Field(default_factory=list)  # label columns to predict; [] = format default
     train_manifest: Path | None = None  # manifest format: CSV/Parquet of the train images
@@ -78,8 +81,12 @@ class TrainConfig(_Strict):
     warmup_lr: float = Field(1e-5, ge=0)
     min_lr: float = Field(0.0, ge=0)
     patience: int | None = Field(10, ge=1)  # early stopping on the validation monitor; null = off
-    monitor: Literal["macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "loss"] = "macro_f1"
-    loss: Literal["ce", "weighted_ce", "class_balanced", "focal"] = "ce"
+    # auto: macro_f1 for single-label tasks, mA for multi-label ones
+    monitor: Literal["auto", "macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "mA",
+                     "instance_f1", "loss"] = "auto"
+    # auto: ce for single-label tasks, weighted_bce (positives exp(1-r), negatives exp(r)) for multi-label
+    loss: Literal["auto", "ce", "weighted_ce", "class_balanced", "focal", "bce", "weighted_bce"] = "auto"
+    threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: positive when p > threshold (metrics, predict)
     focal_gamma: float = 2.0
     cb_beta: float = 0.999
     grad_clip: float | None = None

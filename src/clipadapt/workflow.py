@@ -16,12 +16,13 @@ from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card, check_task, load_run, read_card, write_checkpoint
-from clipadapt.engine.io import write_json, write_text
-from clipadapt.engine.trainer import Runner, seed_everything
+from clipadapt.engine.io import atomic_write, write_json, write_text
+from clipadapt.engine.trainer import Runner, resolve_monitor, seed_everything
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import build_method
 from clipadapt.metrics.classification import write_confusion_csv
 from clipadapt.metrics.plots import plot_confusion, plot_curves
+from clipadapt.predict.columns import prediction_columns
 
 
 @dataclass
@@ -65,12 +66,13 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
-        write_evaluation(out, metrics, probs, splits.test)
+        write_evaluation(out, metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
         data={"format": cfg.data.format, "train": len(splits.train), "val": len(splits.val) if splits.val else 0,
               "test": len(splits.test) if splits.test else 0},
-        selection={"monitor": cfg.train.monitor, "best_epoch": fit.best_epoch, "best_score": fit.best_score,
+        selection={"monitor": resolve_monitor(cfg.train.monitor, method.task.multilabel),
+                   "best_epoch": fit.best_epoch, "best_score": fit.best_score,
                    "stopped_early": fit.stopped_early, "epochs_run": len(fit.history)},
         metrics=metrics["mean"] if metrics else None,
     )
@@ -82,29 +84,40 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     return RunOutcome(out, metrics, card)
 
 
-def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: LabelledImages) -> None:
-    """metrics.json, per-attribute confusion matrices (CSV, PNG) and predictions.csv."""
+def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: LabelledImages,
+                     threshold: float = 0.5) -> None:
+    """metrics.json, predictions.csv, and per-attribute confusion matrices (CSV, PNG) or,
+    for a multi-label task, one per-attribute table (per_attribute.csv)."""
     write_json(out / "metrics.json", metrics)
     task = images.task
-    for attr in task.attributes:
+    if task.multilabel:
+        table = pd.DataFrame(metrics["multilabel"]["per_attribute"])
+        atomic_write(out / "per_attribute.csv", lambda p: table.to_csv(p, index=False))
+    for attr in () if task.multilabel else task.attributes:
         cm = np.asarray(metrics["attributes"][attr.name]["confusion_matrix"])
         write_confusion_csv(out / f"confusion_{attr.name}.csv", cm, list(attr.classes), normalise=False)
         plot_confusion(cm, list(attr.classes), out / f"confusion_{attr.name}.png", title=f"{attr.name} (row-normalised)")
-    predictions_table(images, probs).to_csv(out / "predictions.csv", index=False)
+    predictions = predictions_table(images, probs, threshold)
+    atomic_write(out / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
 
 
-def predictions_table(images: LabelledImages, probs: list[np.ndarray]) -> pd.DataFrame:
-    """One row per image: path, then per attribute the true label (if any), the
-    predicted class and every class probability (column '<attribute>:p(<class>)')."""
-    table = {"path": [str(p) for p in images.paths]}
-    for a, attr in enumerate(images.task.attributes):
+def predictions_table(images: LabelledImages, probs: list[np.ndarray], threshold: float = 0.5) -> pd.DataFrame:
+    """One row per image: path, per attribute the true label (if any, column
+    '<attribute>:true'), then the prediction columns of `prediction_columns`."""
+    task = images.task
+    table: dict = {"path": [str(p) for p in images.paths]}
+    for a, attr in enumerate(task.attributes):
         labels = images.labels[:, a]
         if (labels >= 0).any():
-            table[f"{attr.name}:true"] = [attr.classes[y] if y >= 0 else "" for y in labels]
-        table[attr.name] = [attr.classes[i] for i in probs[a].argmax(1)] if len(probs[a]) else []
-        for k, cls in enumerate(attr.classes):
-            table[f"{attr.name}:p({cls})"] = probs[a][:, k]
-    return pd.DataFrame(table)
+            table[f"{attr.name}:true"] = labels if task.multilabel else [attr.classes[y] if y >= 0 else "" for y in labels]
+    predicted = prediction_columns(task, probs, threshold)
+    # keep each attribute's true label next to its prediction
+    ordered = {"path": table.pop("path")}
+    for attr in task.attributes:
+        if f"{attr.name}:true" in table:
+            ordered[f"{attr.name}:true"] = table[f"{attr.name}:true"]
+        ordered.update({k: v for k, v in predicted.items() if k == attr.name or k.startswith(f"{attr.name}:p")})
+    return pd.DataFrame(ordered)
 
 
 def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True) -> dict:
@@ -119,7 +132,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
     runner = Runner(method, cfg, progress=progress)
     metrics, probs = runner.evaluate(splits.test, description="test")
-    write_evaluation(Path(out or Path(run_dir) / "eval"), metrics, probs, splits.test)
+    write_evaluation(Path(out or Path(run_dir) / "eval"), metrics, probs, splits.test, cfg.train.threshold)
     return metrics
 
 

@@ -139,9 +139,12 @@ def predict(
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("auto"),
     num_workers: int = typer.Option(0, min=0),
+    threshold: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
-    """Predict every attribute of every image: one row per image with class and probabilities."""
+    """Predict every attribute of every image: one row per image with class and probabilities
+    (multi-label runs: every attribute's probability and its 0/1 decision)."""
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.checkpoint import load_run
     from clipadapt.engine.trainer import resolve_device
@@ -150,8 +153,10 @@ def predict(
     def go():
         paths = [p for spec in inputs for p in collect_images(spec)]
         dev = resolve_device(device)
-        method, _card = load_run(checkpoint, device=dev)
-        table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers, progress=not quiet)
+        method, card = load_run(checkpoint, device=dev)
+        cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
+        table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers,
+                               progress=not quiet, threshold=cut)
         write_table(table, out)
         bad = int((~table["ok"]).sum())
         out_console.print(f"wrote {len(table)} rows to {out}" + (f" ({bad} unreadable images, see the 'error' column)" if bad else ""))

@@ -21,13 +21,14 @@ from clipadapt.config import RunConfig
 from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.engine.checkpoint import save_state
 from clipadapt.engine.io import write_json
-from clipadapt.engine.losses import AttributeLoss
+from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
 from clipadapt.engine.schedule import lr_at_epoch, set_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.metrics.classification import attribute_metrics
+from clipadapt.metrics.multilabel import par_metrics
 
 RESUME_STATE = "resume.safetensors"
 RESUME_INFO = "resume.json"
@@ -48,6 +49,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def resolve_monitor(monitor: str, multilabel: bool) -> str:
+    """The validation score that "auto" stands for: mA for multi-label tasks, macro-F1 otherwise."""
+    if monitor == "auto":
+        return "mA" if multilabel else "macro_f1"
+    if monitor in ("mA", "instance_f1") and not multilabel:
+        raise ClipAdaptError(f"train.monitor={monitor} is a multi-label score; this task is single-label. "
+                             "Use macro_f1, accuracy, weighted_f1, balanced_accuracy or loss.")
+    return monitor
 
 
 def progress_bar(enabled: bool = True) -> Progress:
@@ -138,10 +149,25 @@ class Runner:
 
     def evaluate(self, images: LabelledImages, description: str = "evaluate",
                  show: bool = True) -> tuple[dict, list[np.ndarray]]:
-        """Metrics of the method on a labelled list, and the probabilities."""
+        """Metrics of the method on a labelled list, and the probabilities. A multi-label
+        task decides each attribute with train.threshold and adds the field's scores
+        (metrics["multilabel"]; mA and instance scores also in metrics["mean"])."""
         probs = self.predict_proba(images, description, show)
-        preds = np.stack([p.argmax(1) for p in probs], axis=1)
-        metrics = attribute_metrics(images.labels, preds, self.method.task)
+        task = self.method.task
+        if task.multilabel:
+            yes = np.stack([p[:, 1] for p in probs], axis=1)
+            threshold = self.cfg.train.threshold
+            metrics = attribute_metrics(images.labels, (yes > threshold).astype(np.int64), task)
+            scores = par_metrics(images.labels, yes, threshold, task.names)
+            metrics["multilabel"] = scores
+            metrics["mean"].update({
+                "mA": scores["mA"], "instance_accuracy": scores["accuracy"], "instance_precision": scores["precision"],
+                "instance_recall": scores["recall"], "instance_f1": scores["f1_mean_of_samples"],
+                "instance_f1_of_means": scores["f1_of_means"],
+            })
+        else:
+            preds = np.stack([p.argmax(1) for p in probs], axis=1)
+            metrics = attribute_metrics(images.labels, preds, task)
         metrics["loss"] = float(self._loss_of(probs, images.labels))
         return metrics, probs
 
@@ -165,7 +191,9 @@ class Runner:
             return FitResult()
         seed_everything(cfg.seed)
         counts = [splits.train.class_counts(a) for a in range(len(method.task))]
-        criterion = AttributeLoss(cfg.loss, counts, gamma=cfg.focal_gamma, cb_beta=cfg.cb_beta)
+        criterion = AttributeLoss(resolve_loss(cfg.loss, method.task.multilabel), counts, gamma=cfg.focal_gamma,
+                                  cb_beta=cfg.cb_beta)
+        monitor = resolve_monitor(cfg.monitor, method.task.multilabel)
         optimizer = build_optimizer(method, cfg)
         result, start = FitResult(), 0
         patience_left = cfg.patience
@@ -187,7 +215,7 @@ class Runner:
                     val_metrics, _ = self.evaluate(splits.val, description="validate", show=False)
                     row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
                     row["val_loss"] = val_metrics["loss"]
-                    score = -val_metrics["loss"] if cfg.monitor == "loss" else val_metrics["mean"][cfg.monitor]
+                    score = -val_metrics["loss"] if monitor == "loss" else val_metrics["mean"].get(monitor)
                     score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
                 else:
                     score = float(epoch)  # no validation: the last epoch is the selected one
@@ -199,7 +227,7 @@ class Runner:
                 elif patience_left is not None:
                     patience_left -= 1
                 self._save_resume(run_dir, optimizer, epoch + 1, result, patience_left)
-                info = f"loss {train_loss:.3f}" + (f" val {cfg.monitor} {row.get('val_' + cfg.monitor, 0):.3f}" if has_val else "")
+                info = f"loss {train_loss:.3f}" + (f" val {monitor} {row.get('val_' + monitor) or 0:.3f}" if has_val else "")
                 bar.update(task, advance=1, info=info)
                 if patience_left is not None and patience_left <= 0 and has_val:
                     result.stopped_early = True

@@ -19,12 +19,14 @@ from clipadapt.engine.sources import make_transform
 from clipadapt.engine.trainer import progress_bar
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
+from clipadapt.predict.columns import prediction_columns
 
 
 def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Predict every attribute for `paths`: columns path, ok, error, then per attribute the
-    predicted class and '<attribute>:p(<class>)' for every class."""
+                   num_workers: int = 0, progress: bool = True, threshold: float = 0.5) -> pd.DataFrame:
+    """Predict every attribute for `paths`: columns path, ok, error, then the prediction
+    columns of `prediction_columns` (class + every class probability; for a multi-label
+    task the 0/1 decision at `threshold` + the probability)."""
     method.eval().to(device)
     dataset = ImageDataset(paths, make_transform(method.backbone, train=False), on_error="flag")
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
@@ -43,11 +45,7 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
             bar.advance(job, len(index))
     table = {"path": [str(p) for p in paths], "ok": ok,
              "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
-    for a, attr in enumerate(attrs):
-        best = np.nan_to_num(probs[a], nan=-1.0).argmax(1)
-        table[attr.name] = [attr.classes[k] if ok[i] else "" for i, k in enumerate(best)]
-        for k, cls in enumerate(attr.classes):
-            table[f"{attr.name}:p({cls})"] = probs[a][:, k]
+    table.update(prediction_columns(method.task, probs, threshold, ok))
     return pd.DataFrame(table)
 
 

@@ -19,9 +19,7 @@ from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.par.sentences import sentence_for
 from clipadapt.errors import ClipAdaptError
-from clipadapt.task import Attribute, TaskSpec
-
-BINARY_CLASSES = ("no", "yes")  # class index = label value: no = 0, yes = 1
+from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 SPLITS = ("train", "val", "test")
 
 
@@ -77,7 +75,7 @@ def to_splits(table: ParTable, cfg: DataConfig, check_images: bool = True):
     """
     columns = _columns(table, cfg.attributes)
     labels = _translate(table, columns)
-    task = TaskSpec(tuple(_attribute(table, c, cfg) for c in columns))
+    task = TaskSpec(tuple(_attribute(table, c, cfg) for c in columns), multilabel=True)
     n = len(table.image_names)
     rows = {s: _checked_rows(table, s, n) for s in SPLITS}
     if rows["train"] is None or rows["train"].size == 0:

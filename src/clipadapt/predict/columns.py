@@ -1,0 +1,33 @@
+"""The prediction columns of a table, the same for `predict`, evaluation and reports.
+
+Single-label attribute `a`: column `a` holds the predicted class and `a:p(<class>)`
+every class probability. Multi-label attribute `a`: column `a` holds the 0/1 decision
+(p > threshold) and `a:p` the probability that it is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipadapt.task import TaskSpec
+
+
+def prediction_columns(task: TaskSpec, probs: list[np.ndarray], threshold: float = 0.5,
+                       ok: np.ndarray | None = None) -> dict[str, list | np.ndarray]:
+    """Columns for `probs` ([N, K_a] per attribute); rows with ok == False stay empty
+    (class "" / decision -1 / probability NaN)."""
+    n = len(probs[0]) if probs else 0
+    ok = np.ones(n, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    columns: dict[str, list | np.ndarray] = {}
+    for a, attr in enumerate(task.attributes):
+        p = np.asarray(probs[a], dtype=np.float32)
+        if task.multilabel:
+            yes = np.where(ok, p[:, 1], np.nan).astype(np.float32)
+            columns[attr.name] = np.where(ok, (p[:, 1] > threshold).astype(np.int64), -1)
+            columns[f"{attr.name}:p"] = yes
+            continue
+        best = np.nan_to_num(p, nan=-1.0).argmax(1) if n else np.zeros(0, dtype=np.int64)
+        columns[attr.name] = [attr.classes[k] if ok[i] else "" for i, k in enumerate(best)]
+        for k, cls in enumerate(attr.classes):
+            columns[f"{attr.name}:p({cls})"] = np.where(ok, p[:, k], np.nan)
+    return columns
