@@ -31,6 +31,11 @@ class BackboneConfig(_Strict):
 
     name: str = "clipadapt-tiny"
     pretrained: str | None = "embedded"
+    # crop: resize the short side + centre crop (test), random resized crop (train), SPEC 1.
+    # letterbox: pad to a square with black borders, resize; train adds Pad(10) + RandomCrop
+    # + flip (SPEC 2; keeps the head and feet of a tall pedestrian crop).
+    preprocess: Literal["crop", "letterbox"] = "crop"
+    normalise: Literal["model", "half"] = "model"  # half: mean = std = 0.5 (PromptPAR's authors)
 
 
 class DataConfig(_Strict):

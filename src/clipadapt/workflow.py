@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clipadapt.backbone import create_backbone
+from clipadapt.backbone import backbone_from_config
 from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
@@ -56,7 +56,8 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
 
         save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
     if backbone is None:
-        backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
+        backbone = backbone_from_config(cfg.backbone)
+    backbone.set_preprocessing(cfg.backbone.preprocess, cfg.backbone.normalise)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False):
@@ -139,7 +140,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
 def extract_run(cfg: RunConfig, progress: bool = True) -> dict:
     """Fill the feature store for every split of cfg.data (ahead of training)."""
     splits = build_splits(cfg.data)
-    backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
+    backbone = backbone_from_config(cfg.backbone)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
     if not (runner.uses_store(train=True) and runner.uses_store(train=False)):

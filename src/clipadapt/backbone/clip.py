@@ -59,6 +59,16 @@ class ClipBackbone(nn.Module):
         self.weights_id = weights_id
         self.requires_grad_(False)
         self._tokenizer = None
+        self.preprocess = "crop"  # or "letterbox": see BackboneConfig
+        self.normalise = "model"  # or "half": mean = std = 0.5
+
+    def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model") -> "ClipBackbone":
+        """Choose how images are prepared for this backbone (kept in cards and store keys)."""
+        if preprocess not in ("crop", "letterbox") or normalise not in ("model", "half"):
+            raise ClipAdaptError(f"Unknown preprocessing {preprocess!r} / normalisation {normalise!r}; "
+                                 "use crop|letterbox and model|half.")
+        self.preprocess, self.normalise = preprocess, normalise
+        return self
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -93,10 +103,14 @@ class ClipBackbone(nn.Module):
 
     @property
     def image_mean(self) -> tuple[float, ...]:
+        if self.normalise == "half":
+            return (0.5, 0.5, 0.5)
         return tuple(getattr(self.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
 
     @property
     def image_std(self) -> tuple[float, ...]:
+        if self.normalise == "half":
+            return (0.5, 0.5, 0.5)
         return tuple(getattr(self.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
 
     @property
@@ -106,7 +120,8 @@ class ClipBackbone(nn.Module):
 
     def describe(self) -> dict:
         """Identity of this backbone for cards and cache keys."""
-        return {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id}
+        return {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id,
+                "preprocess": self.preprocess, "normalise": self.normalise}
 
     # ------------------------------------------------------------------ image primitives
     def embed(self, images: torch.Tensor) -> torch.Tensor:

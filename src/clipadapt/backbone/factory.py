@@ -121,3 +121,11 @@ def _from_file(name: str, path: Path, pretrained: str) -> ClipBackbone:
     model = _random_model(name)
     load_strict(model, read_state_dict(path), source=str(path), name=name)
     return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"file:{file_fingerprint(path)}")
+
+
+def backbone_from_config(cfg) -> ClipBackbone:
+    """create_backbone for a BackboneConfig (or a card's backbone dict), with its
+    preprocessing (crop | letterbox) and normalisation (model | half) applied."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
+    backbone = create_backbone(get("name"), get("pretrained"))
+    return backbone.set_preprocessing(get("preprocess", "crop") or "crop", get("normalise", "model") or "model")

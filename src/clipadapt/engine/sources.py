@@ -18,7 +18,7 @@ from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.config import FeatureConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import ImageDataset, load_image
-from clipadapt.data.transforms import describe_transform, eval_transform, train_transform
+from clipadapt.data.transforms import describe_transform, transform_for
 from clipadapt.features.store import FeatureStore, ViewSampler, extract, feature_key, image_list_fingerprint, seeded_view_transform
 from clipadapt.methods import FeatureNeeds
 
@@ -26,8 +26,7 @@ VIEW_SEED = 1234
 
 
 def make_transform(backbone: ClipBackbone, train: bool):
-    size, mean, std = backbone.image_size, backbone.image_mean, backbone.image_std
-    return train_transform(size, mean, std) if train else eval_transform(size, mean, std)
+    return transform_for(backbone.preprocess, train, backbone.image_size, backbone.image_mean, backbone.image_std)
 
 
 def store_root(cfg: FeatureConfig) -> Path | None:
@@ -77,7 +76,7 @@ class FeatureBatches:
         size, mean, std = backbone.image_size, backbone.image_mean, backbone.image_std
         parts = {
             "backbone": backbone.describe(),
-            "preprocessing": describe_transform("train" if augment else "test", size, mean, std),
+            "preprocessing": describe_transform("train" if augment else "test", size, mean, std, backbone.preprocess),
             "tap": {"block": needs.tap_block, "tokens": "patches"},
             "views": views,
             "view_seed": VIEW_SEED,
