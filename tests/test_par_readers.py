@@ -126,7 +126,7 @@ def test_pa100k_reads_names_splits_labels_and_sentences(tmp_path, layout):
     assert [len(s) for s in (train, val, test)] == [3, 2, 2]
     assert train.task.names == PA_ATTRS
     assert all(a.classes == ("no", "yes") for a in train.task.attributes)
-    assert train.task.attributes[0].template == "A female pedestrian"
+    assert train.task.attributes[0].template == "A woman or girl"
     assert train.task.attributes[3].template == "A pedestrian with new thing"  # made from an unknown name
     np.testing.assert_array_equal(val.labels, mat["val_label"])
     assert rel_paths(test, tmp_path) == [f"{layout}/000005.jpg", f"{layout}/000006.jpg"]
@@ -195,7 +195,7 @@ def test_peta_uses_the_35_in_group_order_and_the_chosen_partition(tmp_path):
     columns = [file_names.index(n) for n in PETA_35]
     np.testing.assert_array_equal(train.labels, labels[[0, 1, 2, 3]][:, columns])
     assert rel_paths(val, tmp_path) == ["images/00005.png", "images/00006.png"]
-    assert train.task.attributes[-1].template == "A male pedestrian"
+    assert train.task.attributes[-1].template == "A man or boy"
 
     train, val, test = read_peta(config("peta", tmp_path), {"split_index": 1})
     assert rel_paths(train, tmp_path) == ["images/00008.png", "images/00007.png", "images/00006.png"]
@@ -292,7 +292,7 @@ def test_rap2_selected_attributes_in_group_order(tmp_path):
     assert [len(s) for s in (train, val, test)] == [3, 1, 3]
     columns = [names.index(n) for n in RAP2]
     np.testing.assert_array_equal(train.labels, data[[6, 5, 4]][:, columns])
-    assert train.task.attributes[RAP2_GROUP_ORDER.index(0)].template == "A female pedestrian"
+    assert train.task.attributes[RAP2_GROUP_ORDER.index(0)].template == "A woman or girl"
 
 
 def test_rap2_matlab_v73_file_reads_the_same(tmp_path):
@@ -420,7 +420,7 @@ def test_rethinking_pickle_loads_through_the_restricted_unpickler(tmp_path, easy
     d = rethinking_pickle(tmp_path, easydict_module, protocol)
     train, val, test = read_par_pickle(config("par-pickle", tmp_path))
     assert train.task.names == ["boots", "Female"]  # label_idx.eval, in its order
-    assert train.task.attributes[1].template == "A female pedestrian"
+    assert train.task.attributes[1].template == "A woman or girl"
     assert rel_paths(train, tmp_path) == ["data/000000.jpg", "data/000001.jpg", "data/000002.jpg"]
     assert train.labels.tolist() == [[1, 1], [0, 0], [-1, 1]]  # 2 = uncertain -> ignored
     assert [len(val), len(test)] == [1, 2]
