@@ -149,6 +149,19 @@ class ClipBackbone(nn.Module):
         v = x + blk.ls_1(attn.out_proj(v))
         return v + blk.ls_2(blk.mlp(blk.ln_2(v)))
 
+    def run_blocks(self, x: torch.Tensor, inject=None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Every block in turn on tokens [B, T, D]. `inject(i, x) -> x` runs before block i
+        (deep prompts replace their slots there); `attn_mask` [T, T] is additive."""
+        for i in range(self.num_blocks):
+            if inject is not None:
+                x = inject(i, x)
+            x = self.block(i, x, attn_mask=attn_mask)
+        return x
+
+    def project_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Every token through CLIP's output head: ln_post(x) @ proj, [B, T, E]."""
+        return self.visual.ln_post(x) @ self.visual.proj
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP's image embedding from final tokens: ln_post(x[:, 0]) @ proj, [B, E]."""
         return self.visual.ln_post(x[:, 0]) @ self.visual.proj
@@ -195,6 +208,27 @@ class ClipBackbone(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]
         proj = m.text_projection
         return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    def encode_text_deep(self, x: torch.Tensor, eot_index: torch.Tensor, inject) -> torch.Tensor:
+        """encode_text_embeddings with `inject(i, x) -> x` before text block i (deep text
+        prompts placed before the end-of-text token, so the causal mask lets EOT see them)."""
+        m = self.model
+        x = x + m.positional_embedding.to(x.dtype)
+        for i, block in enumerate(m.transformer.resblocks):
+            x = block(inject(i, x), attn_mask=m.attn_mask)
+        x = m.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_index]
+        proj = m.text_projection
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    @property
+    def text_blocks(self) -> int:
+        return len(self.model.transformer.resblocks)
+
+    @property
+    def patch_size(self) -> int:
+        size = self.visual.conv1.kernel_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], normalise: bool = True) -> torch.Tensor:

@@ -9,15 +9,19 @@ from clipadapt.errors import ClipAdaptError
 
 
 def build_optimizer(method, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; parameters the method names in no_weight_decay() get none."""
+    """AdamW or SGD; parameters the method names in no_weight_decay() get none, and those
+    it gives options (param_group_options: lr_scale, warmup_epochs) get their own group."""
     no_wd = method.no_weight_decay()
-    decay, plain = [], []
+    grouped: dict[tuple, list] = {}
     for name, p in method.named_parameters():
         if p.requires_grad:
-            (plain if name in no_wd else decay).append(p)
-    if not decay and not plain:
+            options = method.param_group_options(name)
+            key = (name in no_wd, tuple(sorted(options.items())))
+            grouped.setdefault(key, []).append(p)
+    if not grouped:
         raise ClipAdaptError(f"Method '{method.name}' has no trainable parameters; set train.epochs=0 or pick another method.")
-    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}) if g["params"]]
+    groups = [{"params": params, "weight_decay": 0.0 if plain else cfg.weight_decay, **dict(options)}
+              for (plain, options), params in grouped.items()]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))

@@ -23,3 +23,13 @@ def lr_at_epoch(epoch: int, base_lr: float, epochs: int, warmup_epochs: int, war
 def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def set_epoch_lr(optimizer, epoch: int, cfg) -> float:
+    """Set every group's lr for `epoch` (a group may carry its own lr_scale and
+    warmup_epochs); returns the unscaled lr of the run's own warm-up."""
+    for group in optimizer.param_groups:
+        warmup = group.get("warmup_epochs", cfg.warmup_epochs)
+        base = lr_at_epoch(epoch, cfg.lr, cfg.epochs, warmup, cfg.warmup_lr, cfg.min_lr)
+        group["lr"] = base * group.get("lr_scale", 1.0)
+    return lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr)

@@ -23,7 +23,7 @@ from clipadapt.engine.checkpoint import save_state
 from clipadapt.engine.io import write_json
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
-from clipadapt.engine.schedule import lr_at_epoch, set_lr
+from clipadapt.engine.schedule import set_epoch_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
@@ -121,6 +121,12 @@ class Runner:
             return self.method(feats)
         return self.method.forward_images(images)
 
+    def training_logits(self, batch) -> tuple[list[torch.Tensor], list]:
+        """Logits of a training batch and the method's auxiliary (weight, logits) outputs."""
+        if isinstance(batch, ImageFeatures) or self.method.needs().frozen_image_path:
+            return self.logits(batch), []
+        return self.method.training_forward_images(batch.to(self.device, non_blocking=True))
+
     def autocast(self):
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -207,8 +213,7 @@ class Runner:
         with progress_bar(self.progress) as bar:
             task = bar.add_task("train", total=cfg.epochs, completed=start, info="")
             for epoch in range(start, cfg.epochs):
-                lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr)
-                set_lr(optimizer, lr)
+                lr = set_epoch_lr(optimizer, epoch, cfg)
                 train_loss = self._train_epoch(train_src, labels, criterion, optimizer, epoch)
                 row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
                 if has_val:
@@ -246,9 +251,12 @@ class Runner:
         order = torch.randperm(len(labels)).numpy()
         total, batches = 0.0, 0
         for batch, idx in source.batches(order, cfg.batch_size, epoch):
+            target = labels[idx].to(self.device)
             with self.autocast():
-                logits = self.logits(batch)
-            loss = criterion(logits, labels[idx].to(self.device))
+                logits, extra = self.training_logits(batch)
+            loss = criterion(logits, target)
+            for weight, aux in extra:  # auxiliary branches (PromptPAR's region aggregation)
+                loss = loss + weight * criterion(aux, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

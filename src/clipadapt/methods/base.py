@@ -87,6 +87,16 @@ class Method(nn.Module):
         """Logits straight from images (end-to-end path)."""
         return self(self.backbone.forward_features(images, self.needs().tap_block))
 
+    def training_forward_images(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list]:
+        """Training pass from images: (logits, auxiliary outputs as (weight, logits) pairs,
+        each scored with the run's loss and added with its weight). Default: none."""
+        return self.forward_images(images), []
+
+    def param_group_options(self, name: str) -> dict:
+        """Optimiser options of a trainable parameter: {"lr_scale": s, "warmup_epochs": n}
+        (default: none, the run's lr and warm-up)."""
+        return {}
+
     def fit_statistics(self, labels: torch.Tensor) -> None:
         """Hook for methods that learn from label statistics alone (majority class)."""
 
