@@ -47,6 +47,27 @@ def read_synthetic_gss(cfg: DataConfig):
     return read_gss(cfg)
 
 
+@DATA_FORMATS.register("synthetic-par")
+def read_synthetic_par(cfg: DataConfig):
+    """Render synthetic pedestrian crops at data.root (once) and read them as a multi-label
+    manifest (train.csv / test.csv + attributes.json)."""
+    from clipadapt.data.synthetic.pedestrians import write_par_dataset
+
+    if cfg.root is None:
+        raise ClipAdaptError("data.root is required for format 'synthetic-par' (where the crops are rendered).")
+    allowed = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
+    unknown = set(cfg.synthetic) - allowed
+    if unknown:
+        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
+    root = Path(cfg.root).expanduser()
+    write_par_dataset(root, **cfg.synthetic)
+    manifest_cfg = cfg.model_copy(update={
+        "task": "multilabel", "train_manifest": root / "train.csv", "test_manifest": root / "test.csv",
+        "attribute_file": cfg.attribute_file or root / "attributes.json", "root": root,
+    })
+    return read_manifest(manifest_cfg)
+
+
 def build_splits(cfg: DataConfig) -> DataSplits:
     """Read cfg.format, then make the stratified validation split (if the source has none)
     and the K-shot training subset (if cfg.shots)."""

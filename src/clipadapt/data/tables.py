@@ -65,3 +65,22 @@ def encode(column: pd.Series, classes: tuple[str, ...], path: Path, attribute: s
             )
         out[row] = index[value]
     return out
+
+
+BINARY_VALUES = {"1": 1, "0": 0, "-1": MISSING, "": MISSING, "yes": 1, "no": 0, "true": 1, "false": 0,
+                 "1.0": 1, "0.0": 0, "-1.0": MISSING}
+
+
+def encode_binary(column: pd.Series, path: Path, attribute: str) -> np.ndarray:
+    """A multi-label column as 1 / 0 / -1 (empty or -1 = not labelled); anything else is an
+    error naming the file, the line and the value."""
+    out = np.full(len(column), MISSING, dtype=np.int64)
+    for row, value in enumerate(column):
+        key = value.strip().lower() if isinstance(value, str) else ""
+        if key not in BINARY_VALUES:
+            raise ClipAdaptError(
+                f"{where(path, row)}: value '{value}' of multi-label attribute '{attribute}' is not 1, 0, -1 or "
+                "empty (yes/no and true/false are accepted too). Fix the cell."
+            )
+        out[row] = BINARY_VALUES[key]
+    return out
