@@ -66,7 +66,8 @@ def test_masked_block_hides_patches_outside_the_strip(micro_backbone, model):
     """One real CLIP block with the mask: part token 0 changes when a patch of strip 0
     changes, and does not when a patch outside strip 0 changes."""
     layout = model.layout
-    seq = model.visual.inject(0, model.visual.sequence(micro_backbone.embed(torch.randn(1, 3, 32, 32))))
+    embedded = micro_backbone.embed(torch.randn(1, 3, 32, 32), ln_pre=False)
+    seq = model.visual.inject(0, model.visual.sequence(embedded, micro_backbone.visual.ln_pre))
     mask = model.attn_mask
     first, last = strips_for_grid(layout.grid[0], layout.groups)[0]
     inside = layout.patch_indices_of_strip(first, last)[0]

@@ -124,14 +124,15 @@ class ClipBackbone(nn.Module):
                 "preprocess": self.preprocess, "normalise": self.normalise}
 
     # ------------------------------------------------------------------ image primitives
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patchify, prepend [CLS], add positions, ln_pre: [B, 1 + N, D]."""
+    def embed(self, images: torch.Tensor, ln_pre: bool = True) -> torch.Tensor:
+        """Patchify, prepend [CLS], add positions, ln_pre: [B, 1 + N, D] (`ln_pre=False`
+        stops before ln_pre, for methods that add tokens of their own first)."""
         v = self.visual
         x = v.conv1(images.to(v.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-        return v.ln_pre(x)
+        return v.ln_pre(x) if ln_pre else x
 
     def block(self, index: int, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Run residual block `index` (0-based) on tokens [B, T, D]."""
@@ -158,9 +159,9 @@ class ClipBackbone(nn.Module):
             x = self.block(i, x, attn_mask=attn_mask)
         return x
 
-    def project_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def project_tokens(self, x: torch.Tensor, ln_post: bool = True) -> torch.Tensor:
         """Every token through CLIP's output head: ln_post(x) @ proj, [B, T, E]."""
-        return self.visual.ln_post(x) @ self.visual.proj
+        return (self.visual.ln_post(x) if ln_post else x) @ self.visual.proj
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP's image embedding from final tokens: ln_post(x[:, 0]) @ proj, [B, E]."""

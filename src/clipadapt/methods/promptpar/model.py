@@ -25,13 +25,14 @@ class PromptPARParams(MethodParams):
     """Authors' defaults; every branch can be switched off for ablations."""
 
     visual_prompts: bool = True
-    deep: bool = True  # prompts at every block (False: first block only)
+    prompt_depth: int | None = Field(None, ge=1)  # blocks that get their own prompts; null = all (deep)
     global_prompts: int = Field(10, ge=0)
     regions: bool = True  # part tokens, region groups, strip mask, aggregation branch
     groups: int = Field(4, ge=1)
     group_prompts: int = Field(10, ge=0)  # without regions they join the global prompts
     overlap: int = Field(2, ge=0)  # patch rows shared by neighbouring strips
     text_prompts: int = Field(3, ge=0)  # context tokens per attribute per text block; 0 = off
+    token_norm: bool = True  # ln_post before proj on the output tokens (the authors' code skips it)
     aggregation_weight: float = Field(0.5, ge=0.0)  # 0 = no aggregation branch
     fusion_width: int = Field(768, ge=8)
     fusion_heads: int = Field(12, ge=1)
@@ -62,7 +63,7 @@ class PromptPAR(Method):
         if not params.visual_prompts:
             global_prompts, prompts_per_group = 0, 0
         self.layout = TokenLayout(global_prompts, groups, prompts_per_group, backbone.grid)
-        self.visual = VisualPrompts(backbone, self.layout, deep=params.deep)
+        self.visual = VisualPrompts(backbone, self.layout, depth=params.prompt_depth)
         mask = region_attention_mask(self.layout, params.overlap) if groups else None
         self.register_buffer("attn_mask", mask, persistent=False)
         sentences = [a.sentence for a in task.attributes]
@@ -85,9 +86,9 @@ class PromptPAR(Method):
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Every output token of the prompted, masked image pass after ln_post + proj: [B, T, E]."""
         bb = self.backbone
-        seq = self.visual.sequence(bb.embed(images))
+        seq = self.visual.sequence(bb.embed(images, ln_pre=False), bb.visual.ln_pre)
         mask = self.attn_mask.to(seq.dtype) if self.attn_mask is not None else None
-        return bb.project_tokens(bb.run_blocks(seq, self.visual.inject, mask))
+        return bb.project_tokens(bb.run_blocks(seq, self.visual.inject, mask), ln_post=self.params.token_norm)
 
     def attribute_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Main logits [B, A] and, in training with the branch on, aggregation logits [B, A]."""

@@ -21,16 +21,16 @@ PLACEHOLDER = "X"
 
 
 class VisualPrompts(nn.Module):
-    """Deep visual prompts [L, Q + G*P, D] and part tokens [G, D] for one layout.
+    """Deep visual prompts [depth, Q + G*P, D] and part tokens [G, D] for one layout.
 
     Init uniform(-v, v), v = sqrt(6 / (3 * p * p + D)) with p the patch size (SPEC 2:
-    p = 14 and D = 1024 on ViT-L/14). `deep=False` keeps only the first layer's prompts
-    (shallow VPT): they are inserted once and then flow through the blocks.
+    p = 14 and D = 1024 on ViT-L/14). Blocks past `depth` get no new prompts (depth 1 is
+    shallow VPT: inserted once, then they flow through the blocks).
     """
 
-    def __init__(self, backbone: ClipBackbone, layout: TokenLayout, deep: bool = True):
+    def __init__(self, backbone: ClipBackbone, layout: TokenLayout, depth: int | None = None):
         super().__init__()
-        width, layers = backbone.width, backbone.num_blocks if deep else 1
+        width, layers = backbone.width, min(depth or backbone.num_blocks, backbone.num_blocks)
         bound = math.sqrt(6.0 / (3 * backbone.patch_size ** 2 + width))
         count = len(layout.prompt_indices())
         self.layout = layout
@@ -39,15 +39,17 @@ class VisualPrompts(nn.Module):
         self.register_buffer("prompt_slots", torch.tensor(layout.prompt_indices(), dtype=torch.long), persistent=False)
         self.register_buffer("part_slots", torch.tensor(layout.part_indices(), dtype=torch.long), persistent=False)
 
-    def sequence(self, embedded: torch.Tensor) -> torch.Tensor:
-        """[CLS, prompt slots (empty), part tokens, patches] from embed() output [B, 1 + N, D]."""
+    def sequence(self, embedded: torch.Tensor, ln_pre: nn.Module) -> torch.Tensor:
+        """[CLS, prompt slots (empty), part tokens, patches] from embed(ln_pre=False) output
+        [B, 1 + N, D]. Part tokens (no position) go through ln_pre with CLS and the
+        patches, as in the authors' model; the prompts enter after it."""
         b, _, d = embedded.shape
         seq = embedded.new_zeros(b, self.layout.length, d)
         seq[:, 0] = embedded[:, 0]
         seq[:, self.layout.prefix:] = embedded[:, 1:]
         if self.parts is not None:
             seq[:, self.part_slots] = self.parts.to(seq.dtype)
-        return seq
+        return ln_pre(seq)
 
     def inject(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Before block `layer`: put that layer's prompts into their slots (replacing the
