@@ -175,3 +175,22 @@ def test_run_folder_is_self_contained_and_not_overwritten(tmp_path):
     assert card["backbone"]["preprocess"] == "letterbox" and card["task"]["multilabel"] is True
     with pytest.raises(ClipAdaptError, match="already holds a run"):
         import_promptpar_checkpoint(path, task(), run, backbone_name="clipadapt-tiny")
+
+
+def test_cli_imports_with_an_attribute_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from clipadapt.cli.main import app
+
+    path, _ = authors_file(tmp_path)
+    attrs = tmp_path / "attrs.yaml"
+    attrs.write_text("\n".join(f"{a.name}: {a.sentence}" for a in task().attributes) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["import-promptpar", str(path), "--attributes", str(attrs), "--out", str(tmp_path / "run"),
+                                 "--backbone", "clipadapt-tiny", "--fusion-heads", str(HEADS)])
+    assert result.exit_code == 0, result.output
+    method, _ = load_run(tmp_path / "run")
+    assert [a.sentence for a in method.task.attributes] == SENTENCES
+    both = runner.invoke(app, ["import-promptpar", str(path), "--attributes", str(attrs), "--dataset", "pa100k",
+                               "--out", str(tmp_path / "r2")])
+    assert both.exit_code == 2 and "exactly one of --attributes" in both.output

@@ -281,6 +281,36 @@ def import_mhadapter(
     run_safely(go)
 
 
+@app.command("import-promptpar")
+def import_promptpar(
+    checkpoint_file: Path = typer.Argument(..., help="The PromptPAR authors' checkpoint (.pth)."),
+    attributes: Optional[Path] = typer.Option(
+        None, help="YAML/JSON of the checkpoint's attributes in head order: names + the sentences it was trained with."),
+    dataset: Optional[str] = typer.Option(
+        None, help="Or a standard attribute set in file order: pa100k, peta, rap, rap2, wider (clipadapt's sentences)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    backbone: Optional[str] = typer.Option(None, help="open_clip name of the CLIP inside (default: inferred)."),
+    overlap: int = typer.Option(2, min=0, help="Patch rows shared by neighbouring strips (authors' overlap_row)."),
+    fusion_heads: Optional[int] = typer.Option(None, min=1, help="Heads of the fusion block (default width/64)."),
+):
+    """Convert a PromptPAR authors' checkpoint into a clipadapt run folder (no pickled code runs);
+    then `clipadapt predict --checkpoint RUN_DIR --threshold 0.45 ...` as the authors do."""
+    from clipadapt.importers.promptpar import import_promptpar_checkpoint, standard_task
+    from clipadapt.data.attribute_sets import read_attribute_file
+    from clipadapt.task import TaskSpec
+
+    def go():
+        if (attributes is None) == (dataset is None):
+            raise ClipAdaptError("Give exactly one of --attributes FILE or --dataset NAME.")
+        task = (TaskSpec(tuple(read_attribute_file(attributes)), multilabel=True) if attributes is not None
+                else standard_task(dataset))
+        path = import_promptpar_checkpoint(checkpoint_file, task, out, backbone_name=backbone, overlap=overlap,
+                                           fusion_heads=fusion_heads)
+        out_console.print(f"wrote {path}")
+
+    run_safely(go)
+
+
 # Reporting commands live in their own module; registered here so `clipadapt --help` lists them.
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402

@@ -29,7 +29,7 @@ from clipadapt.engine.checkpoint import CARD, CHECKPOINT, build_card, load_state
 from clipadapt.errors import ClipAdaptError
 from clipadapt.importers.safe_pickle import safe_torch_load
 from clipadapt.methods import build_method
-from clipadapt.task import TaskSpec
+from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 BACKBONE_FILE = "backbone.safetensors"
 # ViT geometry (width, patch size, blocks) -> the open_clip name of OpenAI's weights
@@ -183,4 +183,22 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
     return out_dir
 
 
-__all__ = ["import_promptpar_checkpoint", "map_promptpar_keys", "read_promptpar_checkpoint"]
+def standard_task(dataset: str) -> TaskSpec:
+    """The standard attribute set of a PAR data set, in the file order the field's
+    checkpoints use, with clipadapt's sentences."""
+    from clipadapt.data.par.peta import PETA_35
+    from clipadapt.data.par.sentences import TABLES
+    from clipadapt.data.par.wider import WIDER_14
+
+    key = dataset.lower()
+    names = {"peta": list(PETA_35), "wider": list(WIDER_14)}.get(key)
+    if names is None and key in TABLES:
+        names = list(TABLES[key])
+    if names is None:
+        raise ClipAdaptError(f"Unknown attribute set '{dataset}'; use one of pa100k, peta, rap, rap2, wider, "
+                             "or --attributes FILE.")
+    table = {k.lower(): v for k, v in TABLES[key].items()}
+    return TaskSpec(tuple(Attribute(n, BINARY_CLASSES, template=table.get(n.lower(), n)) for n in names), multilabel=True)
+
+
+__all__ = ["import_promptpar_checkpoint", "map_promptpar_keys", "read_promptpar_checkpoint", "standard_task"]
