@@ -206,7 +206,7 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
     data = raw.get("data")
     if not isinstance(data, dict):
         return
-    for key in ("root", "train_manifest", "test_manifest", "val_manifest"):
+    for key in ("root", "train_manifest", "test_manifest", "val_manifest", "attribute_file"):
         value = data.get(key)
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             data[key] = str((base / value).resolve())
