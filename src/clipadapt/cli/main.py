@@ -251,11 +251,12 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
-    task: str = typer.Option("gss", help="gss (street-view attributes)."),
+    task: str = typer.Option("gss", help="gss (street-view attributes) or par (pedestrian attributes, PromptPAR)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
-    """Offline demo: render a synthetic street-view data set, train CLIP-MHAdapter and the
-    baselines on it with the embedded tiny CLIP, and print a comparison table."""
+    """Offline demo: render a synthetic data set (street views, or pedestrians with --task par),
+    train CLIP-MHAdapter / PromptPAR and the baselines on it with the embedded tiny CLIP, and
+    print a comparison table."""
     from clipadapt.cli.demo import run_demo
 
     run_safely(lambda: run_demo(out, task=task, progress=not quiet, console=out_console))
