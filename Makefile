@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/feature_store_vs_end_to_end.py
+	$(VENV)/bin/python benchmarks/promptpar_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
