@@ -194,3 +194,32 @@ def test_cli_imports_with_an_attribute_file(tmp_path):
     both = runner.invoke(app, ["import-promptpar", str(path), "--attributes", str(attrs), "--dataset", "pa100k",
                                "--out", str(tmp_path / "r2")])
     assert both.exit_code == 2 and "exactly one of --attributes" in both.output
+
+
+def test_predict_runs_an_imported_promptpar_model_with_a_threshold(tmp_path):
+    """Image-path methods go through forward_images in `predict` (not the frozen features)."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from clipadapt.cli.main import app
+
+    path, vit = authors_file(tmp_path)
+    run = import_promptpar_checkpoint(path, task(), tmp_path / "run", backbone_name="clipadapt-tiny",
+                                      fusion_heads=HEADS)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = torch.Generator().manual_seed(3)
+    for i in range(3):
+        pixels = (torch.rand(96, 48, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(crops / f"p{i}.png")
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(app, ["predict", str(crops), "--checkpoint", str(run), "--out", str(out),
+                                      "--threshold", "0.45", "--quiet"])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table.columns[3:]) == ["a0", "a0:p", "a1", "a1:p", "a2", "a2:p"]
+    for name in ("a0", "a1", "a2"):
+        assert ((table[f"{name}:p"] > 0.45).astype(int) == table[name]).all()
+        assert table[f"{name}:p"].between(0, 1).all()

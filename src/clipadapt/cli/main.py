@@ -313,12 +313,14 @@ def import_promptpar(
 
 
 # Reporting commands live in their own module; registered here so `clipadapt --help` lists them.
+from clipadapt.cli.adapt_command import adapt_command  # noqa: E402
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
 
 app.command("report")(report_command)
 app.command("explain")(explain_command)
 app.command("describe")(describe_command)
+app.command("adapt")(adapt_command)
 
 
 def main() -> None:  # pragma: no cover

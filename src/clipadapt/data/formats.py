@@ -68,6 +68,22 @@ def read_synthetic_par(cfg: DataConfig):
     return read_manifest(manifest_cfg)
 
 
+@DATA_FORMATS.register("synthetic-finegrained")
+def read_synthetic_finegrained(cfg: DataConfig):
+    """Render the synthetic fine-grained birds at data.root (once; root/{train,test}/<class>/,
+    classnames.txt, descriptions.json) and read them with the folder reader."""
+    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+
+    if cfg.root is None:
+        raise ClipAdaptError("data.root is required for format 'synthetic-finegrained' (where the images are rendered).")
+    allowed = {"n_train_per_class", "n_test_per_class", "seed", "image_size"}
+    unknown = set(cfg.synthetic) - allowed
+    if unknown:
+        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
+    write_finegrained_dataset(Path(cfg.root).expanduser(), **cfg.synthetic)
+    return read_folder(cfg)
+
+
 def build_splits(cfg: DataConfig) -> DataSplits:
     """Read cfg.format, then make the stratified validation split (if the source has none)
     and the K-shot training subset (if cfg.shots)."""

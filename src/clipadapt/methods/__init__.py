@@ -1,6 +1,6 @@
 """Adaptation methods, registered by name (`METHODS`); add your own with `register_method`."""
 
-from clipadapt.methods import clip_adapter, coop, linear_probe, majority, mhadapter, promptpar, zeroshot  # noqa: F401
+from clipadapt.methods import clip_adapter, coop, linear_probe, majority, mhadapter, microclip, promptpar, zeroshot  # noqa: F401
 from clipadapt.methods.base import METHODS, FeatureNeeds, Method, MethodParams, register_method
 
 

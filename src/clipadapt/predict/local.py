@@ -38,8 +38,12 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
         for images, index, good in loader:
             index, good = index.numpy(), good.numpy().astype(bool)
             if good.any():
-                feats = method.backbone.forward_features(images[good].to(device), method.needs().tap_block)
-                for a, logits in enumerate(method(feats)):
+                batch = images[good].to(device)
+                if method.needs().frozen_image_path:
+                    outputs = method(method.backbone.forward_features(batch, method.needs().tap_block))
+                else:  # prompts or trainable parts inside the backbone (PromptPAR, microCLIP)
+                    outputs = method.forward_images(batch)
+                for a, logits in enumerate(outputs):
                     probs[a][index[good]] = torch.softmax(logits.float(), -1).cpu().numpy()
             ok[index] = good
             bar.advance(job, len(index))

@@ -1,6 +1,15 @@
-"""microCLIP building blocks (SPEC 3): Normalised Cut, SOAP pooling, TokenFusion."""
+"""microCLIP (SPEC 3): Normalised Cut, SOAP pooling, TokenFusion, and the registered `microclip` Method."""
 
 from clipadapt.methods.microclip.fusion import TokenFusion, TokenFusionOutput
+from clipadapt.methods.microclip.method import (
+    MicroCLIP,
+    MicroCLIPOutput,
+    MicroCLIPParams,
+    description_prototype,
+    layernorm_parameters,
+    llm_head_row,
+    template_embedding,
+)
 from clipadapt.methods.microclip.ncut import (
     ForegroundSplit,
     NCutResult,
@@ -12,6 +21,13 @@ from clipadapt.methods.microclip.ncut import (
 from clipadapt.methods.microclip.soap import SOAP, SOAPOutput, identity_linear
 
 __all__ = [
+    "MicroCLIP",
+    "MicroCLIPOutput",
+    "MicroCLIPParams",
+    "description_prototype",
+    "layernorm_parameters",
+    "llm_head_row",
+    "template_embedding",
     "SOAP",
     "ForegroundSplit",
     "NCutResult",
