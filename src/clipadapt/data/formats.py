@@ -32,18 +32,25 @@ DATA_FORMATS.register("wider", read_wider)
 DATA_FORMATS.register("par-pickle", read_par_pickle)
 
 
+def _synthetic_root(cfg: DataConfig, fmt: str, allowed: set[str]) -> Path:
+    """data.root of a synthetic format, after checking data.synthetic's option names."""
+    if cfg.root is None:
+        raise ClipAdaptError(f"data.root is required for format '{fmt}' (where the images are rendered).")
+    unknown = set(cfg.synthetic) - allowed
+    if unknown:
+        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
+    return Path(cfg.root).expanduser()
+
+
+SPLIT_SIZES = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
+
+
 @DATA_FORMATS.register("synthetic-gss")
 def read_synthetic_gss(cfg: DataConfig):
     """Render a GSS-layout folder at data.root (once) and read it with the gss reader."""
     from clipadapt.data.synthetic.streets import write_gss_dataset
 
-    if cfg.root is None:
-        raise ClipAdaptError("data.root is required for format 'synthetic-gss' (where the images are rendered).")
-    allowed = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
-    unknown = set(cfg.synthetic) - allowed
-    if unknown:
-        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
-    write_gss_dataset(Path(cfg.root).expanduser(), **cfg.synthetic)
+    write_gss_dataset(_synthetic_root(cfg, "synthetic-gss", SPLIT_SIZES), **cfg.synthetic)
     return read_gss(cfg)
 
 
@@ -53,13 +60,7 @@ def read_synthetic_par(cfg: DataConfig):
     manifest (train.csv / test.csv + attributes.json)."""
     from clipadapt.data.synthetic.pedestrians import write_par_dataset
 
-    if cfg.root is None:
-        raise ClipAdaptError("data.root is required for format 'synthetic-par' (where the crops are rendered).")
-    allowed = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
-    unknown = set(cfg.synthetic) - allowed
-    if unknown:
-        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
-    root = Path(cfg.root).expanduser()
+    root = _synthetic_root(cfg, "synthetic-par", SPLIT_SIZES)
     write_par_dataset(root, **cfg.synthetic)
     manifest_cfg = cfg.model_copy(update={
         "task": "multilabel", "train_manifest": root / "train.csv", "test_manifest": root / "test.csv",
@@ -74,13 +75,8 @@ def read_synthetic_finegrained(cfg: DataConfig):
     classnames.txt, descriptions.json) and read them with the folder reader."""
     from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
 
-    if cfg.root is None:
-        raise ClipAdaptError("data.root is required for format 'synthetic-finegrained' (where the images are rendered).")
     allowed = {"n_train_per_class", "n_test_per_class", "seed", "image_size"}
-    unknown = set(cfg.synthetic) - allowed
-    if unknown:
-        raise ClipAdaptError(f"Unknown data.synthetic option(s) {sorted(unknown)}; known: {sorted(allowed)}.")
-    write_finegrained_dataset(Path(cfg.root).expanduser(), **cfg.synthetic)
+    write_finegrained_dataset(_synthetic_root(cfg, "synthetic-finegrained", allowed), **cfg.synthetic)
     return read_folder(cfg)
 
 

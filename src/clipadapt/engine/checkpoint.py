@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import clipadapt
-from clipadapt.backbone import backbone_from_config
+from clipadapt.backbone import create_backbone
 from clipadapt.engine.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
@@ -115,7 +115,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
         raise ClipAdaptError(f"{run_dir} has a card but no {CHECKPOINT}; the run did not finish. Re-run or resume it.")
     want = card["backbone"]
     if backbone is None:
-        backbone = backbone_from_config(want)
+        backbone = create_backbone(want["name"], want.get("pretrained"))
     check_backbone(card, backbone, source=str(run_dir))
     backbone.set_preprocessing(want.get("preprocess", "crop"), want.get("normalise", "model"))
     method = build_method(card["method"], backbone, TaskSpec.from_dict(card["task"]), card.get("params", {}))

@@ -38,12 +38,9 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
         for images, index, good in loader:
             index, good = index.numpy(), good.numpy().astype(bool)
             if good.any():
-                batch = images[good].to(device)
-                if method.needs().frozen_image_path:
-                    outputs = method(method.backbone.forward_features(batch, method.needs().tap_block))
-                else:  # prompts or trainable parts inside the backbone (PromptPAR, microCLIP)
-                    outputs = method.forward_images(batch)
-                for a, logits in enumerate(outputs):
+                # forward_images: frozen-feature methods and image-path ones (prompts inside the
+                # backbone, PromptPAR / microCLIP) alike
+                for a, logits in enumerate(method.forward_images(images[good].to(device))):
                     probs[a][index[good]] = torch.softmax(logits.float(), -1).cpu().numpy()
             ok[index] = good
             bar.advance(job, len(index))

@@ -28,12 +28,11 @@ class FusionHead(nn.Module):
         super().__init__()
         self.word_embed = nn.Linear(embed_dim, width)
         self.visual_embed = nn.Linear(embed_dim, width)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)  # a random fusion block (no weights given) is the same every run
-        # eps 1e-6: the LayerNorms of timm's (and the authors') ImageNet ViT-B/16
-        self.block = Block(width, heads, mlp_ratio=4.0, qkv_bias=True, drop_path=drop_path,
-                           norm_layer=partial(nn.LayerNorm, eps=1e-6))
-        torch.random.set_rng_state(generator_state)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # a random fusion block (no weights given) is the same every run
+            # eps 1e-6: the LayerNorms of timm's (and the authors') ImageNet ViT-B/16
+            self.block = Block(width, heads, mlp_ratio=4.0, qkv_bias=True, drop_path=drop_path,
+                               norm_layer=partial(nn.LayerNorm, eps=1e-6))
         self.norm = nn.LayerNorm(width, eps=1e-6)
         if weights:
             self.load_block(weights)
