@@ -55,3 +55,24 @@ def test_par_demo_trains_promptpar_and_baselines(tmp_path, monkeypatch):
         assert (run / part).is_file(), part
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"mA", "accuracy", "precision", "recall", "f1_mean_of_samples", "f1_of_means"} <= set(metrics["multilabel"])
+
+
+def test_unsupervised_demo_self_trains_without_labels_and_compares(tmp_path, monkeypatch):
+    from clipadapt.cli import demo_unsupervised as unsup
+
+    monkeypatch.setattr(unsup, "UNSUPERVISED_DATA", {"n_train_per_class": 8, "n_test_per_class": 4, "seed": 1,
+                                                      "image_size": 64})
+    monkeypatch.setattr(unsup, "UNSUPERVISED_TRAIN", {"epochs": 1, "batch_size": 32, "seed": 0})
+    result = CliRunner().invoke(app, ["demo", "--task", "unsupervised", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == [label for label, _, _ in unsup.TABLE_ROWS]
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in summary.values())
+    for name in unsup.UNSUPERVISED_RUNS:
+        card = json.loads((tmp_path / "runs" / name / "card.json").read_text())
+        assert card["data"]["train_labels_used"] is False
+    # the baseline is the ablation without SOAP; microCLIP keeps it
+    cards = {n: json.loads((tmp_path / "runs" / n / "card.json").read_text()) for n in unsup.UNSUPERVISED_RUNS}
+    assert cards["selftrain_cls"]["params"]["use_soap"] is False and cards["microclip"]["params"]["use_soap"] is True
+    assert "microCLIP (SOAP + TokenFusion)" in result.output and "| model | accuracy | macro-F1 |" in (
+        tmp_path / "summary.md").read_text()

@@ -4,6 +4,8 @@
 multi-attribute mode (all eight attributes from one backbone pass).
 --task par: renders pedestrian crops with twelve PA100K attributes (multi-label) and
 trains PromptPAR and its baselines.
+--task unsupervised: renders look-alike birds and adapts microCLIP without labels
+(cli/demo_unsupervised.py).
 Both use the embedded tiny CLIP and print a comparison table.
 """
 
@@ -93,12 +95,16 @@ def demo_config(task: DemoTask, data_root: Path, cache: Path, method: str, param
 
 
 def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Console | None = None) -> dict:
-    """Run the demo `task` (gss | par) into `out`; returns {method: test metrics}. Also
+    """Run the demo `task` (gss | par | unsupervised) into `out`; returns {method: test metrics}. Also
     writes summary.md / summary.json and an HTML report of the featured method's run."""
     tasks = demo_tasks()
+    if task == "unsupervised":  # label-free adaptation: its own runner and table
+        from clipadapt.cli.demo_unsupervised import run_unsupervised_demo
+
+        return run_unsupervised_demo(out, progress=progress, console=console)
     if task not in tasks:
-        raise ClipAdaptError(f"--task {task}: choose one of {sorted(tasks)} (gss: street-view attributes, "
-                             "par: pedestrian attributes).")
+        raise ClipAdaptError(f"--task {task}: choose one of {sorted(tasks) + ['unsupervised']} (gss: street-view "
+                             "attributes, par: pedestrian attributes, unsupervised: microCLIP without labels).")
     spec = tasks[task]
     console = console or Console()
     out = Path(out)

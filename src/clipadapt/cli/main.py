@@ -251,12 +251,13 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
-    task: str = typer.Option("gss", help="gss (street-view attributes) or par (pedestrian attributes, PromptPAR)."),
+    task: str = typer.Option("gss", help="gss (street-view attributes), par (pedestrian attributes, PromptPAR) "
+                                         "or unsupervised (fine-grained birds without labels, microCLIP)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
-    """Offline demo: render a synthetic data set (street views, or pedestrians with --task par),
-    train CLIP-MHAdapter / PromptPAR and the baselines on it with the embedded tiny CLIP, and
-    print a comparison table."""
+    """Offline demo: render a synthetic data set (street views; pedestrians with --task par;
+    look-alike birds with --task unsupervised), train CLIP-MHAdapter / PromptPAR / microCLIP
+    and the baselines on it with the embedded tiny CLIP, and print a comparison table."""
     from clipadapt.cli.demo import run_demo
 
     run_safely(lambda: run_demo(out, task=task, progress=not quiet, console=out_console))
