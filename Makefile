@@ -20,8 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/clipadapt demo --out runs/demo
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/feature_store_vs_end_to_end.py
-	$(VENV)/bin/python benchmarks/promptpar_step.py
+	$(VENV)/bin/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

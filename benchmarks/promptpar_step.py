@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import platform
-import resource
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_common import interleaved_medians, machine, peak_rss_mib, quiet
 from clipadapt.backbone import create_backbone
 from clipadapt.config import TrainConfig
 from clipadapt.engine.losses import AttributeLoss
@@ -29,38 +25,17 @@ from clipadapt.methods import build_method
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (allocator, first-call costs)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="ViT-B-16")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--attributes", type=int, default=26)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/promptpar_step.json"))
-    args = parser.parse_args()
-    logging.getLogger().setLevel(logging.ERROR)
+def measure(backbone_name: str = "ViT-B-16", batch: int = 16, attributes: int = 26, repeats: int = 3) -> dict:
+    """Median seconds of a PromptPAR training step and of a frozen forward, same batch; peak RSS."""
+    quiet()
     torch.manual_seed(0)
-
-    backbone = create_backbone(args.backbone, None)
+    backbone = create_backbone(backbone_name, None)
     task = TaskSpec(tuple(Attribute(f"attribute {i}", BINARY_CLASSES, template=f"A pedestrian with attribute {i}")
-                          for i in range(args.attributes)), multilabel=True)
+                          for i in range(attributes)), multilabel=True)
     method = build_method("promptpar", backbone, task, {})
-    images = torch.randn(args.batch, 3, backbone.image_size, backbone.image_size)
-    labels = torch.from_numpy(np.random.default_rng(0).integers(0, 2, (args.batch, args.attributes)))
-    criterion = AttributeLoss("weighted_bce", [np.array([3, 1])] * args.attributes)
+    images = torch.randn(batch, 3, backbone.image_size, backbone.image_size)
+    labels = torch.from_numpy(np.random.default_rng(0).integers(0, 2, (batch, attributes)))
+    criterion = AttributeLoss("weighted_bce", [np.array([3, 1])] * attributes)
     optimizer = build_optimizer(method, TrainConfig(optimizer="sgd", lr=8e-3, weight_decay=1e-4))
     rss_model = peak_rss_mib()
 
@@ -68,7 +43,7 @@ def main() -> None:
         with torch.no_grad():
             backbone.forward_features(images, None)
 
-    forward_s = timed(frozen_forward, args.repeats)
+    forward_s = interleaved_medians({"forward": frozen_forward}, repeats)["forward"]
     rss_forward = peak_rss_mib()
 
     def train_step():
@@ -80,19 +55,29 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], 10.0)
         optimizer.step()
 
-    step_s = timed(train_step, args.repeats)
+    step_s = interleaved_medians({"step": train_step}, repeats)["step"]
     rss_step = peak_rss_mib()
-    record = {
-        "backbone": args.backbone, "batch": args.batch, "attributes": args.attributes,
-        "tokens": method.layout.length, "trainable_parameters": method.num_trainable(),
-        "cpu_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+    return {
+        "backbone": backbone_name, "batch": batch, "attributes": attributes, "repeats": repeats,
+        "tokens": method.layout.length, "trainable_parameters": method.num_trainable(), **machine(),
         "frozen_forward_s": round(forward_s, 3), "promptpar_step_s": round(step_s, 3),
         "step_over_forward": round(step_s / forward_s, 2),
-        "step_images_per_s": round(args.batch / step_s, 2),
+        "step_images_per_s": round(batch / step_s, 2),
         "peak_rss_mib": {"model_built": round(rss_model), "after_forward": round(rss_forward),
                          "after_train_step": round(rss_step)},
         "train_step_extra_mib_over_forward": round(rss_step - rss_forward),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="ViT-B-16")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--attributes", type=int, default=26)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/promptpar_step.json"))
+    args = parser.parse_args()
+    record = measure(args.backbone, args.batch, args.attributes, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     for key, value in record.items():

@@ -133,6 +133,15 @@ def test_switches_remove_their_parts(micro_backbone):
     assert none.layout.length == 1 + micro_backbone.num_patches
 
 
+def test_fusion_block_is_frozen_but_its_layernorms_unless_asked(micro_backbone, model):
+    trainable = {n for n, p in model.fusion.block.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("norm1.", "norm2.")) for n in trainable)
+    whole = build_method("promptpar", micro_backbone, par_task(), {**SMALL, "fusion_trainable": True})
+    assert all(p.requires_grad for p in whole.fusion.block.parameters())
+    extra = sum(p.numel() for n, p in whole.fusion.block.named_parameters() if n not in trainable)
+    assert whole.num_trainable() == model.num_trainable() + extra
+
+
 def test_single_label_task_is_refused(micro_backbone, weather_task):
     with pytest.raises(ClipAdaptError, match="multi-label"):
         build_method("promptpar", micro_backbone, weather_task, SMALL)

@@ -14,7 +14,7 @@ from clipadapt.methods import build_method
 from clipadapt.report import (
     explain_images, explainable_methods, heads_mean, heatmap, mean_attention, mhadapter_attention, model_view, overlay, received_attention,
 )
-from clipadapt.report.attention import safe_stems
+from clipadapt.report.explain import safe_stems
 
 
 @pytest.fixture(scope="module")

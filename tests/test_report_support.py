@@ -97,3 +97,14 @@ def make_run(folder: Path, backbone, method_name: str = "mhadapter", evaluated: 
     card["metrics"] = metrics["mean"]
     write_checkpoint(folder, method, card)
     return folder
+
+
+def save_run(folder: Path, method, threshold: float = 0.5) -> Path:
+    """A run folder (card + checkpoint only) of an untrained `method`, any method, with
+    `train.threshold` in its config (multi-label decisions read it)."""
+    config = RunConfig.model_validate({"backbone": {"name": method.backbone.name, "pretrained": None},
+                                       "method": {"name": method.name},
+                                       "train": {"threshold": threshold}}).model_dump(mode="json")
+    card = build_card(method, seed=0, config=config, data={"format": "manifest", "train": 0, "val": 0, "test": 0})
+    write_checkpoint(folder, method, card)
+    return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipadapt.errors import ClipAdaptError
 
@@ -51,6 +51,27 @@ class DataConfig(_Strict):
     test_manifest: Path | None = None
     val_manifest: Path | None = None  # optional: otherwise a stratified split of train
     path_column: str = "img_path"
+    # fail: the first unusable image stops the run, naming it; skip: unusable images are
+    # left out (each decoded once up front) and listed in RUN_DIR/skipped_images.csv.
+    on_bad_image: Literal["fail", "skip"] = "fail"
+    # Label tables: auto = UTF-8 (with or without BOM) or UTF-16 with BOM; anything else
+    # is an error naming the byte, unless an encoding is named here (latin-1, cp1252 ...).
+    encoding: str = "auto"
+    # Image paths in tables must stay inside data.root (or the table's folder): a hostile
+    # manifest cannot make a run read ../../etc/... True allows paths anywhere.
+    allow_outside_root: bool = False
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        if v != "auto":
+            import codecs
+
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"'{v}' is not an encoding Python knows; use auto, utf-8, latin-1, cp1252 ...") from None
+        return v
     templates: dict[str, str] = Field(default_factory=dict)  # attribute -> prompt template (manifest/folder)
     class_words: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> class -> prompt words
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -79,7 +100,7 @@ class TrainConfig(_Strict):
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.9
+    momentum: float = Field(0.9, ge=0.0, le=1.0)
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(100, ge=0)
     warmup_epochs: int = Field(5, ge=0)
@@ -92,14 +113,36 @@ class TrainConfig(_Strict):
     # auto: ce for single-label tasks, weighted_bce (positives exp(1-r), negatives exp(r)) for multi-label
     loss: Literal["auto", "ce", "weighted_ce", "class_balanced", "focal", "bce", "weighted_bce"] = "auto"
     threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: positive when p > threshold (metrics, predict)
-    focal_gamma: float = 2.0
-    cb_beta: float = 0.999
-    grad_clip: float | None = None
+    focal_gamma: float = Field(2.0, ge=0.0)
+    cb_beta: float = Field(0.999, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0)
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     end_to_end: bool = False  # run the backbone every step (exact augmentation) instead of the feature store
-    num_workers: int = 0
+    num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(256, ge=1)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_range(cls, v):
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"Adam's betas must each be in [0, 1), got {list(v)}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?", v):
+            raise ValueError(f"'{v}' is not a device; use auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_fits(self):
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) is above lr ({self.lr}): the cosine schedule decays from lr to min_lr")
+        return self
 
 
 class MethodConfig(_Strict):
@@ -137,19 +180,34 @@ def _suggest(loc: tuple, model: type[BaseModel]) -> str:
     return f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(known)}."
 
 
-def validate_config(raw: dict, source: str = "config") -> RunConfig:
-    """Validate a raw dict into a RunConfig; errors name the key and suggest a fix."""
+def validate_config(raw: dict, source: str = "config", check: bool = True) -> RunConfig:
+    """Validate a raw dict into a RunConfig; errors name the key and suggest a fix.
+
+    With `check`, names and values that need the registries or the backbone's shape are
+    checked too (clipadapt.config_checks), so every settings mistake surfaces here,
+    before any work starts.
+    """
     try:
-        return RunConfig.model_validate(raw or {})
+        cfg = RunConfig.model_validate(raw or {})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 lines.append(f"unknown key '{key}'.{_suggest(err['loc'], RunConfig)}")
+            elif err["type"] == "value_error":  # our own validators already quote the value
+                lines.append(f"'{key}': {err['msg'].removeprefix('Value error, ')}")
+            elif err["type"] in ("model_type", "dict_type"):
+                lines.append(f"'{key}' is a section, not a value (got {err.get('input')!r}); write its settings "
+                             f"indented under it, e.g. '{key}:' then '  name: ...'")
             else:
                 lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
         raise ClipAdaptError(f"Invalid {source}: " + "; ".join(lines)) from None
+    if check:
+        from clipadapt.config_checks import check_settings
+
+        check_settings(cfg, source)
+    return cfg
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -157,7 +215,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ClipAdaptError(f"--set expects key=value (e.g. train.lr=1e-3), got '{text}'.")
     key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value) if value.strip() else None
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ClipAdaptError(f"--set {text}: the value is not valid YAML ({' '.join(str(exc).split())}).") from None
     if isinstance(parsed, str):  # YAML reads 1e-3 as a string; numbers are what users mean
         try:
             parsed = float(parsed)
@@ -191,9 +252,11 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ClipAdaptError(f"Config file not found: {path}. Pass the path of a YAML file (see configs/).")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as exc:
-            raise ClipAdaptError(f"Config file {path} is not valid YAML: {exc}") from None
+            raise ClipAdaptError(f"Config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except UnicodeDecodeError as exc:
+            raise ClipAdaptError(f"Config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
         if not isinstance(raw, dict):
             raise ClipAdaptError(f"Config file {path} must hold a mapping of sections (backbone, data, method, train).")
         # Relative data paths in a config file are relative to the file, so configs travel.
@@ -210,6 +273,25 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
         value = data.get(key)
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             data[key] = str((base / value).resolve())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader (plain data only: tags such as !!python/object are refused) that
+    also refuses a key written twice in one mapping, which plain YAML resolves silently
+    by keeping the last one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                continue  # the safe loader itself refuses unhashable keys, with its own message
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one section (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def dump_config(cfg: RunConfig) -> str:

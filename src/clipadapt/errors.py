@@ -1,5 +1,22 @@
 """The one exception type users see: a message that names the thing and the fix."""
 
+from __future__ import annotations
+
+import re
+
+# torch's DataLoader re-raises an error from a worker process as
+# `type(exc)("Caught X in DataLoader worker process 0.\nOriginal Traceback ...\nmodule.X: message")`;
+# the user must see the message, not a traceback pasted into it.
+_WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):"
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _strip_worker_traceback(message: str) -> str:
+    if _WORKER_TRACEBACK not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return _EXCEPTION_PREFIX.sub("", last, count=1)
+
 
 class ClipAdaptError(Exception):
     """A problem with the user's input, files or settings.
@@ -7,3 +24,6 @@ class ClipAdaptError(Exception):
     The CLI prints the message alone (no traceback) and exits with status 2, so every
     message must say what was wrong (file, row, column, key) and how to fix it.
     """
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(_strip_worker_traceback(str(message)), *args)

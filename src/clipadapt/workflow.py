@@ -16,6 +16,7 @@ from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card, check_task, load_run, read_card, write_checkpoint
+from clipadapt.engine.distributed import is_main_process
 from clipadapt.engine.io import atomic_write, write_json, write_text
 from clipadapt.engine.trainer import Runner, resolve_monitor, seed_everything
 from clipadapt.errors import ClipAdaptError
@@ -23,6 +24,7 @@ from clipadapt.methods import build_method
 from clipadapt.metrics.classification import write_confusion_csv
 from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.predict.columns import prediction_columns
+from clipadapt.report.html import write_report_or_warn
 
 
 @dataclass
@@ -48,10 +50,12 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     config.yaml, checkpoint.safetensors, card.json, history.json, metrics.json, confusion
     matrices (CSV + PNG) and test predictions."""
     out = prepare_run_dir(out, resume)
-    write_text(out / "config.yaml", dump_config(cfg))
+    main = is_main_process()  # under torchrun, rank 0 alone writes the run folder
+    if main:
+        write_text(out / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
-    if cfg.data.shots:
+    if cfg.data.shots and main:
         from clipadapt.data.splits import save_shots
 
         save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
@@ -60,16 +64,18 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     backbone.set_preprocessing(cfg.backbone.preprocess, cfg.backbone.normalise)  # also on a backbone passed in
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
-    if splits.test is not None and runner.uses_store(train=False):
+    if splits.test is not None and runner.uses_store(train=False) and main:
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
     fit = runner.fit(splits, out, resume=resume)
+    if not main:
+        return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
     write_json(out / "history.json", fit.history)
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
         write_evaluation(out, metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
-        method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
+        method, seed=cfg.train.seed, processes=runner.dist.world, config=cfg.model_dump(mode="json"),
         data={"format": cfg.data.format, "train": len(splits.train), "val": len(splits.val) if splits.val else 0,
               "test": len(splits.test) if splits.test else 0},
         selection={"monitor": resolve_monitor(cfg.train.monitor, method.task.multilabel),
@@ -82,6 +88,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         plot_curves(fit.history, out / "curves.png")
     for name in ("resume.safetensors", "resume.json"):  # the run is complete; resume state is spent
         (out / name).unlink(missing_ok=True)
+    write_report_or_warn(out)  # after everything else: a failing figure only warns
     return RunOutcome(out, metrics, card)
 
 
@@ -133,12 +140,15 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
     runner = Runner(method, cfg, progress=progress)
     metrics, probs = runner.evaluate(splits.test, description="test")
-    write_evaluation(Path(out or Path(run_dir) / "eval"), metrics, probs, splits.test, cfg.train.threshold)
+    results = Path(out or Path(run_dir) / "eval")
+    write_evaluation(results, metrics, probs, splits.test, cfg.train.threshold)
+    write_report_or_warn(run_dir, results=results)
     return metrics
 
 
-def extract_run(cfg: RunConfig, progress: bool = True) -> dict:
-    """Fill the feature store for every split of cfg.data (ahead of training)."""
+def extract_run(cfg: RunConfig, progress: bool = True, ray=None) -> dict:
+    """Fill the feature store for every split of cfg.data (ahead of training); `ray`
+    (a `clipadapt.distributed.ray_extract.RayExtraction`) runs the encoding on Ray."""
     splits = build_splits(cfg.data)
     backbone = backbone_from_config(cfg.backbone)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
@@ -148,9 +158,13 @@ def extract_run(cfg: RunConfig, progress: bool = True) -> dict:
             f"Nothing to extract: method '{method.name}' trains on the image path, or features.cache=off, "
             "or train.end_to_end=true."
         )
+    named = [(name, images, train) for name, images, train in
+             (("train", splits.train, True), ("val", splits.val, False), ("test", splits.test, False))
+             if images is not None and len(images)]
+    if ray is not None:
+        return ray.run(runner, named, progress=progress)
     done = {}
-    for name, images, train in (("train", splits.train, True), ("val", splits.val, False), ("test", splits.test, False)):
-        if images is not None and len(images):
-            src = runner.source(images, train=train)
-            done[name] = {"images": len(images), "views": src.store.done.shape[1], "key": src.key}
+    for name, images, train in named:
+        src = runner.source(images, train=train)
+        done[name] = {"images": len(images), "views": src.store.done.shape[1], "key": src.key}
     return done

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipadapt.backbone.fast import encode as fast_encode
+from clipadapt.backbone.fast import supports_fast_path
 from clipadapt.errors import ClipAdaptError
 
 
@@ -24,15 +26,16 @@ class ImageFeatures:
 
     tokens: [B, N, D] patch tokens (CLS dropped) of the tapped block, before ln_post;
         None when the method asked for no tap.
-    embedding: [B, E] CLIP's image embedding, ln_post(CLS) @ proj, NOT normalised.
+    embedding: [B, E] CLIP's image embedding, ln_post(CLS) @ proj, NOT normalised; None
+        only when `forward_features(..., embedding=False)` was asked for tokens alone.
     """
 
     tokens: torch.Tensor | None
-    embedding: torch.Tensor
+    embedding: torch.Tensor | None
 
     def to(self, device, dtype=torch.float32) -> "ImageFeatures":
-        tokens = self.tokens.to(device, dtype, non_blocking=True) if self.tokens is not None else None
-        return ImageFeatures(tokens, self.embedding.to(device, dtype, non_blocking=True))
+        move = lambda t: t.to(device, dtype, non_blocking=True) if t is not None else None  # noqa: E731
+        return ImageFeatures(move(self.tokens), move(self.embedding))
 
 
 class ClipBackbone(nn.Module):
@@ -61,6 +64,9 @@ class ClipBackbone(nn.Module):
         self._tokenizer = None
         self.preprocess = "crop"  # or "letterbox": see BackboneConfig
         self.normalise = "model"  # or "half": mean = std = 0.5
+        # forward_features takes the fused path (backbone/fast.py) when the blocks allow it;
+        # set False to run open_clip's own block modules instead (same numbers, slower).
+        self.fast = supports_fast_path(model.visual)
 
     def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model") -> "ClipBackbone":
         """Choose how images are prepared for this backbone (kept in cards and store keys)."""
@@ -167,18 +173,24 @@ class ClipBackbone(nn.Module):
         """CLIP's image embedding from final tokens: ln_post(x[:, 0]) @ proj, [B, E]."""
         return self.visual.ln_post(x[:, 0]) @ self.visual.proj
 
-    def forward_features(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
+    def forward_features(self, images: torch.Tensor, tap_block: int | None = None,
+                         embedding: bool = True) -> ImageFeatures:
         """The explicit forward: patch tokens after block `tap_block` (1-based, output of
-        that block; None = no tokens) and the CLIP image embedding."""
+        that block; None = no tokens) and the CLIP image embedding (`embedding=False`:
+        tokens only, and the blocks after `tap_block` are skipped)."""
         if tap_block is not None and not 1 <= tap_block <= self.num_blocks:
             raise ClipAdaptError(f"tap_block must be in 1..{self.num_blocks} for {self.name}, got {tap_block}.")
+        if not embedding and tap_block is None:
+            raise ClipAdaptError("forward_features(embedding=False) needs a tap_block: it would compute nothing.")
+        if self.fast and not self.visual.training:
+            return ImageFeatures(*fast_encode(self, images, tap_block, embedding))
         x = self.embed(images)
         tapped = None
-        for i in range(self.num_blocks):
+        for i in range(self.num_blocks if embedding else tap_block):
             x = self.block(i, x)
             if tap_block is not None and i + 1 == tap_block:
                 tapped = x[:, 1:]
-        return ImageFeatures(tapped, self.pool(x))
+        return ImageFeatures(tapped, self.pool(x) if embedding else None)
 
     # ------------------------------------------------------------------ text
     @property

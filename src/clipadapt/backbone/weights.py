@@ -33,18 +33,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ClipAdaptError(f"Weights file not found: {path}. Pass an existing open_clip checkpoint path.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, or a pickle that wants to run code
-        raise ClipAdaptError(
-            f"Could not read weights from {path}: {exc}. Use a .safetensors file or a torch state dict "
-            "of plain tensors (files that need arbitrary pickled objects are refused)."
-        ) from None
+        except Exception as exc:  # truncated or not a safetensors file
+            raise ClipAdaptError(f"Could not read weights from {path}: {exc}. Re-download or re-export the file.") from None
+    else:
+        from clipadapt.importers.safe_pickle import safe_torch_load
+
+        # torch's own refusal text advises weights_only=False; this one line names what was refused
+        state = safe_torch_load(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,4 +1,4 @@
-"""`clipadapt` commands: train, eval, predict, extract, info, demo, import-mhadapter, list."""
+"""`clipadapt` commands: train, eval, predict, extract, info, demo, import-mhadapter, list, serve."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from clipadapt.data.policy import BadImagePolicy
+from clipadapt.cli.engine_options import (
+    ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Engine, check_local, extraction_engine, predict_on_ray,
+)
 from clipadapt.errors import ClipAdaptError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,13 +30,19 @@ def _quiet_libraries() -> None:
     logging.getLogger().setLevel(logging.ERROR)
 
 
+def _skip_by_default(help: str):
+    """--on-bad-image for the commands that leave unusable images out unless told to stop."""
+    return typer.Option(BadImagePolicy.skip, "--on-bad-image", help=help)
+
+
 def run_safely(fn):
     """Turn ClipAdaptError into one clear line on stderr and exit status 2."""
     try:
         return fn()
     except ClipAdaptError as exc:
         # soft_wrap: paths in the message stay on one line, so they can be copied.
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message may hold "[name]" (a key, a list), which rich would eat as markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -42,6 +53,9 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Override a setting, e.g. --set train.lr=1e-3 (repeatable)."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds: one run per seed in OUT/seed-<s>, plus mean ± std."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
+    on_bad_image: Optional[BadImagePolicy] = typer.Option(
+        None, help="An unusable image stops the run (fail) or is left out and listed in OUT/skipped_images.csv "
+                   "(skip). Default: data.on_bad_image of the config (fail)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Train a method, select on validation, evaluate on test and write the run folder."""
@@ -49,10 +63,13 @@ def train(
     from clipadapt.workflow import train_run
 
     def go():
-        cfg = load_config(config, set_)
+        policy = [f"data.on_bad_image={on_bad_image.value}"] if on_bad_image else []
+        cfg = load_config(config, [*set_, *policy])
         if seeds:
             return _train_seeds(cfg, out, seeds, resume, quiet)
         outcome = train_run(cfg, out, resume=resume, progress=not quiet)
+        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 reports
+            return
         _print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
         out_console.print(f"run folder: {outcome.run_dir}")
 
@@ -74,6 +91,8 @@ def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
         outcome = train_run(run_cfg, out / f"seed-{s}", resume=resume, progress=not quiet)
         if outcome.metrics:
             results.append(outcome.metrics)
+        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 writes the summary
+            return
     summary = aggregate_seeds(results) if results else {}
     write_json(out / "seeds_summary.json", {"seeds": seed_list, "summary": summary})
     if results:
@@ -141,25 +160,40 @@ def predict(
     num_workers: int = typer.Option(0, min=0),
     threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
+    on_bad_image: BadImagePolicy = _skip_by_default("skip: an unusable image gets ok=false and is listed in "
+                                                    "OUT-STEM.skipped_images.csv; fail: it stops the job."),
+    engine: Engine = ENGINE,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    ray_actors: Optional[int] = RAY_ACTORS,
+    shard_size: int = SHARD_SIZE,
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Predict every attribute of every image: one row per image with class and probabilities
     (multi-label runs: every attribute's probability and its 0/1 decision)."""
+    from clipadapt.data.bad_images import write_skipped
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.checkpoint import load_run
     from clipadapt.engine.trainer import resolve_device
     from clipadapt.predict import predict_images, write_table
+    from clipadapt.predict.local import skipped_list_path, skipped_rows
 
     def go():
         paths = [p for spec in inputs for p in collect_images(spec)]
         dev = resolve_device(device)
         method, card = load_run(checkpoint, device=dev)
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
+        if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors
+            return predict_on_ray(checkpoint, paths, out, cut, batch_size, num_workers, ray_address, ray_actors,
+                                  shard_size, quiet, out_console, on_bad_image=on_bad_image.value)
+        check_local(ray_address, ray_actors)
         table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers,
-                               progress=not quiet, threshold=cut)
+                               progress=not quiet, threshold=cut, on_bad_image=on_bad_image.value)
         write_table(table, out)
-        bad = int((~table["ok"]).sum())
-        out_console.print(f"wrote {len(table)} rows to {out}" + (f" ({bad} unreadable images, see the 'error' column)" if bad else ""))
+        skipped = skipped_rows(table)
+        listed = write_skipped(skipped_list_path(out), skipped)
+        out_console.print(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
+                          + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
+                          highlight=False, soft_wrap=True)
 
     run_safely(go)
 
@@ -168,6 +202,15 @@ def predict(
 def extract(
     config: Path = typer.Argument(..., help="YAML run config."),
     set_: List[str] = typer.Option([], "--set", help="Override a setting."),
+    on_bad_image: BadImagePolicy = _skip_by_default("skip: unusable images are left out and listed in the store "
+                                                    "entries; fail: the first one stops. Training reuses these "
+                                                    "features only with the same data.on_bad_image."),
+    engine: Engine = ENGINE,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    ray_actors: Optional[int] = RAY_ACTORS,
+    shard_size: int = SHARD_SIZE,
+    shards: Optional[Path] = typer.Option(None, "--shards", help="--engine ray: folder for the Parquet shards "
+                                                                  "(default: <feature store>/.ray-shards)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Fill the feature store for a config's splits ahead of training."""
@@ -175,7 +218,15 @@ def extract(
     from clipadapt.workflow import extract_run
 
     def go():
-        done = extract_run(load_config(config, set_), progress=not quiet)
+        cfg = load_config(config, [*set_, f"data.on_bad_image={on_bad_image.value}"])
+        ray = extraction_engine(engine, ray_address, ray_actors, shard_size, shards)
+        done = extract_run(cfg, progress=not quiet, ray=ray)
+        if on_bad_image is BadImagePolicy.skip:
+            from clipadapt.features.skip_lists import record_skipped_in_entries
+
+            skipped, lists = record_skipped_in_entries(cfg, done)
+            console.print(f"{len(skipped)} images skipped" + (f", listed in {', '.join(map(str, lists))}" if skipped else ""),
+                          highlight=False, soft_wrap=True)
         out_console.print_json(json.dumps(done))
 
     run_safely(go)
@@ -317,11 +368,13 @@ def import_promptpar(
 from clipadapt.cli.adapt_command import adapt_command  # noqa: E402
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
+from clipadapt.cli.serve_command import serve_command  # noqa: E402
 
 app.command("report")(report_command)
 app.command("explain")(explain_command)
 app.command("describe")(describe_command)
 app.command("adapt")(adapt_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover

@@ -33,14 +33,16 @@ def report_command(
 
 def explain_command(
     images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively), glob patterns or manifests."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder of a CLIP-MHAdapter run."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder of a mhadapter, promptpar or microclip run."),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Folder for the attention PNGs."),
-    per_head: bool = typer.Option(True, "--per-head/--no-per-head", help="Also write one overlay per attention head."),
+    per_head: bool = typer.Option(True, "--per-head/--no-per-head", help="mhadapter: also write one overlay per attention head."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
 ):
-    """Attention maps of CLIP-MHAdapter (Figure 3 of the paper): the attention each patch
-    receives, overlaid on the image as the model saw it. Writes <image>_<attribute>_mean.png,
-    <image>_<attribute>_head<k>.png and <image>_panel.png (with the predictions)."""
+    """Where the model looked, overlaid on each image as the model saw it. mhadapter: the
+    attention each patch receives (Figure 3 of the paper), <image>_<attribute>_mean.png and
+    _head<k>.png; promptpar: each part token's attention over its strip, <image>_part<g>.png;
+    microclip: SOAP attention and the Normalised-Cut foreground mask, <image>_soap.png and
+    _mask.png. Every image also gets <image>_panel.png with the predictions."""
     from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.trainer import resolve_device

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +59,15 @@ class LabelledImages:
 
 @dataclass
 class DataSplits:
-    """train / val / test sets sharing one task (label map built from train)."""
+    """train / val / test sets sharing one task (label map built from train).
+
+    `skipped`: images left out under data.on_bad_image=skip (clipadapt.data.bad_images.SkippedImage).
+    """
 
     train: LabelledImages
     val: LabelledImages | None
     test: LabelledImages | None
+    skipped: list = field(default_factory=list)
 
     @property
     def task(self) -> TaskSpec:

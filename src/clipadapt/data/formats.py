@@ -8,6 +8,7 @@ from typing import Callable
 
 
 from clipadapt.config import DataConfig
+from clipadapt.data.bad_images import drop_bad_images
 from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.data.folder import read_folder
 from clipadapt.data.gss import read_gss
@@ -81,17 +82,44 @@ def read_synthetic_finegrained(cfg: DataConfig):
 
 
 def build_splits(cfg: DataConfig) -> DataSplits:
-    """Read cfg.format, then make the stratified validation split (if the source has none)
-    and the K-shot training subset (if cfg.shots)."""
+    """Read cfg.format, leave out unusable images (data.on_bad_image=skip), then make the
+    stratified validation split (if the source has none) and the K-shot training subset
+    (if cfg.shots)."""
     train, val, test = DATA_FORMATS.get(cfg.format)(cfg)
+    skipped: list = []
+    if cfg.on_bad_image == "skip":
+        # Before the val split and the shots, so both are drawn from usable images only.
+        splits = {}
+        for name, images in (("train", train), ("val", val), ("test", test)):
+            if images is not None:
+                images, dropped = drop_bad_images(images, name)
+                skipped += dropped
+            splits[name] = images
+        train, val, test = splits["train"], splits["val"], splits["test"]
     if len(train) == 0:
-        raise ClipAdaptError(f"The train split of format '{cfg.format}' is empty.")
+        left_out = f" ({len(skipped)} unusable images were left out)" if skipped else ""
+        raise ClipAdaptError(f"The train split of format '{cfg.format}' is empty{left_out}.")
     if val is None and cfg.val_fraction > 0:
         keep, held = stratified_split(train.labels[:, 0], cfg.val_fraction, cfg.split_seed)
         train, val = train.subset(keep), train.subset(held)
     if cfg.shots:
+        check_shots(train, cfg.shots)
         train = train.subset(sample_shots(train.labels[:, 0], cfg.shots, cfg.split_seed))
-    return DataSplits(train, val, test)
+    return DataSplits(train, val, test, skipped)
+
+
+def check_shots(train: LabelledImages, shots: int) -> None:
+    """K-shot needs K training images of every class (after the validation split)."""
+    attribute = train.task.attributes[0]
+    counts = train.class_counts(0)
+    short = [(attribute.classes[k], int(n)) for k, n in enumerate(counts) if n < shots]
+    if short:
+        listed = ", ".join(f"'{c}' has {n}" for c, n in short[:5])
+        raise ClipAdaptError(
+            f"data.shots={shots} asks for {shots} training images per class of '{attribute.name}', but {listed} "
+            f"(after the validation split). Lower data.shots to at most {int(counts.min())}, lower data.val_fraction, "
+            "or add images."
+        )
 
 
 def collect_images(spec: str | Path) -> list[Path]:

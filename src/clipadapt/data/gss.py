@@ -11,7 +11,8 @@ import pandas as pd
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
-from clipadapt.data.tables import encode, label_map, normalised, read_table, require_columns, where
+from clipadapt.data.paths import resolve_image_path
+from clipadapt.data.tables import drop_repeated_images, encode, label_map, normalised, read_table, require_columns, where
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import Attribute, TaskSpec
 
@@ -57,11 +58,13 @@ def split_attributes(root: Path, requested: list[str]) -> list[str]:
     return names
 
 
-def read_split_table(root: Path, split: str, attribute: str, index: UuidIndex) -> tuple[pd.DataFrame, Path]:
+def read_split_table(root: Path, split: str, attribute: str, index: UuidIndex,
+                     cfg: DataConfig | None = None) -> tuple[pd.DataFrame, Path]:
     """One attribute CSV of one split, with resolved absolute image paths in '_path' and
-    the row position in '_where'."""
+    the row position in '_where' (`cfg`: encoding, bad-image policy, root confinement)."""
+    cfg = cfg or DataConfig()
     path = root / split / f"{attribute}.csv"
-    table = read_table(path)
+    table = read_table(path, cfg.encoding)
     require_columns(table, [attribute], path)
     if "img_path" not in table.columns and "uuid" not in table.columns:
         raise ClipAdaptError(f"{path} has neither 'img_path' nor 'uuid'; its columns are {list(table.columns)}.")
@@ -69,17 +72,22 @@ def read_split_table(root: Path, split: str, attribute: str, index: UuidIndex) -
     for row in range(len(table)):
         rel = table["img_path"].iat[row].strip() if "img_path" in table.columns else ""
         if rel:
-            image = root / rel
+            image = resolve_image_path(rel, root, where(path, row), cfg.allow_outside_root)
         else:
             uuid = table["uuid"].iat[row].strip() if "uuid" in table.columns else ""
             image = index.get(uuid)
             if image is None:
-                raise ClipAdaptError(f"{where(path, row)}: no img_path and no image img/*/{uuid}.jpeg under {root}.")
-        if not image.is_file():
+                if cfg.on_bad_image == "fail" or not uuid:
+                    raise ClipAdaptError(f"{where(path, row)}: no img_path and no image img/*/{uuid}.jpeg under {root}.")
+                image = root / "img" / f"{uuid}.jpeg"  # not there: left out and listed as missing
+        if cfg.on_bad_image == "fail" and not image.is_file():
             raise ClipAdaptError(f"Image not found: {image} ({where(path, row)}). Fix the path or remove the row.")
         resolved.append(str(image))
         positions.append(where(path, row))
     table = table.assign(_path=resolved, _where=positions, _label=normalised(table[attribute]))
+    keep = drop_repeated_images(resolved, table[["_label"]], path)
+    if len(keep) < len(table):
+        table = table.iloc[keep].reset_index(drop=True)
     return table, path
 
 
@@ -90,7 +98,7 @@ def read_gss(cfg: DataConfig) -> tuple[LabelledImages, LabelledImages | None, La
     root = Path(cfg.root).expanduser()
     attributes = split_attributes(root, cfg.attributes)
     index = UuidIndex(root)
-    train_tables = {a: read_split_table(root, "train", a, index) for a in attributes}
+    train_tables = {a: read_split_table(root, "train", a, index, cfg) for a in attributes}
     task_attrs = []
     for a in attributes:
         classes = label_map(train_tables[a][0]["_label"])
@@ -99,7 +107,7 @@ def read_gss(cfg: DataConfig) -> tuple[LabelledImages, LabelledImages | None, La
     train = merge(train_tables, task)
     test = None
     if all((root / "test" / f"{a}.csv").is_file() for a in attributes):
-        test = merge({a: read_split_table(root, "test", a, index) for a in attributes}, task)
+        test = merge({a: read_split_table(root, "test", a, index, cfg) for a in attributes}, task)
     return train, None, test
 
 

@@ -7,13 +7,17 @@ from pathlib import Path
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.attribute_sets import read_attribute_file
-from clipadapt.data.tables import encode, encode_binary, label_map, normalised, read_table, require_columns, where
+from clipadapt.data.paths import resolve_image_path
+from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, label_map, normalised, read_table,
+                                  require_columns, where)
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 
 def _table(path: Path, cfg: DataConfig, columns: list[str]):
-    table = read_table(path)
+    """The rows of one manifest with resolved image paths and their 'file line N' sources;
+    repeated images are dropped (same labels) or refused (different labels)."""
+    table = read_table(path, cfg.encoding)
     require_columns(table, [cfg.path_column, *columns], path)
     base = Path(cfg.root).expanduser() if cfg.root else path.parent
     paths, sources = [], []
@@ -21,12 +25,16 @@ def _table(path: Path, cfg: DataConfig, columns: list[str]):
         value = value.strip()
         if not value:
             raise ClipAdaptError(f"{where(path, row)}: empty '{cfg.path_column}'. Fill it or remove the row.")
-        image = Path(value).expanduser()
-        image = image if image.is_absolute() else base / image
-        if not image.is_file():
+        image = resolve_image_path(value, base, where(path, row), cfg.allow_outside_root)
+        # Under on_bad_image=skip a missing file is left out (and listed) with the other bad images.
+        if cfg.on_bad_image == "fail" and not image.is_file():
             raise ClipAdaptError(f"Image not found: {image} ({where(path, row)}). Fix the path or remove the row.")
         paths.append(image)
         sources.append(where(path, row))
+    keep = drop_repeated_images(paths, table[columns].apply(normalised), path)
+    if len(keep) < len(table):
+        table = table.iloc[keep].reset_index(drop=True)
+        paths, sources = [paths[i] for i in keep], [sources[i] for i in keep]
     return table, paths, sources
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import open_clip
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import clipadapt
 from clipadapt.backbone import create_backbone
@@ -58,10 +58,23 @@ def build_card(method: Method, **extra) -> dict:
     return card
 
 
-def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """safetensors, atomically (tensors made contiguous and moved to CPU)."""
+def save_state(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """safetensors, atomically (tensors made contiguous and moved to CPU); `metadata`
+    (strings) travels in the same file, so tensors and facts about them can never be
+    half-updated by a crash."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    atomic_write(path, lambda p: save_file(clean, str(p)))
+    atomic_write(path, lambda p: save_file(clean, str(p), metadata=metadata), durable=True)
+
+
+def read_state(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; a damaged file is one clear error."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+    except Exception as exc:  # truncated / overwritten file: safetensors raises its own error types
+        raise ClipAdaptError(f"{path} is damaged or not a safetensors file ({exc}). Delete it and re-run.") from None
 
 
 def write_checkpoint(run_dir: Path, method: Method, card: dict, state: dict[str, torch.Tensor] | None = None) -> None:
@@ -76,9 +89,31 @@ def read_card(run_dir: Path) -> dict:
     if not path.is_file():
         raise ClipAdaptError(f"{run_dir} is not a clipadapt run folder (no {CARD}). Pass the --out folder of a `clipadapt train` run.")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClipAdaptError(f"{path} is not valid JSON ({exc}).") from None
+    _check_card(card, path)
+    return card
+
+
+def _check_card(card, path: Path) -> None:
+    """The fields load_run relies on, with their types: a damaged or hand-made card is one
+    clear error, not a KeyError deep inside the model code."""
+    problems = []
+    if not isinstance(card, dict):
+        problems.append(f"it holds a {type(card).__name__}, not an object")
+    else:
+        if not isinstance(card.get("method"), str):
+            problems.append("'method' is not a method name")
+        if not isinstance(card.get("backbone"), dict) or not isinstance(card["backbone"].get("name"), str):
+            problems.append("'backbone' has no 'name'")
+        if not isinstance(card.get("task"), dict):
+            problems.append("'task' is missing")
+        if not isinstance(card.get("params", {}), dict):
+            problems.append("'params' is not an object")
+    if problems:
+        raise ClipAdaptError(f"{path} is not a clipadapt run card: {'; '.join(problems)}. Re-run `clipadapt train`, "
+                             "or restore the run folder from where it was written.")
 
 
 def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
@@ -118,8 +153,13 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
         backbone = create_backbone(want["name"], want.get("pretrained"))
     check_backbone(card, backbone, source=str(run_dir))
     backbone.set_preprocessing(want.get("preprocess", "crop"), want.get("normalise", "model"))
-    method = build_method(card["method"], backbone, TaskSpec.from_dict(card["task"]), card.get("params", {}))
-    load_state_strict(method, load_file(str(ckpt)), source=str(ckpt))
+    try:
+        task = TaskSpec.from_dict(card["task"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ClipAdaptError(f"{run_dir / CARD}: its 'task' cannot be read ({type(exc).__name__}: {exc}).") from None
+    method = build_method(card["method"], backbone, task, card.get("params", {}))
+    state, _ = read_state(ckpt)  # a truncated or foreign file is one clear error
+    load_state_strict(method, state, source=str(ckpt))
     return method.to(device).eval(), card
 
 

@@ -19,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from clipadapt.backbone import ImageFeatures
 from clipadapt.config import RunConfig
 from clipadapt.data.dataset import DataSplits, LabelledImages
-from clipadapt.engine.checkpoint import save_state
-from clipadapt.engine.io import write_json
+from clipadapt.data.bad_images import record_skipped
+from clipadapt.engine import distributed
+from clipadapt.engine.checkpoint import read_state, save_state
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
 from clipadapt.engine.schedule import set_epoch_lr
@@ -30,8 +31,8 @@ from clipadapt.methods import Method
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 
-RESUME_STATE = "resume.safetensors"
-RESUME_INFO = "resume.json"
+RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
+RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
 BEST_STATE = "checkpoint.safetensors"
 
 
@@ -85,8 +86,11 @@ class Runner:
     def __init__(self, method: Method, cfg: RunConfig, progress: bool = True):
         self.method = method
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
-        self.progress = progress
+        device = resolve_device(cfg.train.device)
+        self.dist = distributed.context(device)  # one process of a torchrun job, or the only one
+        self.device = distributed.rank_device(device, self.dist)
+        self.progress = progress and self.dist.is_main
+        self._training_pass = self.training_logits  # wrapped in DDP by fit() under torchrun
         self.method.to(self.device)
         self._sources: dict[tuple, object] = {}
 
@@ -192,6 +196,8 @@ class Runner:
         run_dir/checkpoint.safetensors and kept loaded in the method at the end."""
         cfg, method = self.cfg.train, self.method
         run_dir = Path(run_dir)
+        if self.cfg.data.on_bad_image == "skip" and self.dist.is_main:
+            record_skipped(run_dir, splits.skipped)
         method.fit_statistics(torch.as_tensor(splits.train.labels))
         if not method.trains or cfg.epochs == 0:
             return FitResult()
@@ -203,18 +209,21 @@ class Runner:
         optimizer = build_optimizer(method, cfg)
         result, start = FitResult(), 0
         patience_left = cfg.patience
-        if resume and (run_dir / RESUME_INFO).is_file():
+        if resume and (run_dir / RESUME_STATE).is_file():
             start, result, patience_left = self._load_resume(run_dir, optimizer)
         labels = torch.as_tensor(splits.train.labels)
-        train_src = self.source(splits.train, train=True)
         has_val = splits.val is not None and len(splits.val) > 0
-        if has_val:
-            self.source(splits.val, train=False)  # fill the store before the progress bar starts
+        with distributed.main_first(self.dist):  # one process fills the store, the others read it
+            train_src = self.source(splits.train, train=True)
+            if has_val:
+                self.source(splits.val, train=False)  # fill the store before the progress bar starts
+        self._training_pass = distributed.wrap_training(self.training_logits, method, self.device, self.dist)
         with progress_bar(self.progress) as bar:
             task = bar.add_task("train", total=cfg.epochs, completed=start, info="")
             for epoch in range(start, cfg.epochs):
                 lr = set_epoch_lr(optimizer, epoch, cfg)
-                train_loss = self._train_epoch(train_src, labels, criterion, optimizer, epoch)
+                train_loss = distributed.mean_over_ranks(self._train_epoch(train_src, labels, criterion, optimizer, epoch),
+                                                         self.dist)
                 row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
                 if has_val:
                     val_metrics, _ = self.evaluate(splits.val, description="validate", show=False)
@@ -224,14 +233,17 @@ class Runner:
                     score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
                 else:
                     score = float(epoch)  # no validation: the last epoch is the selected one
+                score = distributed.from_main(score, self.dist)  # every rank stops and selects alike
                 result.history.append(row)
                 if result.best_score is None or score > result.best_score:
                     result.best_score, result.best_epoch = score, epoch + 1
-                    save_state(run_dir / BEST_STATE, method.trained_state())
+                    if self.dist.is_main:
+                        save_state(run_dir / BEST_STATE, method.trained_state())
                     patience_left = cfg.patience
                 elif patience_left is not None:
                     patience_left -= 1
-                self._save_resume(run_dir, optimizer, epoch + 1, result, patience_left)
+                if self.dist.is_main:
+                    self._save_resume(run_dir, optimizer, epoch + 1, result, patience_left)
                 info = f"loss {train_loss:.3f}" + (f" val {monitor} {row.get('val_' + monitor) or 0:.3f}" if has_val else "")
                 bar.update(task, advance=1, info=info)
                 if patience_left is not None and patience_left <= 0 and has_val:
@@ -239,7 +251,8 @@ class Runner:
                     break
         from safetensors.torch import load_file
 
-        method.load_state_dict(load_file(str(run_dir / BEST_STATE), device=str(self.device)), strict=False)
+        if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
+            method.load_state_dict(load_file(str(run_dir / BEST_STATE), device=str(self.device)), strict=False)
         return result
 
     def _train_epoch(self, source, labels: torch.Tensor, criterion, optimizer, epoch: int) -> float:
@@ -249,11 +262,14 @@ class Runner:
         # Order and dropout depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one.
         torch.manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(len(labels)).numpy()
+        batch_size = distributed.local_batch_size(cfg.batch_size, self.dist)
+        if self.dist.active:  # the same permutation, each rank taking every WORLD_SIZE-th row of it
+            order = distributed.epoch_rows(len(labels), cfg.seed * 1000, epoch, self.dist)
         total, batches = 0.0, 0
-        for batch, idx in source.batches(order, cfg.batch_size, epoch):
+        for batch, idx in source.batches(order, batch_size, epoch):
             target = labels[idx].to(self.device)
             with self.autocast():
-                logits, extra = self.training_logits(batch)
+                logits, extra = self._training_pass(batch)
             loss = criterion(logits, target)
             for weight, aux in extra:  # auxiliary branches (PromptPAR's region aggregation)
                 loss = loss + weight * criterion(aux, target)
@@ -271,17 +287,18 @@ class Runner:
         tensors, meta = optimizer_state(optimizer)
         state = {f"model.{k}": v for k, v in self.method.trained_state().items()}
         state.update({f"optim.{k}": v for k, v in tensors.items()})
-        save_state(run_dir / RESUME_STATE, state)
-        write_json(run_dir / RESUME_INFO, {
-            "epoch": epoch, "best_epoch": result.best_epoch, "best_score": result.best_score,
-            "patience_left": patience_left, "history": result.history, "optimizer": meta,
-        })
+        info = {"epoch": epoch, "best_epoch": result.best_epoch, "best_score": result.best_score,
+                "patience_left": patience_left, "history": result.history, "optimizer": meta}
+        # One file: a crash between writing the tensors and a separate JSON would resume epoch
+        # e's weights with epoch e-1's position and silently train an epoch twice.
+        save_state(run_dir / RESUME_STATE, state, metadata={"resume": json.dumps(info)})
 
     def _load_resume(self, run_dir: Path, optimizer) -> tuple[int, FitResult, int | None]:
-        from safetensors.torch import load_file
-
-        info = json.loads((run_dir / RESUME_INFO).read_text())
-        state = load_file(str(run_dir / RESUME_STATE), device=str(self.device))
+        state, metadata = read_state(run_dir / RESUME_STATE, device=str(self.device))
+        if "resume" not in metadata:
+            raise ClipAdaptError(f"{run_dir / RESUME_STATE} holds no resume position (written by an older clipadapt). "
+                                 "Delete it to train this run from the start.")
+        info = json.loads(metadata["resume"])
         model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
         from clipadapt.engine.checkpoint import load_state_strict
 

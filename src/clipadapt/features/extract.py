@@ -47,7 +47,7 @@ def extract(featureset: "FeatureSet", make_loader: Loader, encode: Encoder, devi
     For each view v with work left, `make_loader(items, v)` yields (images [B, 3, H, W],
     item indices [B]) for exactly those items, with view v's deterministic transform
     (see `seeded_view_transform`); `encode(images)` returns (tokens [B, T, D] or None,
-    embeddings [B, E]) and runs under torch.no_grad(). Results are written as they come;
+    embeddings [B, E]) and runs under torch.inference_mode(). Results are written as they come;
     the done mask is persisted every `flush_every` batches and on exit, including an
     exception or Ctrl-C, so re-running continues where the last run stopped.
     """
@@ -65,7 +65,7 @@ def extract(featureset: "FeatureSet", make_loader: Loader, encode: Encoder, devi
                 if bar is not None:
                     bar.update(task, description=f"features {featureset.key} view {view + 1}/{featureset.n_views}")
                 for batch, (images, index) in enumerate(make_loader(items, view), start=1):
-                    with torch.no_grad():
+                    with torch.inference_mode():  # features go straight to disk
                         tokens, embeds = encode(images.to(device))
                     featureset.write(index, view, tokens, embeds, flush=False)
                     encoded += len(index)

@@ -54,16 +54,20 @@ def _stat_line(path: str | os.PathLike) -> str:
     try:
         st = os.stat(path)
     except OSError:
-        return f"{os.fspath(path)}\t-\t-"
-    return f"{os.fspath(path)}\t{st.st_size}\t{st.st_mtime_ns}"
+        return f"{os.fspath(path)}\t-\t-\t-"
+    # ctime too: nobody can set it, so a file replaced by one of the same size whose
+    # mtime was copied along (cp -p, rsync -t, tar) still changes the key.
+    return f"{os.fspath(path)}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}"
 
 
 def image_list_fingerprint(paths: Iterable[str | os.PathLike]) -> dict:
-    """A compact identity of an ordered image list: count + digest of (path, size, mtime_ns).
+    """A compact identity of an ordered image list: count + digest of (path, size,
+    mtime_ns, ctime_ns).
 
     Row order matters (features are stored by row), and touching or replacing any file
-    changes the digest. The digest, not the list, goes into the key parts so that
-    meta.json stays small for millions of images.
+    changes the digest (so do chmod and chown, which cost a re-extraction, never a wrong
+    feature). The digest, not the list, goes into the key parts so that meta.json stays
+    small for millions of images.
     """
     digest = hashlib.sha256()
     count = 0

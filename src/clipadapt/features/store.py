@@ -9,21 +9,29 @@ Layout, one folder per content key (see `feature_key`)::
     <root>/<key>/tokens.npy   float16 [n_items, n_views, T, D]   (only when tokens are stored)
     <root>/<key>/embeds.npy   float32 [n_items, n_views, E]
     <root>/<key>/done.npy     bool    [n_items, n_views]
+    <root>/<key>/crc.npy      uint32  [n_items, n_views]  CRC-32 of each stored row (tokens + embedding)
 
 An entry folder appears only once complete (built under a temporary name, then
-renamed), data is flushed before the done mask, and the mask is replaced atomically,
-so a crash at any point leaves either the old state or the new one, never a done flag
-that points at unwritten data.
+renamed), data is flushed before the checksums and the done mask, and both are replaced
+atomically, so a crash at any point leaves either the old state or the new one, never a
+done flag that points at unwritten data.
+
+Damage that no crash of ours can cause (a truncated copy, a disk error, a hand edit) is
+caught when an entry is opened: an unreadable meta.json or array file makes the entry be
+rebuilt from scratch, and every done row is checked against its checksum; rows that fail
+are extracted again instead of being served (CLIPADAPT_VERIFY_FEATURES=0 skips the row
+check, which reads the whole entry once, about 1 s per GB).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import time
-import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +41,7 @@ from numpy.lib.format import open_memmap
 
 from clipadapt import __version__
 from clipadapt.config import FeatureConfig
+from clipadapt.engine.io import remove_stale_temps, temp_path, write_bytes
 from clipadapt.errors import ClipAdaptError
 from clipadapt.features.extract import extract
 from clipadapt.features.keys import canonical_json, feature_key, image_list_fingerprint
@@ -43,7 +52,9 @@ __all__ = [
     "extract", "feature_key", "image_list_fingerprint", "seeded_view_transform",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-row checksums (crc.npy); entries of format 1 are rebuilt
+CRC_DTYPE = np.uint32
+LOG = logging.getLogger("clipadapt")
 TOKEN_DTYPE = np.float16  # halves the dominant cost (301 KB/image for ViT-B/16); heads train in fp32
 EMBED_DTYPE = np.float32
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -61,24 +72,32 @@ def describe_per_image_bytes(token_shape: tuple[int, int] | None, embed_dim: int
     return int(n_views) * (tokens + int(embed_dim) * np.dtype(EMBED_DTYPE).itemsize)
 
 
-# ----------------------------------------------------------------------------- atomic files
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write-to-temp + fsync + os.replace: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_done(path: Path, done: np.ndarray) -> None:
+    """An array (the done mask, the checksums) replaced atomically and durably."""
     buf = io.BytesIO()
     np.save(buf, done, allow_pickle=False)
-    _atomic_write(path, buf.getvalue())
+    write_bytes(path, buf.getvalue(), durable=True)
+
+
+class DamagedEntry(ClipAdaptError):
+    """An entry whose files cannot be trusted (unreadable, truncated, older format): rebuilt."""
+
+
+def _verify_rows() -> bool:
+    return os.environ.get("CLIPADAPT_VERIFY_FEATURES", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _row_checksums(tokens: np.ndarray | None, embeds: np.ndarray) -> np.ndarray:
+    """CRC-32 of each row's stored bytes: its tokens (when stored), then its embedding."""
+    out = np.empty(len(embeds), dtype=CRC_DTYPE)
+    for i in range(len(embeds)):
+        start = zlib.crc32(np.ascontiguousarray(tokens[i])) if tokens is not None else 0
+        out[i] = zlib.crc32(np.ascontiguousarray(embeds[i]), start)
+    return out
+
+
+def _damaged(path: Path, why: str) -> DamagedEntry:
+    return DamagedEntry(f"The feature cache entry {path} is damaged: {why}. It will be rebuilt.")
 
 
 def _inconsistent(path: Path, why: str) -> ClipAdaptError:
@@ -97,13 +116,15 @@ class FeatureSet:
     `flush`).
     """
 
-    def __init__(self, path: Path, meta: dict, tokens: np.ndarray | None, embeds: np.ndarray, done: np.ndarray):
+    def __init__(self, path: Path, meta: dict, tokens: np.ndarray | None, embeds: np.ndarray, done: np.ndarray,
+                 crc: np.ndarray | None = None):
         self.path = Path(path)
         self.key = self.path.name
         self.meta = meta
         self.tokens = tokens
         self.embeds = embeds
         self.done = done
+        self.crc = crc if crc is not None else np.zeros(done.shape, dtype=CRC_DTYPE)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -156,6 +177,7 @@ class FeatureSet:
         if tok is not None:
             self.tokens[items, view] = tok
         self.embeds[items, view] = emb
+        self.crc[items, view] = _row_checksums(tok, emb)
         self.done[items, view] = True  # only after the data: flush() relies on this order
         if flush:
             self.flush()
@@ -182,12 +204,33 @@ class FeatureSet:
             )
 
     def flush(self) -> None:
-        """Persist: flush data to disk first, then replace the done mask atomically."""
+        """Persist: flush data to disk first, then the checksums, then the done mask (each
+        replaced atomically), so a row marked done always has its data and checksum."""
         if self.tokens is not None and isinstance(self.tokens, np.memmap):
             self.tokens.flush()
         if isinstance(self.embeds, np.memmap):
             self.embeds.flush()
+        _save_done(self.path / "crc.npy", self.crc)
         _save_done(self.path / "done.npy", self.done)
+
+    def corrupt_rows(self) -> np.ndarray:
+        """(item, view) pairs marked done whose stored bytes no longer match their checksum."""
+        pairs = np.argwhere(self.done)
+        bad = []
+        for item, view in pairs:
+            tok = self.tokens[item, view][None] if self.tokens is not None else None
+            if _row_checksums(tok, self.embeds[item, view][None])[0] != self.crc[item, view]:
+                bad.append((item, view))
+        return np.asarray(bad, dtype=np.int64).reshape(-1, 2)
+
+    def forget_corrupt_rows(self) -> int:
+        """Mark rows that fail their checksum as not done (extraction redoes them); how many."""
+        bad = self.corrupt_rows()
+        if len(bad):
+            self.done[bad[:, 0], bad[:, 1]] = False
+            LOG.warning("%d stored feature row(s) of %s fail their checksum (first: image row %d, view %d); "
+                        "they will be extracted again", len(bad), self.path, bad[0, 0], bad[0, 1])
+        return len(bad)
 
     # ------------------------------------------------------------------ read
     def read(self, items: np.ndarray, views: np.ndarray | int) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -290,21 +333,45 @@ class FeatureStore:
         path = self.path(key)
         token_shape = tuple(int(t) for t in token_shape) if token_shape else None
         shapes = _expected_shapes(int(n_items), int(n_views), token_shape, int(embed_dim))
+        # what processes killed while creating, deleting or updating entries left behind
+        remove_stale_temps(self.root)
         if not path.exists():
             self._create(path, parts, shapes)
-        return self._reopen(path, parts, shapes)
+        remove_stale_temps(path)
+        try:
+            featureset = self._reopen(path, parts, shapes)
+        except DamagedEntry as exc:
+            LOG.warning("%s; rebuilding it", str(exc).split(". It will be rebuilt")[0])
+            self._discard(path)
+            self._create(path, parts, shapes)
+            featureset = self._reopen(path, parts, shapes)
+        if _verify_rows():
+            featureset.forget_corrupt_rows()
+        return featureset
+
+    def _discard(self, path: Path) -> None:
+        doomed = temp_path(path, "removing")
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return  # another process discarded it first
+        except OSError as exc:
+            raise ClipAdaptError(f"The feature cache entry {path} is damaged and cannot be replaced ({exc}). "
+                                 f"Remove it (rm -r '{path}') or point features.dir at a writable folder.") from None
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _create(self, path: Path, parts: dict, shapes: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self._check_free_space(shapes)
-        tmp = self.root / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
+        tmp = temp_path(path, "creating")
         tmp.mkdir()
         try:
             if shapes["tokens"]:
                 open_memmap(tmp / "tokens.npy", mode="w+", dtype=TOKEN_DTYPE, shape=tuple(shapes["tokens"])).flush()
             open_memmap(tmp / "embeds.npy", mode="w+", dtype=EMBED_DTYPE, shape=tuple(shapes["embeds"])).flush()
             _save_done(tmp / "done.npy", np.zeros(shapes["done"], dtype=bool))
-            _atomic_write(tmp / "meta.json", json.dumps(_meta(path.name, parts, shapes), indent=2).encode())
+            _save_done(tmp / "crc.npy", np.zeros(shapes["done"], dtype=CRC_DTYPE))
+            write_bytes(tmp / "meta.json", json.dumps(_meta(path.name, parts, shapes), indent=2).encode(), durable=True)
             try:
                 os.rename(tmp, path)  # atomic: the entry appears whole or not at all
             except OSError:
@@ -328,7 +395,9 @@ class FeatureStore:
     def _reopen(self, path: Path, parts: dict, shapes: dict) -> FeatureSet:
         meta = _read_meta(path)
         if meta is None:
-            raise _inconsistent(path, "meta.json is missing or unreadable")
+            raise _damaged(path, "meta.json is missing or unreadable")
+        if meta.get("format") != FORMAT_VERSION:
+            raise _damaged(path, f"it has store format {meta.get('format')}, this clipadapt writes {FORMAT_VERSION}")
         if meta.get("shapes") != shapes:
             raise _inconsistent(path, f"it holds shapes {meta.get('shapes')} but {shapes} were asked for")
         if canonical_json(meta.get("parts")) != canonical_json(parts):
@@ -337,9 +406,10 @@ class FeatureStore:
             tokens = _load_array(path / "tokens.npy", shapes["tokens"], TOKEN_DTYPE) if shapes["tokens"] else None
             embeds = _load_array(path / "embeds.npy", shapes["embeds"], EMBED_DTYPE)
             done = np.array(_load_array(path / "done.npy", shapes["done"], np.bool_, mmap=False))
-        except (OSError, ValueError) as exc:
-            raise _inconsistent(path, f"an array file is damaged ({exc})") from None
-        return FeatureSet(path, meta, tokens, embeds, done)
+            crc = np.array(_load_array(path / "crc.npy", shapes["done"], CRC_DTYPE, mmap=False))
+        except (OSError, ValueError, EOFError) as exc:
+            raise _damaged(path, f"an array file is damaged ({exc})") from None
+        return FeatureSet(path, meta, tokens, embeds, done, crc)
 
     # ------------------------------------------------------------------ housekeeping
     def entries(self) -> list[StoreEntry]:
@@ -356,7 +426,7 @@ class FeatureStore:
         path = self.path(key)
         if not path.is_dir():
             raise ClipAdaptError(f"No feature cache entry '{key}' under {self.root} (see FeatureStore.entries()).")
-        doomed = self.root / f".{key}.{uuid.uuid4().hex[:8]}.removing"
+        doomed = temp_path(path, "removing")
         os.rename(path, doomed)
         shutil.rmtree(doomed)
 
@@ -384,6 +454,7 @@ def _read_meta(path: Path) -> dict | None:
 
 def _load_array(path: Path, shape: list, dtype, mmap: bool = True) -> np.ndarray:
     if mmap:
+        _refuse_short_file(path)
         try:
             arr = np.load(path, mmap_mode="r+", allow_pickle=False)
         except PermissionError:  # a read-only (e.g. shared) cache still serves reads
@@ -393,6 +464,19 @@ def _load_array(path: Path, shape: list, dtype, mmap: bool = True) -> np.ndarray
     if list(arr.shape) != list(shape) or arr.dtype != np.dtype(dtype):
         raise ValueError(f"{path.name} holds {arr.dtype}{list(arr.shape)}, expected {np.dtype(dtype)}{list(shape)}")
     return arr
+
+
+def _refuse_short_file(path: Path) -> None:
+    # numpy opens a short .npy in r+ mode by silently zero-filling it to length: a truncated
+    # copy would then look whole. Compare the size its header promises with the real one.
+    with open(path, "rb") as fh:
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+        promised = fh.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    actual = path.stat().st_size
+    if actual < promised:
+        raise ValueError(f"{path.name} is truncated: {actual} of {promised} bytes")
 
 
 def _folder_bytes(path: Path) -> int:

@@ -1,7 +1,8 @@
 """Batch prediction on this machine, streaming rows so a large job keeps little in memory.
 
-A bad image does not stop the job: its row gets `ok = False` and the error, and the
-probabilities are left empty.
+on_bad_image="skip" (default): a bad image does not stop the job; its row gets
+`ok = False` and the error, and the probabilities are left empty. on_bad_image="fail":
+the first bad image stops the job with its message, and nothing is written.
 """
 
 from __future__ import annotations
@@ -13,30 +14,45 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from clipadapt.data.bad_images import SKIPPED_FILE, SkippedImage, check_image
 from clipadapt.data.images import ImageDataset
 from clipadapt.engine.io import atomic_write
 from clipadapt.engine.sources import make_transform
 from clipadapt.engine.trainer import progress_bar
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
+from clipadapt.predict.decode import SizedImageDataset
 from clipadapt.predict.columns import prediction_columns
 
 
 def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = True, threshold: float = 0.5) -> pd.DataFrame:
+                   num_workers: int = 0, progress: bool = True, threshold: float = 0.5,
+                   on_bad_image: str = "skip", decode: str = "draft") -> pd.DataFrame:
     """Predict every attribute for `paths`: columns path, ok, error, then the prediction
     columns of `prediction_columns` (class + every class probability; for a multi-label
-    task the 0/1 decision at `threshold` + the probability)."""
+    task the 0/1 decision at `threshold` + the probability). decode="draft" decodes large
+    JPEGs at reduced scale (predict/decode.py), "full" decodes every pixel first; with
+    num_workers > 0 decoding overlaps the model's compute."""
+    if on_bad_image not in ("skip", "fail"):
+        raise ClipAdaptError(f"on_bad_image must be 'skip' or 'fail', got '{on_bad_image}'.")
+    if decode not in ("draft", "full"):
+        raise ClipAdaptError(f"decode must be 'draft' or 'full', got '{decode}'.")
     method.eval().to(device)
-    dataset = ImageDataset(paths, make_transform(method.backbone, train=False), on_error="flag")
+    transform = make_transform(method.backbone, train=False)
+    dataset = (SizedImageDataset(paths, transform, method.backbone.image_size, on_error="flag") if decode == "draft"
+               else ImageDataset(paths, transform, on_error="flag"))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     attrs = method.task.attributes
     probs = [np.full((len(paths), a.num_classes), np.nan, dtype=np.float32) for a in attrs]
     ok = np.zeros(len(paths), dtype=bool)
-    with progress_bar(progress) as bar, torch.no_grad():
+    with progress_bar(progress) as bar, torch.inference_mode():  # outputs go to numpy: no autograd record
         job = bar.add_task("predict", total=len(paths), info="")
         for images, index, good in loader:
             index, good = index.numpy(), good.numpy().astype(bool)
+            if on_bad_image == "fail" and not good.all():
+                # the reason is re-read here: worker processes keep their own error records
+                first = int(index[~good][0])
+                raise ClipAdaptError(f"{dataset.error_for(first)} (--on-bad-image skip leaves such images out.)")
             if good.any():
                 # forward_images: frozen-feature methods and image-path ones (prompts inside the
                 # backbone, PromptPAR / microCLIP) alike
@@ -48,6 +64,19 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
              "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
     table.update(prediction_columns(method.task, probs, threshold, ok))
     return pd.DataFrame(table)
+
+
+def skipped_rows(table: pd.DataFrame) -> list[SkippedImage]:
+    """The rows of a prediction table whose image could not be used, as a skip list."""
+    bad = table[~table["ok"].astype(bool)]
+    # the short reason (re-read: only bad rows, so cheap), the full message when it cannot be had
+    return [SkippedImage(p, check_image(p) or e) for p, e in zip(bad["path"], bad["error"])]
+
+
+def skipped_list_path(out: Path) -> Path:
+    """Where `predict --out OUT` lists skipped images: OUT's folder, OUT's stem + '.skipped_images.csv'."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{SKIPPED_FILE}")
 
 
 def write_table(table: pd.DataFrame, out: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Attention maps of CLIP-MHAdapter (Figure 3 of the paper) and `clipadapt explain`.
+"""Attention maps of CLIP-MHAdapter (Figure 3 of the paper), and the pictures every
+explanation is drawn with (heat maps, overlays on the view the model saw).
 
 The recipe (SPEC 1, "Figure 3"): take the adapter's self-attention [heads, N, N]
 (rows = queries, columns = keys), average the heads, take the attention each patch
@@ -12,9 +13,7 @@ received map of the head-averaged attention; per-head maps therefore come for fr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -23,17 +22,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clipadapt.data.images import load_image
-from clipadapt.engine.checkpoint import load_run, read_card
-from clipadapt.engine.io import atomic_write
+from clipadapt.data.transforms import LetterBox
 from clipadapt.engine.sources import make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import METHODS
 from clipadapt.metrics.plots import SEQUENTIAL_CMAP
-from clipadapt.report.figures import explain_panel
 
 DISPLAY_SIZE = 224  # px of written overlays: the paper's input size, readable for tiny models too
-BATCH_SIZE = 16
+BATCH_SIZE = 16  # images per forward pass when explaining
 
 
 # ------------------------------------------------------------------ the maps
@@ -129,13 +125,16 @@ def heatmap(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return minmax(upsample(grid_map, size))
 
 
-def model_view(image: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:
+def model_view(image: Image.Image, size: int = DISPLAY_SIZE, preprocess: str = "crop") -> Image.Image:
     """The part of `image` the model saw, at `size` x `size` px.
 
-    The test transform resizes the short side and centre-crops a square, which keeps
-    the centred square of side = short side; cropping that at full resolution and then
-    resizing gives the same view, sharper than upsampling the model's input.
+    "crop" (the test transform of most runs) resizes the short side and centre-crops a
+    square, which keeps the centred square of side = short side; cropping that at full
+    resolution and then resizing gives the same view, sharper than upsampling the
+    model's input. "letterbox" (pedestrian runs) pads to a black-bordered square.
     """
+    if preprocess == "letterbox":
+        return LetterBox(size)(image)
     width, height = image.size
     side = min(width, height)
     left, top = round((width - side) / 2), round((height - side) / 2)
@@ -174,68 +173,3 @@ def mean_attention(method, images: Sequence[Image.Image]) -> dict[str, np.ndarra
             parts[name].append(heads_mean(maps))
     h, w = method.backbone.grid
     return {name: np.concatenate(maps) if maps else np.zeros((0, h, w), np.float32) for name, maps in parts.items()}
-
-
-# ------------------------------------------------------------------ explain command
-def safe_stems(paths: Sequence[Path]) -> list[str]:
-    """File-name stems for outputs: odd characters replaced, and repeated stems (same
-    name in different folders) numbered so no output overwrites another."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return stems
-
-
-def _save_png(image: Image.Image, path: Path) -> Path:
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-    return path
-
-
-def explain_images(run_dir: Path, image_paths: Sequence[Path | str], out_dir: Path, per_head: bool = True,
-                   device: str | torch.device = "cpu", size: int = DISPLAY_SIZE, alpha: float = 0.5) -> list[Path]:
-    """Attention overlays of a CLIP-MHAdapter run for some images.
-
-    For every image and attribute writes `<stem>_<attribute>_mean.png` (heads averaged)
-    and, with `per_head`, `<stem>_<attribute>_head<k>.png` (k = 0-based head index);
-    plus `<stem>_panel.png`: the view the model saw, and per attribute the mean overlay
-    titled with the predicted class and its probability.
-
-    Returns:
-        The written paths, in writing order.
-
-    Raises:
-        ClipAdaptError: not a run folder, a method without attention, no images, or an
-            unreadable image (named).
-    """
-    require_attention(read_card(run_dir).get("method", "?"))  # before loading any weights
-    paths = [Path(p) for p in image_paths]
-    if not paths:
-        raise ClipAdaptError("No images to explain; pass image files, folders or glob patterns.")
-    method, _card = load_run(run_dir, device=device)
-    transform = make_transform(method.backbone, train=False)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    stems = safe_stems(paths)
-    for start in range(0, len(paths), BATCH_SIZE):
-        chunk = [load_image(p) for p in paths[start:start + BATCH_SIZE]]
-        result = explain_batch(method, torch.stack([transform(im) for im in chunk]))
-        for i, image in enumerate(chunk):
-            stem, view = stems[start + i], model_view(image, size)
-            panels = []
-            for attr in method.task.attributes:
-                per_head_maps = result.attention[attr.name][i]
-                mean_overlay = overlay(view, heatmap(per_head_maps.mean(axis=0), (size, size)), alpha)
-                written.append(_save_png(mean_overlay, out_dir / f"{stem}_{attr.name}_mean.png"))
-                if per_head:
-                    for k, head_map in enumerate(per_head_maps):
-                        head_overlay = overlay(view, heatmap(head_map, (size, size)), alpha)
-                        written.append(_save_png(head_overlay, out_dir / f"{stem}_{attr.name}_head{k}.png"))
-                p = result.probabilities[attr.name][i]
-                best = int(p.argmax())
-                panels.append((f"{attr.name}: {attr.classes[best]} ({100 * p[best]:.1f}%)", mean_overlay))
-            written.append(explain_panel(view, panels, out_dir / f"{stem}_panel.png", title=str(paths[start + i].name)))
-    return written

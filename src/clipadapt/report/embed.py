@@ -21,6 +21,13 @@ def png_uri(data: bytes) -> str:
     return data_uri(data, "image/png")
 
 
+def image_png_uri(image: Image.Image) -> str:
+    """A data URI of a PIL image as PNG (overlays: lossless colours of the heat map)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return png_uri(buffer.getvalue())
+
+
 def png_file_uri(path: Path) -> str | None:
     """A data URI of a PNG file, or None when it is missing or not a PNG."""
     path = Path(path)

@@ -69,9 +69,10 @@ def per_class_accuracy_png(attribute: str, per_class: dict[str, float | None], s
         return figure_png(fig)
 
 
-def explain_panel(view: Image.Image, overlays: Sequence[tuple[str, Image.Image]], path: Path, title: str = "") -> Path:
-    """One PNG: the image as the model saw it, then one attention overlay per attribute
-    titled with its prediction, and a colour bar saying what the colours mean."""
+def explain_panel(view: Image.Image, overlays: Sequence[tuple[str, Image.Image]], path: Path, title: str = "",
+                  bar_label: str = "attention received (min-max)") -> Path:
+    """One PNG: the image as the model saw it, then one overlay per map with its caption
+    (e.g. the attribute and its prediction), and a colour bar saying what the colours mean."""
     columns = 1 + len(overlays)
     with plot_style():
         # constrained layout makes room for titles and the shared colour bar
@@ -85,7 +86,7 @@ def explain_panel(view: Image.Image, overlays: Sequence[tuple[str, Image.Image]]
         for ax in axes:
             ax.set_axis_off()
         bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=SEQUENTIAL_CMAP), ax=list(axes), fraction=0.02, pad=0.02)
-        bar.set_label("attention received (min-max)")
+        bar.set_label(bar_label)
         if title:
             fig.suptitle(title)
         atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))

@@ -7,6 +7,7 @@ never makes the reader's browser contact anyone.
 
 from __future__ import annotations
 
+import warnings
 from html import escape
 from pathlib import Path
 
@@ -54,14 +55,17 @@ pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; font-size: .8rem; }
 """
 
 
-def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, results: Path | None = None) -> Path:
     """Write a self-contained HTML report of a run folder and return its path.
 
     Args:
         run_dir: a folder written by `clipadapt train` (needs card.json; every other
             file is optional and its section says so when it is missing).
-        out: the HTML file (default RUN_DIR/report.html; a folder gets report.html in it).
+        out: the HTML file (default RESULTS/report.html; a folder gets report.html in it).
         gallery: test images shown per attribute, mistakes first (0 = no gallery).
+        results: the folder of the evaluation to show (metrics.json, predictions.csv,
+            confusion PNGs), e.g. what `clipadapt eval` wrote; default the run folder.
+            The card, curves and weights always come from `run_dir`.
 
     Raises:
         ClipAdaptError: not a run folder, or a negative gallery size.
@@ -70,23 +74,41 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24) -> P
     if gallery < 0:
         raise ClipAdaptError(f"gallery must be 0 or more images per attribute, got {gallery}.")
     card = read_card(run_dir)
-    metrics, why = read_json(run_dir / "metrics.json")
+    results = Path(results) if results is not None else run_dir
+    metrics, why = read_json(results / "metrics.json")
     if metrics is not None and not isinstance(metrics, dict):
         metrics, why = None, "metrics.json does not hold a metrics object"
     body = "\n".join([
         summary(card, run_dir),
         metrics_section(metrics, why),
         per_class_section(metrics),
-        confusion_section(run_dir, card, metrics),
+        confusion_section(results, card, metrics),
         curves_section(run_dir),
-        gallery_section(run_dir, card, gallery),
+        gallery_section(run_dir, card, gallery, results),
         card_section(card),
     ])
-    target = Path(out) if out is not None else run_dir / REPORT_NAME
+    target = Path(out) if out is not None else results / REPORT_NAME
     if target.is_dir():
         target = target / REPORT_NAME
     write_text(target, page(title(card), body))
     return target
+
+
+class ReportWarning(UserWarning):
+    """A run finished but its HTML report could not be written."""
+
+
+def write_report_or_warn(run_dir: Path, results: Path | None = None) -> Path | None:
+    """`write_report` at the end of train / eval: any failure becomes a warning, because
+    the run itself is complete and must not be lost over a figure. Returns the path, or
+    None when no report was written."""
+    try:
+        return write_report(run_dir, results=results)
+    except Exception as exc:  # noqa: BLE001 - whatever broke the report, the run stands
+        warnings.warn(f"The run in {run_dir} is complete, but its HTML report could not be written "
+                      f"({type(exc).__name__}: {exc}); retry with `clipadapt report {run_dir}`.",
+                      ReportWarning, stacklevel=2)
+        return None
 
 
 def title(card: dict) -> str:

@@ -19,12 +19,14 @@ from clipadapt.report.sections import note, section
 THUMBNAIL = 160  # px: small enough for dozens per page, large enough to see the scene
 
 
-def gallery_section(run_dir: Path, card: dict, limit: int) -> str:
-    """Per attribute, up to `limit` test images ranked by `rank_gallery`."""
+def gallery_section(run_dir: Path, card: dict, limit: int, results: Path | None = None) -> str:
+    """Per attribute, up to `limit` test images ranked by `rank_gallery`, from the
+    predictions.csv in `results` (default the run folder; `clipadapt eval` writes
+    its own folder)."""
     title = "Test images: mistakes first"
     if limit == 0:
         return section("gallery", title, note("Gallery turned off (gallery = 0)."))
-    predictions = Path(run_dir) / "predictions.csv"
+    predictions = Path(results or run_dir) / "predictions.csv"
     if not predictions.is_file():
         return section("gallery", title, note("No predictions.csv: the run had no test split or was not evaluated."))
     table = read_predictions(predictions)

@@ -20,6 +20,7 @@ from clipadapt.data.par.partitions import as_splits, choose
 from clipadapt.data.par.record import ParRecord, record_from_fields
 from clipadapt.data.par.safe_unpickle import load_plain_pickle
 from clipadapt.data.par.table import ParTable, to_splits
+from clipadapt.data.paths import is_inside
 from clipadapt.engine.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 
@@ -117,16 +118,19 @@ def _find_source(root: Path, opts: ParOptions) -> Path:
 
 
 def _image_root(record: ParRecord, root: Path, opts: ParOptions) -> Path:
-    """data.par.image_dir, else the file's own root if it exists here, else a folder of
+    """data.par.image_dir, else the file's own root if it exists inside data.root, else a folder of
     the same name under data.root (e.g. Pad_datasets/), else data.root itself."""
     chosen = under_root(root, opts.image_dir)
     if chosen is not None:
         return chosen
     candidates = []
+    # The file names its own image folder; a file from elsewhere must not steer a run to a
+    # folder outside data.root (data.par.image_dir can, being the user's own setting).
     if record.root:
-        candidates.append(Path(record.root))
+        if is_inside(record.root, root):
+            candidates.append(Path(record.root))
         leaf = re.split(r"[\\/]", record.root.rstrip("\\/"))[-1]
-        if leaf:
+        if leaf not in ("", ".", ".."):
             candidates.append(root / leaf)
     candidates.append(root)
     first = record.image_names[0] if record.image_names else ""

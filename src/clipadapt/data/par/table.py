@@ -18,8 +18,10 @@ import numpy as np
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.par.sentences import sentence_for
+from clipadapt.data.paths import check_inside
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
+
 SPLITS = ("train", "val", "test")
 
 
@@ -80,8 +82,11 @@ def to_splits(table: ParTable, cfg: DataConfig, check_images: bool = True):
     rows = {s: _checked_rows(table, s, n) for s in SPLITS}
     if rows["train"] is None or rows["train"].size == 0:
         raise ClipAdaptError(f"{table.dataset}: {table.source} has no training rows in the chosen partition.")
-    paths = [table.image_root / name for name in table.image_names]
-    if check_images:
+    # Image names come from the annotation file (possibly someone else's pickle): they must
+    # stay inside the image folder the config chose.
+    paths = [check_inside(table.image_root / name, table.image_root, table.where(i), cfg.allow_outside_root, name)
+             for i, name in enumerate(table.image_names)]
+    if check_images and cfg.on_bad_image == "fail":  # under skip, missing files are left out and listed
         _check_images(table, paths, rows)
     sources = [table.where(i) for i in range(n)]
     everything = LabelledImages(paths, labels, task, sources)

@@ -20,11 +20,12 @@ class FusionHead(nn.Module):
 
     The block is the last block of timm's ImageNet ViT-B/16 in the paper (width 768, 12
     heads, drop-path 0.1); `weights` loads it from a local timm ViT state dict
-    (keys blocks.<last>.* and norm.*) or, online, "timm:<model name>".
+    (keys blocks.<last>.* and norm.*) or, online, "timm:<model name>". `train_block`
+    trains the whole block (for a block without pretrained weights).
     """
 
     def __init__(self, embed_dim: int, attributes: int, width: int = 768, heads: int = 12,
-                 drop_path: float = 0.1, weights: str | None = None):
+                 drop_path: float = 0.1, weights: str | None = None, train_block: bool = False):
         super().__init__()
         self.word_embed = nn.Linear(embed_dim, width)
         self.visual_embed = nn.Linear(embed_dim, width)
@@ -37,7 +38,9 @@ class FusionHead(nn.Module):
         if weights:
             self.load_block(weights)
         for name, p in self.block.named_parameters():
-            p.requires_grad = name.startswith(("norm1.", "norm2."))
+            # Frozen but its LayerNorms (SPEC 2), unless asked: a block with no pretrained
+            # weights has random attention that only training can make look at the right tokens.
+            p.requires_grad = train_block or name.startswith(("norm1.", "norm2."))
         self.weight = nn.Parameter(torch.empty(attributes, width))
         self.bias = nn.Parameter(torch.zeros(attributes))
         nn.init.normal_(self.weight, std=0.02)

@@ -37,6 +37,7 @@ class PromptPARParams(MethodParams):
     fusion_width: int = Field(768, ge=8)
     fusion_heads: int = Field(12, ge=1)
     fusion_weights: str | None = None  # local timm ViT state dict, or "timm:<model>" (online)
+    fusion_trainable: bool = False  # train the whole fusion block, not only its LayerNorms (no fusion_weights)
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
     prompt_lr_scale: float = Field(0.5, gt=0.0)  # prompts: lr 4e-3 against the heads' 8e-3
     prompt_warmup_epochs: int | None = Field(10, ge=0)  # null: train.warmup_epochs
@@ -71,7 +72,7 @@ class PromptPAR(Method):
         if self.text_prompts is None:
             self.register_buffer("fixed_text", backbone.encode_text(sentences, normalise=False), persistent=False)
         self.fusion = FusionHead(backbone.embed_dim, len(task), params.fusion_width, params.fusion_heads,
-                                 params.drop_path, params.fusion_weights)
+                                 params.drop_path, params.fusion_weights, train_block=params.fusion_trainable)
         use_aggregation = params.regions and params.aggregation_weight > 0
         self.aggregation = RegionAggregation(len(task)) if use_aggregation else None
 

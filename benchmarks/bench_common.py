@@ -1,0 +1,143 @@
+"""What every benchmark row shares: interleaved median timing, memory readings, FLOP
+counting, the machine's measured matmul rate, and the row record.
+
+Absolute times on a shared machine drift by 2x within minutes; a ratio of two things
+timed in turn, repeat by repeat, drifts far less. So every row times its contenders
+interleaved (a, b, a, b, ...) and reports medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Row:
+    """One line of the suite's table: a measured figure against its target."""
+
+    key: str
+    title: str
+    figure: float | None
+    unit: str
+    target: str
+    met: bool | None
+    command: str
+    note: str = ""
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def quiet() -> None:
+    """Silence open_clip's per-model random-init warnings and similar chatter."""
+    logging.getLogger().setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, timed in turn each repeat (after `warmup` untimed rounds)."""
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process so far: VmHWM. (Not ru_maxrss: Linux carries the
+    parent's size at fork into a child's ru_maxrss across exec, so a benchmark started from
+    a big process would report the parent's peak.)"""
+    try:
+        return proc_status_mib("VmHWM")["VmHWM"]
+    except (OSError, KeyError):  # no /proc: ru_maxrss (KiB on Linux)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_status_mib(*keys: str) -> dict[str, float]:
+    """Fields of /proc/self/status in MiB (VmHWM, VmRSS, RssAnon, RssFile ...)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            name, _, value = line.partition(":")
+            if name in keys:
+                out[name] = int(value.split()[0]) / 1024
+    return out
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count (VmHWM) from the current size (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call (multiply-add = 2), by torch's FLOP counter.
+
+    Fused kernels hide their matmuls from the counter (nn.MultiheadAttention's inference
+    fast path, oneDNN's linear, CPU flash attention), so count on the plain ops: run `fn`
+    on a backbone with `.fast = False`; the MHA fast path is switched off here.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+    return int(counter.get_total_flops())
+
+
+def matmul_contenders(m: int, k: int, n: int) -> tuple[dict[str, Callable[[], object]], int]:
+    """Callables multiplying [m, k] by [k, n] in fp32 with BLAS (torch.mm) and with oneDNN (the
+    library clipadapt's fast path uses), and the FLOPs of one product: time them beside a
+    workload to know the machine's matmul rate under the same load."""
+    a, b = torch.randn(m, k), torch.randn(n, k)
+    contenders = {"matmul_blas": lambda: torch.mm(a, b.t())}
+    try:
+        torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        contenders["matmul_onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    except Exception:  # a build without the op: BLAS alone
+        pass
+    return contenders, 2 * m * k * n
+
+
+def matmul_rate(size: int = 1536, repeats: int = 5) -> dict:
+    """The machine's fp32 matrix-multiply rate now (GFLOP/s, this process's threads): the best
+    of BLAS and oneDNN on a square product."""
+    contenders, flops = matmul_contenders(size, size, size)
+    with torch.inference_mode():
+        medians = interleaved_medians(contenders, repeats)
+    rates = {name: flops / t / 1e9 for name, t in medians.items()}
+    return {"gflops": round(max(rates.values()), 1), **{k: round(v, 1) for k, v in rates.items()}, "size": size}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Lowest row-wise cosine similarity of two [B, ...] outputs."""
+    return float(F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=-1).min())
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"machine": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}

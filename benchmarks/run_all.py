@@ -1,0 +1,119 @@
+"""The benchmark suite: every row a ratio against a baseline measured in the same run.
+
+    .venv/bin/python benchmarks/run_all.py                 # all rows, full-size shapes (~30-60 min on 2 CPU cores)
+    .venv/bin/python benchmarks/run_all.py --rows a,d      # some rows
+    .venv/bin/python benchmarks/run_all.py --quick         # tiny shapes, seconds: proves the code runs
+
+Rows: (a) image encoding vs open_clip encode_image (+ the lossy opt-ins), (b) one
+MHAdapter epoch from the feature store vs end to end, (c) eight GSS attributes from one
+backbone pass vs eight single-attribute models, (d) predict on 2048x1024 JPEGs vs
+backbone-only throughput, (e) peak resident memory of store-backed training at 1x and
+10x data, (f) PromptPAR and microCLIP step time and memory, (g) the share of the
+machine's measured matmul rate that (a) reaches. Random weights of full-size models:
+compute does not depend on the values. Writes suite.md and suite.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench_common import Row, machine, matmul_rate, quiet
+
+ROWS = "abcdef"  # g is computed with a
+
+
+@dataclass
+class Context:
+    """Sizes and shared measurements for the rows of one run."""
+
+    quick: bool
+    repeats: int
+    model: str
+    batch: int
+    compile: bool = False
+    flops_per_image: dict = field(default_factory=dict)
+    _rate: dict | None = None
+
+    def matmul_rate(self) -> dict:
+        """The machine's fp32 matmul rate, measured once per run."""
+        if self._rate is None:
+            self._rate = matmul_rate(256 if self.quick else 1536, 3 if self.quick else 7)
+        return self._rate
+
+    def command(self, rows: str) -> str:
+        return f"python benchmarks/run_all.py --rows {rows}" + (" --quick" if self.quick else "")
+
+
+def row_modules(letters: str) -> list:
+    import row_eight_attributes
+    import row_encode
+    import row_predict_jpeg
+    import row_steps
+    import row_store_epoch
+    import row_store_memory
+
+    table = {"a": row_encode, "b": row_store_epoch, "c": row_eight_attributes, "d": row_predict_jpeg,
+             "e": row_store_memory, "f": row_steps}
+    return [table[x] for x in letters]
+
+
+def markdown(rows: list[Row], header: dict) -> str:
+    lines = [f"# Benchmark suite ({header['when']})", "",
+             f"Machine: {header['machine']['machine']}, {header['machine']['cpu_threads']} threads, torch "
+             f"{header['machine']['torch']} ({header['machine']['cpu_capability']}); measured fp32 matmul rate "
+             f"{header['matmul']['gflops']} GFLOP/s at the start (each row re-measures it). Each figure is a ratio against a baseline timed in the same run "
+             f"(median of {header['repeats']} repeats, timed in turn).", "",
+             "| row | what | figure | target | met? | command | notes |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        met = "n/a" if r.met is None else ("yes" if r.met else "**no**")
+        figure = "-" if r.figure is None else f"{r.figure:g} {r.unit}"
+        lines.append(f"| {r.key} | {r.title} | {figure} | {r.target} | {met} | `{r.command}` | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=ROWS, help="letters of the rows to run, e.g. a,d (g comes with a)")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes and one repeat: a smoke run, not a measurement")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per contender (default 5, quick 1)")
+    parser.add_argument("--model", default=None, help="image tower for rows a, c, d (default ViT-B-16)")
+    parser.add_argument("--batch", type=int, default=None, help="images per batch in rows a, c, d (default 8)")
+    parser.add_argument("--compile", action="store_true", help="row a: also time torch.compile (minutes to compile)")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    quiet()
+    letters = "".join(sorted({x for x in args.rows.replace(",", "").lower() if x in ROWS + "g"}))
+    letters = letters.replace("g", "") + ("a" if "g" in letters and "a" not in letters else "")
+    if not letters:
+        parser.error(f"--rows: pick from {ROWS}g")
+    ctx = Context(quick=args.quick, repeats=args.repeats or (1 if args.quick else 5),
+                  model=args.model or ("clipadapt-micro" if args.quick else "ViT-B-16"),
+                  batch=args.batch or (2 if args.quick else 8), compile=args.compile)
+    header = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "repeats": ctx.repeats,
+              "quick": ctx.quick, "matmul": ctx.matmul_rate()}
+    rows: list[Row] = []
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for module in row_modules("".join(sorted(letters))):
+        ctx._rate = None  # the load drifts: each row reads the matmul rate afresh
+        started = time.perf_counter()
+        new = module.run(ctx)
+        for row in new:
+            row.details["row_seconds"] = round(time.perf_counter() - started, 1)
+            print(f"[{row.key}] {row.title}: {row.figure} {row.unit} (target {row.target}) {row.note}", flush=True)
+        rows += new
+        # written after every row: a long run that is stopped keeps what it measured
+        (args.out_dir / "suite.json").write_text(json.dumps({**header, "rows": [r.as_dict() for r in rows]}, indent=2) + "\n")
+        (args.out_dir / "suite.md").write_text(markdown(rows, header))
+    return 0
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    sys.exit(main())

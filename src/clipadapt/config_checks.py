@@ -1,0 +1,86 @@
+"""Checks of a run config that need more than its schema: names that must exist in a
+registry (method, data format, backbone), the method's own params, and values that must
+fit the backbone (attention heads, tap block). They run when the config is loaded, so a
+mistake is reported before any data is read, any model built or any file written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clipadapt.errors import ClipAdaptError
+
+
+def check_settings(cfg, source: str) -> None:
+    """Raise one ClipAdaptError listing every problem found (each naming its key and the fix)."""
+    problems: list[str] = []
+    for check in (_check_format, _check_method, _check_backbone_fit):
+        try:
+            check(cfg)
+        except ClipAdaptError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ClipAdaptError(f"Invalid {source}: " + "; ".join(problems))
+
+
+def _check_format(cfg) -> None:
+    from clipadapt.data.formats import DATA_FORMATS
+
+    if cfg.data.format not in DATA_FORMATS:
+        _unknown("data.format", cfg.data.format, DATA_FORMATS.names())
+
+
+def _check_method(cfg) -> None:
+    from clipadapt.methods import METHODS
+
+    if cfg.method.name not in METHODS:
+        _unknown("method.name", cfg.method.name, METHODS.names())
+    cls = METHODS.get(cfg.method.name)
+    known = list(cls.Params.model_fields)
+    for key in cfg.method.params:
+        if key not in known:
+            from clipadapt.data.tables import did_you_mean
+
+            hint = did_you_mean(key, known) or f" Known params: {', '.join(known) or 'none'}."
+            raise ClipAdaptError(f"unknown key 'method.params.{key}' for method '{cls.name}'.{hint}")
+    try:
+        cls.parse_params(cfg.method.params)  # ranges (blend weights in [0, 1] ...), with the method named
+    except ClipAdaptError as exc:
+        raise ClipAdaptError(str(exc).replace("Value error, ", "")) from None
+
+
+def _check_backbone_fit(cfg) -> None:
+    """Method params that must agree with the backbone's shape, read from its architecture
+    file (no weights are loaded)."""
+    name = cfg.backbone.name
+    if name.startswith("hf-hub:"):
+        return  # its architecture is only known once downloaded
+    import open_clip
+
+    from clipadapt.backbone.factory import list_backbones
+
+    known = list_backbones()
+    if name not in known:
+        _unknown("backbone.name", name, known)
+    arch = open_clip.get_model_config(name) or {}
+    embed, layers = arch.get("embed_dim"), (arch.get("vision_cfg") or {}).get("layers")
+    params = cfg.method.params
+    if cfg.method.name == "mhadapter" and embed:
+        heads = params.get("heads", 4)
+        for attribute, h in (heads.items() if isinstance(heads, dict) else [(None, heads)]):
+            if isinstance(h, int) and h >= 1 and embed % h:
+                which = f"method.params.heads[{attribute}]" if attribute else "method.params.heads"
+                fits = [d for d in range(1, min(embed, 64) + 1) if embed % d == 0]
+                raise ClipAdaptError(f"{which}={h} does not divide the embedding width {embed} of backbone '{name}'; "
+                                     f"use one of {fits}")
+    tap = params.get("tap_block")
+    if isinstance(tap, int) and layers and not 1 <= tap <= layers:
+        raise ClipAdaptError(f"method.params.tap_block={tap}, but backbone '{name}' has blocks 1..{layers}")
+
+
+def _unknown(key: str, value: Any, known: list[str]) -> None:
+    from clipadapt.data.tables import did_you_mean
+
+    hint = did_you_mean(str(value), known)
+    listed = "" if hint or len(known) > 30 else f" Known: {', '.join(known)}."
+    raise ClipAdaptError(f"{key} '{value}' does not exist.{hint}{listed}")

@@ -1,0 +1,54 @@
+"""JPEGs decoded at the size the model needs, not at full size.
+
+A 2048 x 1024 street view shrinks to 224 px anyway; libjpeg can decode it at 1/2, 1/4
+or 1/8 scale straight from the DCT coefficients (Pillow's draft mode) for a fraction
+of the work. The scale chosen keeps both sides >= the model's input size, so the
+resize that follows still only shrinks. Pixels differ slightly from a full decode
+followed by a bicubic resize (benchmarks/run_all.py prints the agreement).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+
+from clipadapt.data import images as image_files
+from clipadapt.data.images import ImageDataset
+
+
+def open_at_size(path: Path | str, size: int) -> Image.Image | None:
+    """An RGB JPEG decoded at reduced scale with both sides >= `size` (EXIF orientation
+    applied), or None when draft decoding does not apply (not a JPEG, not >= 2x `size`,
+    over the pixel limit) or fails: the caller then takes the full, checked path, which
+    reports a bad file with its message."""
+    limit = getattr(image_files, "MAX_PIXELS", Image.MAX_IMAGE_PIXELS)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if img.format != "JPEG" or min(width, height) < 2 * size or width * height > limit:
+                return None
+            img.draft("RGB", (size, size))
+            img.load()
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except Exception:  # any failure: the checked loader decides and explains
+        return None
+
+
+class SizedImageDataset(ImageDataset):
+    """ImageDataset whose large JPEGs are decoded at reduced scale (see `open_at_size`);
+    everything else, bad files included, goes through ImageDataset unchanged."""
+
+    def __init__(self, paths, transform, size: int, sources: list[str] | None = None, on_error: str = "raise"):
+        super().__init__(paths, transform, sources=sources, on_error=on_error)
+        self.size = size
+
+    def __getitem__(self, index: int):
+        image = open_at_size(self.paths[index], self.size)
+        if image is None:
+            return super().__getitem__(index)
+        tensor = self.transform(image)
+        if self._shape is None and isinstance(tensor, torch.Tensor):
+            self._shape = tuple(tensor.shape)  # the placeholder shape for bad rows (ImageDataset's contract)
+        return tensor, index, True

@@ -1,0 +1,77 @@
+"""One entry point for attention overlays of any method that has them: the web service
+shows these next to its predictions.
+
+Each method's maps come from its own module (CLIP-MHAdapter: `report.attention`,
+PromptPAR: `report.part_maps`, microCLIP: `report.soap_maps`); this module turns them
+into pictures of the image as the model saw it, labelled so a person knows what each
+picture is.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clipadapt.engine.sources import make_transform
+from clipadapt.report.attention import (
+    DISPLAY_SIZE, explainable_methods, heads_mean, heatmap, mhadapter_attention, model_view, overlay,
+)
+from clipadapt.report.explain import blocky
+from clipadapt.report.part_maps import part_attention
+from clipadapt.report.soap_maps import soap_maps
+
+# A map and whether it is a mask (drawn as crisp patches, not min-max normalised).
+Map = tuple[np.ndarray, bool]
+MapsFn = Callable[[object, torch.Tensor], dict[str, Map]]
+
+
+def _mhadapter(method, batch: torch.Tensor) -> dict[str, Map]:
+    # Figure 3 of the paper: heads-averaged attention each patch receives, per attribute
+    return {name: (heads_mean(maps), False) for name, maps in mhadapter_attention(method, batch).items()}
+
+
+def _promptpar(method, batch: torch.Tensor) -> dict[str, Map]:
+    parts = part_attention(method, batch)
+    return {f"part {g + 1} (rows {first}-{last})": (parts.maps[:, g], False)
+            for g, (first, last) in enumerate(parts.strips)}
+
+
+def _microclip(method, batch: torch.Tensor) -> dict[str, Map]:
+    maps = soap_maps(method, batch)
+    found = {"SOAP attention": (maps.attention, False)}
+    if maps.mask is not None:
+        found["foreground mask (Normalised Cut)"] = (maps.mask, True)
+    return found
+
+
+MAP_MAKERS: dict[str, MapsFn] = {"mhadapter": _mhadapter, "promptpar": _promptpar, "microclip": _microclip}
+
+
+def has_overlays(method) -> bool:
+    """True when `method` (a loaded method) has attention maps to overlay: PromptPAR needs
+    its part tokens, microCLIP its SOAP pooling."""
+    name = method.name
+    if name == "promptpar":
+        return bool(method.layout.groups) and method.attn_mask is not None
+    if name == "microclip":
+        return method.fusion is not None
+    return name in MAP_MAKERS or name in explainable_methods()
+
+
+def attention_overlays(method, images: Sequence[Image.Image], size: int = DISPLAY_SIZE) -> list[dict[str, Image.Image]]:
+    """Per image, {label: overlay}: every map of the method over the view the model saw,
+    `size` px. Attention maps are upsampled bilinearly and min-max normalised; masks
+    keep their 0/1 patches. Labels: attribute names (CLIP-MHAdapter), "part g (rows
+    a-b)" (PromptPAR), "SOAP attention" and "foreground mask (Normalised Cut)" (microCLIP).
+    Call it only when `has_overlays(method)`.
+    """
+    transform = make_transform(method.backbone, train=False)
+    batch = torch.stack([transform(image) for image in images])
+    maps = MAP_MAKERS.get(method.name, _mhadapter)(method, batch)
+    views = [model_view(image, size, method.backbone.preprocess) for image in images]
+    return [{label: overlay(view, blocky(per_image[i], size) if is_mask else heatmap(per_image[i], (size, size)))
+             for label, (per_image, is_mask) in maps.items()}
+            for i, view in enumerate(views)]

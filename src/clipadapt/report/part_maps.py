@@ -1,0 +1,92 @@
+"""PromptPAR's part tokens (SPEC 2): where each one looks inside its strip.
+
+Each part token may attend only to its own group (itself and its prompts) and to the
+patches of its horizontal strip; the region mask blocks everything else. The map of
+part g is its attention in the last block (heads averaged) on the patches of strip g,
+divided by the share of its attention that went to patches, so it sums to 1 over the
+strip; outside the strip it is exactly 0. `patch_share` keeps that share (the rest
+went to the group's own tokens), so a reader can tell a part that barely looks at
+the image from one that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from clipadapt.errors import ClipAdaptError
+from clipadapt.methods.promptpar.regions import strips_for_grid
+
+
+@dataclass
+class PartAttention:
+    """maps: [B, G, h, w], each part's attention over its strip (sums to 1, 0 outside).
+    patch_share: [B, G] share of the part token's attention that went to patches.
+    strips: (first, last) patch rows of each strip, inclusive."""
+
+    maps: np.ndarray
+    patch_share: np.ndarray
+    strips: list[tuple[int, int]]
+
+
+def require_parts(method) -> None:
+    """Raise a ClipAdaptError unless `method` is PromptPAR with part tokens."""
+    if getattr(method, "name", None) != "promptpar":
+        raise ClipAdaptError(f"part attention is PromptPAR's; this run's method is '{getattr(method, 'name', '?')}'.")
+    if not method.layout.groups or method.attn_mask is None:
+        raise ClipAdaptError("This PromptPAR run has no part tokens (method.params.regions: false), so there is "
+                             "no per-part attention to show. Train with regions: true to see it.")
+
+
+def last_block_input(method, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens entering the last image block [B, T, D], the region mask [T, T]) of
+    PromptPAR for preprocessed images [B, 3, S, S]: the method's own sequence, prompt
+    replacement and mask, run through the backbone's blocks."""
+    bb = method.backbone
+    last = bb.num_blocks - 1
+    captured: dict[str, torch.Tensor] = {}
+
+    def inject(layer: int, x: torch.Tensor) -> torch.Tensor:
+        x = method.visual.inject(layer, x)
+        if layer == last:
+            captured["x"] = x
+        return x
+
+    seq = method.visual.sequence(bb.embed(images, ln_pre=False), bb.visual.ln_pre)
+    mask = method.attn_mask.to(seq.dtype)
+    bb.run_blocks(seq, inject, mask)  # also runs the last block: a little waste for no copy of the loop
+    return captured["x"], mask
+
+
+def last_block_attention(method, images: torch.Tensor) -> torch.Tensor:
+    """Attention weights [B, heads, T, T] (rows = queries) of PromptPAR's last image block."""
+    x, mask = last_block_input(method, images)
+    block = method.backbone.visual.transformer.resblocks[method.backbone.num_blocks - 1]
+    tokens = block.ln_1(x)
+    _, weights = block.attn(tokens, tokens, tokens, attn_mask=mask, need_weights=True, average_attn_weights=False)
+    return weights
+
+
+@torch.no_grad()
+def part_attention(method, images: torch.Tensor) -> PartAttention:
+    """Each part token's attention over its strip, for preprocessed images [B, 3, S, S]."""
+    require_parts(method)
+    method.eval()
+    device = next(method.parameters()).device
+    weights = last_block_attention(method, images.to(device)).float().mean(dim=1)  # heads averaged: [B, T, T]
+    layout = method.layout
+    rows, cols = layout.grid
+    strips = strips_for_grid(rows, layout.groups, method.params.overlap)
+    b = weights.shape[0]
+    maps = np.zeros((b, layout.groups, rows * cols), dtype=np.float32)
+    share = np.zeros((b, layout.groups), dtype=np.float32)
+    for g, (first, last) in enumerate(strips):
+        columns = layout.patch_indices_of_strip(first, last)
+        on_patches = weights[:, layout.part_index(g), columns]  # [B, strip patches]
+        total = on_patches.sum(dim=-1)
+        share[:, g] = total.cpu().numpy()
+        start = first * cols
+        maps[:, g, start:start + len(columns)] = (on_patches / total.clamp_min(1e-12)[:, None]).cpu().numpy()
+    return PartAttention(maps.reshape(b, layout.groups, rows, cols), share, strips)

@@ -1,0 +1,347 @@
+"""`clipadapt serve`: the JSON API against `clipadapt predict`, its limits and errors, and a
+bounded load test on loopback (figures printed, run with -s to see them)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from test_report_support import make_run, save_run
+from typer.testing import CliRunner
+
+from clipadapt.cli.main import app
+from clipadapt.methods import build_method
+from clipadapt.report.gallery import read_predictions
+from clipadapt.serve import ServedModel, ServeSettings, make_server
+from clipadapt.serve.gate import Busy, InferenceGate
+from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
+
+RUNNER = CliRunner()
+LIMITS = ServeSettings(max_upload_mb=0.05, max_batch=4, max_pixels=200 * 200, request_timeout=2.0)
+
+
+# ------------------------------------------------------------------ fixtures and HTTP helpers
+class Running:
+    """A server on an ephemeral loopback port, serving in a daemon thread."""
+
+    def __init__(self, model: ServedModel, settings: ServeSettings):
+        self.server = make_server(model, "127.0.0.1", 0, settings)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = self.server.url
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, micro_backbone):
+    return make_run(tmp_path_factory.mktemp("serve") / "run", micro_backbone)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return ServedModel(run)
+
+
+@pytest.fixture(scope="module")
+def service(model):
+    running = Running(model, LIMITS)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def images(run) -> list[Path]:
+    return sorted((run / "images").glob("*.png"))
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 30.0):
+    """(status, parsed JSON or text) of one request; HTTP errors are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            status, body, kind = response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, body, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    return status, json.loads(body) if kind.startswith("application/json") else body.decode()
+
+
+def multipart(files: list[tuple[str, bytes]], field: str = "image") -> tuple[bytes, dict]:
+    """A multipart/form-data body with one file part per (name, bytes)."""
+    boundary = uuid.uuid4().hex
+    chunks = []
+    for name, data in files:
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                      f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def predict_cli(run: Path, paths: list[Path], out: Path) -> pd.DataFrame:
+    result = RUNNER.invoke(app, ["predict", *map(str, paths), "-c", str(run), "-o", str(out), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return read_predictions(out)  # class names as text ("true" stays a class, not a bool)
+
+
+def png_bytes(size=(40, 30), colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def assert_same_as_cli(answer: dict, row: pd.Series, task: TaskSpec) -> None:
+    for attr in task.attributes:
+        got = answer["attributes"][attr.name]
+        assert got["predicted"] == row[attr.name]
+        for cls in attr.classes:
+            assert got["probabilities"][cls] == pytest.approx(float(row[f"{attr.name}:p({cls})"]), rel=1e-6, abs=1e-7)
+        assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+# ------------------------------------------------------------------ the API
+def test_healthz_info_page_and_unknown_paths(service, model):
+    assert request(service.url + "/healthz") == (200, {"status": "ok"})
+    status, info = request(service.url + "/api/info")
+    assert status == 200 and info["method"] == "mhadapter" and info["backbone"]["name"] == "clipadapt-micro"
+    assert [a["name"] for a in info["attributes"]] == ["weather", "pano_status"]
+    assert info["attributes"][0]["classes"] == list(model.method.task.attributes[0].classes)
+    assert info["limits"]["max_batch"] == 4 and info["overlays"] is True
+    status, page = request(service.url + "/")
+    assert status == 200 and '<input type="file"' in page and "api/predict" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched from elsewhere
+    status, answer = request(service.url + "/nope")
+    assert status == 404 and "/api/predict" in answer["error"]
+
+
+def test_one_raw_image_matches_clipadapt_predict(service, run, images, model, tmp_path):
+    table = predict_cli(run, images[:1], tmp_path / "p.csv")
+    status, answer = request(service.url + "/api/predict?name=img0.png", images[0].read_bytes(),
+                             {"Content-Type": "image/png"})
+    assert status == 200 and answer["method"] == "mhadapter" and answer["multilabel"] is False
+    (result,) = answer["predictions"]
+    assert result["ok"] and result["name"] == "img0.png" and "overlays" not in result
+    assert_same_as_cli(result, table.iloc[0], model.method.task)
+
+
+def test_a_batch_keeps_order_and_names_and_matches_predict(service, run, images, model, tmp_path):
+    batch = images[1:4]
+    table = predict_cli(run, batch, tmp_path / "p.csv")
+    body, headers = multipart([(p.name, p.read_bytes()) for p in batch])
+    status, answer = request(service.url + "/api/predict", body, headers)
+    assert status == 200
+    assert [r["name"] for r in answer["predictions"]] == [p.name for p in batch]
+    for result, (_, row) in zip(answer["predictions"], table.iterrows()):
+        assert_same_as_cli(result, row, model.method.task)
+
+
+def test_overlays_are_png_data_uris_of_the_model_view(service, images):
+    body, headers = multipart([(images[0].name, images[0].read_bytes())])
+    status, answer = request(service.url + "/api/predict?overlay=1", body, headers)
+    assert status == 200
+    overlays = answer["predictions"][0]["overlays"]
+    assert set(overlays) == {"weather", "pano_status"}
+    for uri in overlays.values():
+        assert uri.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        assert image.format == "PNG" and image.size == (224, 224)
+        assert np.asarray(image).std() > 0  # a picture, not a blank square
+
+
+def test_a_multilabel_run_answers_probability_and_decision(tmp_path, micro_backbone, images):
+    task = TaskSpec((Attribute("Hat", BINARY_CLASSES, template="A pedestrian wearing a hat"),
+                     Attribute("Female", BINARY_CLASSES, template="A woman or girl")), multilabel=True)
+    params = {"fusion_width": 32, "fusion_heads": 4, "global_prompts": 2, "group_prompts": 2, "text_prompts": 2,
+              "drop_path": 0.0}
+    par = save_run(tmp_path / "par", build_method("promptpar", micro_backbone, task, params), threshold=0.45)
+    running = Running(ServedModel(par), LIMITS)
+    try:
+        _, info = request(running.url + "/api/info")
+        assert info["multilabel"] is True and info["threshold"] == 0.45
+        status, answer = request(running.url + "/api/predict", images[0].read_bytes())
+        assert status == 200
+        result = answer["predictions"][0]
+        assert result["threshold"] == 0.45 and set(result["attributes"]) == {"Hat", "Female"}
+        for got in result["attributes"].values():
+            assert 0.0 <= got["probability"] <= 1.0 and got["present"] == (got["probability"] > 0.45)
+        _, lower = request(running.url + "/api/predict?threshold=0", images[0].read_bytes())
+        assert all(a["present"] for a in lower["predictions"][0]["attributes"].values())
+        status, bad = request(running.url + "/api/predict?threshold=2", images[0].read_bytes())
+        assert status == 400 and "threshold" in bad["error"]
+        _, pictures = request(running.url + "/api/predict?overlay=1", images[0].read_bytes())
+        assert list(pictures["predictions"][0]["overlays"]) == [
+            "part 1 (rows 0-1)", "part 2 (rows 0-2)", "part 3 (rows 1-3)", "part 4 (rows 2-3)"]  # 4x4 patch grid
+    finally:
+        running.stop()
+
+
+# ------------------------------------------------------------------ bad requests
+def test_oversized_upload_is_413_with_a_json_message(service):
+    big = bytes(np.random.default_rng(0).integers(0, 256, 80_000, dtype=np.uint8))  # 78 KB > 0.05 MB
+    status, answer = request(service.url + "/api/predict", b"\x89PNG\r\n\x1a\n" + big, {"Content-Type": "image/png"})
+    assert status == 413 and "--max-upload-mb" in answer["error"] and "0.05 MB" in answer["error"]
+
+
+def test_too_many_images_and_too_many_pixels_are_413(service, images):
+    body, headers = multipart([(p.name, p.read_bytes()) for p in images[:5]])
+    status, answer = request(service.url + "/api/predict", body, headers)
+    assert status == 413 and "5 images" in answer["error"] and "--max-batch" in answer["error"]
+    status, answer = request(service.url + "/api/predict?name=huge.png", png_bytes((300, 200)))
+    assert status == 413 and "huge.png" in answer["error"] and "300x200" in answer["error"]
+
+
+@pytest.mark.parametrize("name, data, status, words", [
+    ("notes.txt", b"just some text, not a picture", 415, "looks like text"),
+    ("doc.jpg", b"%PDF-1.7 pretending to be a jpeg", 415, "PDF"),
+    ("cut.png", None, 400, "truncated or corrupt"),
+    ("empty.png", b"", 400, "Empty request body"),
+])
+def test_non_images_and_corrupt_images_are_named(service, name, data, status, words):
+    if data is None:
+        data = png_bytes()[:60]  # a real PNG header, then nothing
+    got, answer = request(service.url + f"/api/predict?name={name}", data, {"Content-Type": "image/jpeg"})
+    assert got == status and words in answer["error"]
+    if data:
+        assert name in answer["error"]
+
+
+def test_one_bad_file_in_a_batch_refuses_the_batch_naming_it(service, images):
+    body, headers = multipart([(images[0].name, images[0].read_bytes()), ("virus.exe", b"MZ\x90\x00binary")])
+    status, answer = request(service.url + "/api/predict", body, headers)
+    assert status == 415 and "virus.exe" in answer["error"]
+
+
+def test_a_full_queue_answers_503(model, images):
+    running = Running(model, ServeSettings(waiting=0, request_timeout=2.0))
+    try:
+        with running.server.gate.slot():  # the only inference slot is taken
+            status, answer = request(running.url + "/api/predict", images[0].read_bytes())
+        assert status == 503 and "busy" in answer["error"]
+        assert request(running.url + "/api/predict", images[0].read_bytes())[0] == 200  # free again
+    finally:
+        running.stop()
+
+
+def test_gate_bounds_running_and_waiting():
+    gate = InferenceGate(running=1, waiting=1, wait_timeout=0.2)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with gate.slot():
+            entered.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(5)
+    with pytest.raises(Busy, match="within 0.2 s"):  # one may wait, but the slot does not come free
+        with gate.slot():
+            pass
+    release.set()
+    holder.join(5)
+    with gate.slot():  # free again
+        pass
+
+
+def test_a_stalled_client_is_cut_off_after_the_timeout(model):
+    running = Running(model, ServeSettings(request_timeout=1.0))
+    try:
+        host, port = running.server.server_address[:2]
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial")
+            started = time.monotonic()
+            data = sock.recv(4096)  # the server gives up on the body and closes
+            waited = time.monotonic() - started
+        assert data == b"" and 0.5 < waited < 8
+    finally:
+        running.stop()
+
+
+def test_too_many_connections_answer_503(model, images):
+    running = Running(model, ServeSettings(max_connections=1, request_timeout=3.0))
+    try:
+        host, port = running.server.server_address[:2]
+        with socket.create_connection((host, port), timeout=10):  # holds the only connection, says nothing
+            time.sleep(0.2)
+            status, answer = request(running.url + "/healthz")
+        assert status == 503 and "Too many connections" in answer["error"]
+    finally:
+        running.stop()
+
+
+def test_the_serve_command_serves_until_interrupted(run):
+    env = {**os.environ, "COLUMNS": "400"}  # rich must not wrap the line with the address
+    process = subprocess.Popen([sys.executable, "-m", "clipadapt.cli.main", "serve", "-c", str(run), "--port", "0",
+                                "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        found = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+        assert found, line
+        assert request(found.group(1) + "/healthz") == (200, {"status": "ok"})
+        process.send_signal(signal.SIGINT)
+        code, rest = process.wait(timeout=30), process.stdout.read()
+        assert code == 0 and "stopped" in rest, rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_serve_command_errors_are_one_line(tmp_path):
+    result = RUNNER.invoke(app, ["serve", "-c", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a clipadapt run folder" in result.output
+
+
+# ------------------------------------------------------------------ load
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status here: resident memory cannot be measured")
+
+
+def test_load_on_loopback_has_no_errors_and_bounded_memory(service, images):
+    clients, per_client = 8, 10
+    payloads = [p.read_bytes() for p in images]
+
+    def one(i: int) -> tuple[int, float]:
+        started = time.perf_counter()
+        status, _ = request(service.url + "/api/predict", payloads[i % len(payloads)], {"Content-Type": "image/png"})
+        return status, time.perf_counter() - started
+
+    for i in range(8):  # warm-up: first-call allocations are not growth
+        assert one(i)[0] == 200
+    before = rss_mb()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(one, range(clients * per_client)))
+    elapsed = time.perf_counter() - started
+    growth = rss_mb() - before
+    statuses = [s for s, _ in answers]
+    latencies = np.array([t for _, t in answers]) * 1000
+    print(f"\nload test: {clients} clients x {per_client} requests = {len(answers)} in {elapsed:.2f} s, "
+          f"{len(answers) / elapsed:.1f} requests/s, latency p50 {np.percentile(latencies, 50):.0f} ms, "
+          f"p95 {np.percentile(latencies, 95):.0f} ms, errors {sum(s != 200 for s in statuses)}, "
+          f"RSS {before:.0f} MB -> {before + growth:.0f} MB (growth {growth:+.1f} MB)")
+    assert statuses == [200] * len(answers)
+    assert elapsed < 120
+    assert growth < 100
