@@ -299,7 +299,9 @@ def test_the_serve_command_serves_until_interrupted(run):
         assert found, line
         assert request(found.group(1) + "/healthz") == (200, {"status": "ok"})
         process.send_signal(signal.SIGINT)
-        code, rest = process.wait(timeout=30), process.stdout.read()
+        # generous: on a loaded 2-core CI machine the interpreter's exit (torch's thread pools)
+        # has taken over 30 s; a real hang still fails
+        code, rest = process.wait(timeout=120), process.stdout.read()
         assert code == 0 and "stopped" in rest, rest
     finally:
         if process.poll() is None:
