@@ -44,18 +44,51 @@ def quiet() -> None:
     logging.disable(logging.WARNING)
 
 
-def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each callable, timed in turn each repeat (after `warmup` untimed rounds)."""
+def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                        cpu_seconds: dict | None = None) -> dict[str, float]:
+    """Median wall seconds of each callable, timed in turn each repeat (after `warmup` untimed
+    rounds); `cpu_seconds`, if given, receives the median CPU seconds of this process, which
+    other programs' load disturbs far less (but which misses work done in child processes)."""
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    if cpu_seconds is not None:
+        cpu_seconds.update({name: statistics.median(values) for name, values in cpu.items()})
+    return {name: statistics.median(values) for name, values in wall.items()}
+
+
+def timed_with_matmul_rate(contenders: dict[str, Callable[[], object]], repeats: int, gemm: tuple[int, int, int],
+                           warmup: int = 1, cpu_seconds: dict | None = None) -> tuple[dict[str, float], float]:
+    """`interleaved_medians` of the contenders plus fp32 matmuls of shape `gemm` (m, k, n) timed
+    in the same rounds, so the machine's matmul rate (GFLOP/s, best of BLAS and oneDNN) is
+    read under the same load as the workload it is compared with."""
+    gemms, flops = matmul_contenders(*gemm)
+
+    def under_inference(fn):
+        def run():
+            with torch.inference_mode():
+                fn()
+        return run
+
+    timed = {**contenders, **{name: under_inference(fn) for name, fn in gemms.items()}}
+    medians = interleaved_medians(timed, repeats, warmup, cpu_seconds)
+    rate = max(flops / medians.pop(name) / 1e9 for name in gemms)
+    for name in gemms:
+        (cpu_seconds or {}).pop(name, None)
+    return medians, rate
+
+
+def tower_gemm(backbone, batch: int) -> tuple[int, int, int]:
+    """The shape of an image tower's largest matmul: its MLP's first layer over every token."""
+    return batch * (backbone.num_patches + 1), backbone.width, 4 * backbone.width
 
 
 def peak_rss_mib() -> float:

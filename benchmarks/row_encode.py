@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from bench_common import Row, cosine, count_flops, interleaved_medians, matmul_contenders
+from bench_common import Row, cosine, count_flops, timed_with_matmul_rate, tower_gemm
 from clipadapt.backbone import create_backbone
 from clipadapt.backbone.fast import Int8Tower, compiled, encode_bf16
 
@@ -75,13 +75,9 @@ def run(ctx) -> list[Row]:
         compile_s = round(time.perf_counter() - start, 1)
     agreement = {name: round(cosine(fn(), reference), 6) for name, (fn, _) in fns.items()}
     # the machine's matmul rate, timed in turn with the contenders (same load), on the shape
-    # of the tower's largest layer (the MLP's first matmul over every token of the batch)
-    gemms, gemm_flops = matmul_contenders(ctx.batch * (backbone.num_patches + 1), backbone.width, 4 * backbone.width)
-    timed = {**{name: fn for name, (fn, _) in fns.items()}, **gemms}
-    with torch.inference_mode():
-        seconds = interleaved_medians(timed, ctx.repeats)
-    rates = {name: round(gemm_flops / seconds.pop(name) / 1e9, 1) for name in gemms}
-    rate = max(rates.values())
+    # of the tower's largest layer
+    seconds, rate = timed_with_matmul_rate({name: fn for name, (fn, _) in fns.items()}, ctx.repeats,
+                                           tower_gemm(backbone, ctx.batch))
     flops = image_flops(backbone)
     per_s = {name: ctx.batch / t for name, t in seconds.items()}
     fraction = {name: round(per_s[name] * flops / 1e9 / rate, 3) for name in per_s}
@@ -89,7 +85,7 @@ def run(ctx) -> list[Row]:
     details = {"model": ctx.model, "batch": ctx.batch, "repeats": ctx.repeats, "tap_block": tap,
                "images_per_s": {k: round(v, 2) for k, v in per_s.items()}, "speedup": speed,
                "cosine_vs_fp32_eager": agreement, "matmul_fraction": fraction, "gflops_per_image": round(flops / 1e9, 2),
-               "compile_s": compile_s, "matmul_gflops": rates}
+               "compile_s": compile_s, "matmul_gflops": round(rate, 1)}
     ctx.flops_per_image[ctx.model] = flops
     best_lossy = max((n for n, (_, lossy) in fns.items() if lossy), key=lambda n: speed[n])
     cmd = ctx.command("a")

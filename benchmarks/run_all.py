@@ -39,13 +39,6 @@ class Context:
     batch: int
     compile: bool = False
     flops_per_image: dict = field(default_factory=dict)
-    _rate: dict | None = None
-
-    def matmul_rate(self) -> dict:
-        """The machine's fp32 matmul rate, measured once per run."""
-        if self._rate is None:
-            self._rate = matmul_rate(256 if self.quick else 1536, 3 if self.quick else 7)
-        return self._rate
 
     def command(self, rows: str) -> str:
         return f"python benchmarks/run_all.py --rows {rows}" + (" --quick" if self.quick else "")
@@ -68,7 +61,8 @@ def markdown(rows: list[Row], header: dict) -> str:
     lines = [f"# Benchmark suite ({header['when']})", "",
              f"Machine: {header['machine']['machine']}, {header['machine']['cpu_threads']} threads, torch "
              f"{header['machine']['torch']} ({header['machine']['cpu_capability']}); measured fp32 matmul rate "
-             f"{header['matmul']['gflops']} GFLOP/s at the start (each row re-measures it). Each figure is a ratio against a baseline timed in the same run "
+             f"{header['matmul']['gflops']} GFLOP/s at the start (rows a-d time their own matmuls beside the workload, "
+             "under the same load). Each figure is a ratio against a baseline timed in the same run "
              f"(median of {header['repeats']} repeats, timed in turn).", "",
              "| row | what | figure | target | met? | command | notes |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -97,11 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                   model=args.model or ("clipadapt-micro" if args.quick else "ViT-B-16"),
                   batch=args.batch or (2 if args.quick else 8), compile=args.compile)
     header = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "repeats": ctx.repeats,
-              "quick": ctx.quick, "matmul": ctx.matmul_rate()}
+              "quick": ctx.quick, "matmul": matmul_rate(256 if ctx.quick else 1536, 3 if ctx.quick else 7)}
     rows: list[Row] = []
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for module in row_modules("".join(sorted(letters))):
-        ctx._rate = None  # the load drifts: each row reads the matmul rate afresh
         started = time.perf_counter()
         new = module.run(ctx)
         for row in new:

@@ -248,8 +248,9 @@ def encode_bf16(backbone, images: torch.Tensor, tap_block: int | None = None,
 
 
 def compiled(fn: Callable) -> Callable:
-    """`fn` through torch.compile (inductor, weights frozen as constants): an opt-in that
-    pays only where the compile time (minutes on 2 CPU cores) is amortised."""
+    """`fn` through torch.compile (inductor, weights frozen as constants: this sets inductor's
+    `freezing` for the whole process): an opt-in that pays only where the compile time
+    (minutes on 2 CPU cores) is amortised."""
     import torch._inductor.config as inductor
 
     inductor.freezing = True
