@@ -68,7 +68,8 @@ def markdown(rows: list[Row], header: dict) -> str:
     for r in rows:
         met = "n/a" if r.met is None else ("yes" if r.met else "**no**")
         figure = "-" if r.figure is None else f"{r.figure:g} {r.unit}"
-        lines.append(f"| {r.key} | {r.title} | {figure} | {r.target} | {met} | `{r.command}` | {r.note} |")
+        cells = [r.key, r.title, figure, r.target, met, f"`{r.command}`", r.note]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a "|" would split a cell
     return "\n".join(lines) + "\n"
 
 
