@@ -174,3 +174,15 @@ def machine() -> dict:
     """What the figures were measured on."""
     return {"machine": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def save_record(record: dict, out, width: int = 30) -> None:
+    """Write a standalone benchmark's record as JSON to `out` and print it, one key per line."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    for key, value in record.items():
+        print(f"{key:>{width}}: {value}")

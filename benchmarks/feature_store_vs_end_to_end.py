@@ -12,7 +12,6 @@ the text features recomputed every step. Prints a table and writes a JSON record
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import count_flops, machine, quiet, timed_with_matmul_rate, tower_gemm
+from bench_common import count_flops, machine, quiet, save_record, timed_with_matmul_rate, tower_gemm
 from clipadapt.backbone import create_backbone
 from clipadapt.config import RunConfig
 from clipadapt.data.dataset import LabelledImages
@@ -158,10 +157,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/feature_store_vs_end_to_end.json"))
     args = parser.parse_args()
     record = measure(args.images, args.batch_size, args.backbone, args.repeats, authors=args.authors)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    for key, value in record.items():
-        print(f"{key:>30}: {value}")
+    save_record(record, args.out, width=30)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ not depend on the values. 26 attributes (PA100K), batch 16 (the authors' recipe)
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_common import interleaved_medians, machine, peak_rss_mib, quiet
+from bench_common import interleaved_medians, machine, peak_rss_mib, quiet, save_record
 from clipadapt.backbone import create_backbone
 from clipadapt.config import TrainConfig
 from clipadapt.engine.losses import AttributeLoss
@@ -78,10 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/promptpar_step.json"))
     args = parser.parse_args()
     record = measure(args.backbone, args.batch, args.attributes, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    for key, value in record.items():
-        print(f"{key:>34}: {value}")
+    save_record(record, args.out, width=34)
 
 
 if __name__ == "__main__":
