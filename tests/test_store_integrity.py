@@ -200,3 +200,41 @@ def test_a_pickle_planted_as_an_array_file_runs_nothing(micro_backbone, images, 
     assert not marker.exists()
     assert "Object arrays cannot be loaded" in caplog.text or "pickled data" in caplog.text
     assert torch.equal(tokens2, tokens)
+
+
+# ----------------------------------------------------------------------------- the check's memory
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    pytest.skip("no RssFile in /proc/self/status on this system")
+
+
+def test_the_row_check_reads_the_files_not_the_mapping(tmp_path, monkeypatch):
+    """Checking every row must not make the entry resident in this process (a 10x larger
+    store would otherwise lift peak memory 10x), and must still find a flipped byte."""
+    import clipadapt.features.verify as verify
+    from clipadapt.features.reading import release_resident_pages
+
+    monkeypatch.setattr(verify, "CHUNK_BYTES", 2**20)  # several chunks
+    n, token_shape = 320, (50, 256)  # 8 MiB of tokens
+    store = FeatureStore(tmp_path / "store")
+    entry = store.open({"test": "rss"}, n, 2, token_shape, 16)
+    rng = np.random.default_rng(0)
+    for view in (0, 1):
+        entry.write(np.arange(n), view, rng.standard_normal((n, *token_shape), dtype=np.float32),
+                    rng.standard_normal((n, 16), dtype=np.float32), flush=False)
+    entry.flush()
+    entry.done[5, 1] = False  # a row not done is not checked, whatever its bytes
+    release_resident_pages(entry)
+    before = _rss_file_kib()
+    assert len(entry.corrupt_rows()) == 0
+    grown_kib = _rss_file_kib() - before
+    assert grown_kib < 0.1 * entry.nbytes / 1024, f"the check mapped {grown_kib} KiB of a {entry.nbytes >> 10} KiB entry"
+
+    with open(entry.path / "tokens.npy", "r+b") as f:  # flip one byte of item 200, view 1 (on disk)
+        f.seek(entry.tokens.offset + (200 * 2 + 1) * 50 * 256 * 2 + 77)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert entry.corrupt_rows().tolist() == [[200, 1]]

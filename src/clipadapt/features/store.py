@@ -31,7 +31,6 @@ import logging
 import os
 import shutil
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from clipadapt.engine.io import remove_stale_temps, temp_path, write_bytes
 from clipadapt.errors import ClipAdaptError
 from clipadapt.features.extract import extract
 from clipadapt.features.keys import canonical_json, feature_key, image_list_fingerprint
+from clipadapt.features.verify import corrupt_pairs, row_checksums
 from clipadapt.features.views import ViewSampler, seeded_view_transform
 
 __all__ = [
@@ -85,15 +85,6 @@ class DamagedEntry(ClipAdaptError):
 
 def _verify_rows() -> bool:
     return os.environ.get("CLIPADAPT_VERIFY_FEATURES", "1").strip().lower() not in ("0", "false", "off", "no")
-
-
-def _row_checksums(tokens: np.ndarray | None, embeds: np.ndarray) -> np.ndarray:
-    """CRC-32 of each row's stored bytes: its tokens (when stored), then its embedding."""
-    out = np.empty(len(embeds), dtype=CRC_DTYPE)
-    for i in range(len(embeds)):
-        start = zlib.crc32(np.ascontiguousarray(tokens[i])) if tokens is not None else 0
-        out[i] = zlib.crc32(np.ascontiguousarray(embeds[i]), start)
-    return out
 
 
 def _damaged(path: Path, why: str) -> DamagedEntry:
@@ -177,7 +168,7 @@ class FeatureSet:
         if tok is not None:
             self.tokens[items, view] = tok
         self.embeds[items, view] = emb
-        self.crc[items, view] = _row_checksums(tok, emb)
+        self.crc[items, view] = row_checksums(tok, emb)
         self.done[items, view] = True  # only after the data: flush() relies on this order
         if flush:
             self.flush()
@@ -215,13 +206,7 @@ class FeatureSet:
 
     def corrupt_rows(self) -> np.ndarray:
         """(item, view) pairs marked done whose stored bytes no longer match their checksum."""
-        pairs = np.argwhere(self.done)
-        bad = []
-        for item, view in pairs:
-            tok = self.tokens[item, view][None] if self.tokens is not None else None
-            if _row_checksums(tok, self.embeds[item, view][None])[0] != self.crc[item, view]:
-                bad.append((item, view))
-        return np.asarray(bad, dtype=np.int64).reshape(-1, 2)
+        return corrupt_pairs(self.tokens, self.embeds, self.done, self.crc)
 
     def forget_corrupt_rows(self) -> int:
         """Mark rows that fail their checksum as not done (extraction redoes them); how many."""
