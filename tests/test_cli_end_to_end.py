@@ -116,6 +116,21 @@ def test_predict_folder_to_csv_and_parquet(trained, gss_root, tmp_path):
         assert len(bad) == 1 and "broken.jpg" in bad["path"].iloc[0] and bad["error"].iloc[0]
 
 
+def test_predict_int8_prints_its_agreement_and_stays_close_to_fp32(trained, gss_root, tmp_path):
+    folder = gss_root / "img" / "1"
+    tables = {}
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"{precision}.csv"
+        result = cli("predict", folder, "--checkpoint", trained["mhadapter"], "--out", out, "--precision", precision,
+                     "--decode", "full", "--quiet")
+        assert result.exit_code == 0, result.output
+        assert ("measured against fp32" in result.output) == (precision == "int8"), result.output
+        tables[precision] = pd.read_csv(out)
+    cols = [c for c in tables["fp32"].columns if c.startswith("weather:p(")]
+    diff = np.abs(tables["fp32"][cols].to_numpy() - tables["int8"][cols].to_numpy())
+    assert 0 < diff.max() < 0.1  # the lossy pass did run, and stayed close
+    assert (tables["fp32"]["weather"] == tables["int8"]["weather"]).mean() >= 0.9
+
 def test_info_reports_the_paper_parameter_count():
     result = cli("info", "--method", "mhadapter", "--backbone", "ViT-B-16", "--json")
     assert result.exit_code == 0, result.output

@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipadapt.backbone.fast import Int8Tower, encode_bf16, supports_fast_path
 from clipadapt.backbone.fast import encode as fast_encode
-from clipadapt.backbone.fast import supports_fast_path
 from clipadapt.errors import ClipAdaptError
+
+LOSSY_PRECISIONS = ("bf16", "int8")
 
 
 @dataclass
@@ -67,6 +69,8 @@ class ClipBackbone(nn.Module):
         # forward_features takes the fused path (backbone/fast.py) when the blocks allow it;
         # set False to run open_clip's own block modules instead (same numbers, slower).
         self.fast = supports_fast_path(model.visual)
+        self.precision = "fp32"  # or a lossy opt-in for inference: see set_precision
+        self._lossy_tower = None
 
     def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model") -> "ClipBackbone":
         """Choose how images are prepared for this backbone (kept in cards and store keys)."""
@@ -75,6 +79,29 @@ class ClipBackbone(nn.Module):
                                  "use crop|letterbox and model|half.")
         self.preprocess, self.normalise = preprocess, normalise
         return self
+
+    def set_precision(self, precision: str = "fp32") -> "ClipBackbone":
+        """Choose the frozen image pass of `forward_features` at inference: "fp32" (exact,
+        the default), "bf16" (bfloat16 matmuls) or "int8" (every block's linear layers int8
+        dynamically quantised; CPU only). The lossy two are opt-ins for prediction: measure
+        their agreement (`clipadapt.predict.agreement`) before trusting them. Training
+        (module in train mode) always runs fp32."""
+        if precision not in LOSSY_PRECISIONS + ("fp32",):
+            raise ClipAdaptError(f"Unknown precision {precision!r}; use fp32, bf16 or int8.")
+        if precision != "fp32" and not self.fast:
+            raise ClipAdaptError(f"precision {precision} needs the fused image pass, which backbone '{self.name}' "
+                                 "does not support (its blocks differ from CLIP's); use fp32.")
+        self.precision, self._lossy_tower = precision, None
+        return self
+
+    def _lossy_encode(self, images: torch.Tensor, tap_block: int | None, embedding: bool):
+        if self.precision == "bf16":
+            return encode_bf16(self, images, tap_block, embedding)
+        if images.device.type != "cpu":
+            raise ClipAdaptError("precision int8 runs on CPU only (dynamic quantisation); use bf16 on a GPU.")
+        if self._lossy_tower is None:  # quantised copies of the weights, made once
+            self._lossy_tower = Int8Tower(self)
+        return self._lossy_tower(images, tap_block, embedding)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -183,6 +210,8 @@ class ClipBackbone(nn.Module):
         if not embedding and tap_block is None:
             raise ClipAdaptError("forward_features(embedding=False) needs a tap_block: it would compute nothing.")
         if self.fast and not self.visual.training:
+            if self.precision != "fp32":
+                return ImageFeatures(*self._lossy_encode(images, tap_block, embedding))
             return ImageFeatures(*fast_encode(self, images, tap_block, embedding))
         x = self.embed(images)
         tapped = None

@@ -1,4 +1,5 @@
-"""The `--engine local|ray` options of `predict` and `extract`, and their Ray branches.
+"""The `--engine local|ray` options of `predict` and `extract`, their Ray branches, and
+predict's speed options (`--decode`, `--precision`).
 
 Kept apart from cli/main.py so the commands there gain only their options and one line.
 """
@@ -20,6 +21,21 @@ class Engine(str, Enum):
 
     local = "local"
     ray = "ray"
+
+
+class Decode(str, Enum):
+    """How predict decodes large JPEGs: reduced-scale DCT decoding, or every pixel."""
+
+    draft = "draft"
+    full = "full"
+
+
+class Precision(str, Enum):
+    """The frozen backbone pass at prediction: exact fp32, or a lossy opt-in."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    int8 = "int8"
 
 
 ENGINE = typer.Option(Engine.local, "--engine", help="local: this process; ray: a pool of Ray actors writing Parquet "

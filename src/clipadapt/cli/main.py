@@ -15,7 +15,8 @@ from rich.table import Table
 
 from clipadapt.data.policy import BadImagePolicy
 from clipadapt.cli.engine_options import (
-    ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Engine, check_local, extraction_engine, predict_on_ray,
+    ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
+    predict_on_ray,
 )
 from clipadapt.errors import ClipAdaptError
 
@@ -162,6 +163,11 @@ def predict(
         None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
     on_bad_image: BadImagePolicy = _skip_by_default("skip: an unusable image gets ok=false and is listed in "
                                                     "OUT-STEM.skipped_images.csv; fail: it stops the job."),
+    decode: Decode = typer.Option(Decode.draft, "--decode", help="draft: large JPEGs are decoded at reduced scale "
+                                  "straight to about the model's input size (fast); full: every pixel is decoded first."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="fp32: exact. bf16 / int8: a faster, lossy "
+                                        "frozen backbone pass (int8: CPU only); its agreement with fp32 on the first "
+                                        "batch is measured and printed."),
     engine: Engine = ENGINE,
     ray_address: Optional[str] = RAY_ADDRESS,
     ray_actors: Optional[int] = RAY_ACTORS,
@@ -184,10 +190,14 @@ def predict(
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
         if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors
             return predict_on_ray(checkpoint, paths, out, cut, batch_size, num_workers, ray_address, ray_actors,
-                                  shard_size, quiet, out_console, on_bad_image=on_bad_image.value)
+                                  shard_size, quiet, out_console, on_bad_image=on_bad_image.value,
+                                  decode=decode.value, precision=precision.value)
         check_local(ray_address, ray_actors)
         table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers,
-                               progress=not quiet, threshold=cut, on_bad_image=on_bad_image.value)
+                               progress=not quiet, threshold=cut, on_bad_image=on_bad_image.value,
+                               decode=decode.value, precision=precision.value)
+        if table.attrs.get("agreement") is not None:
+            out_console.print(table.attrs["agreement"].describe(), highlight=False, soft_wrap=True)
         write_table(table, out)
         skipped = skipped_rows(table)
         listed = write_skipped(skipped_list_path(out), skipped)

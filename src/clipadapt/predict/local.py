@@ -21,23 +21,29 @@ from clipadapt.engine.sources import make_transform
 from clipadapt.engine.trainer import progress_bar
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
+from clipadapt.predict.agreement import check_precision_applies, measure_agreement
 from clipadapt.predict.decode import SizedImageDataset
 from clipadapt.predict.columns import prediction_columns
 
 
 def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
                    num_workers: int = 0, progress: bool = True, threshold: float = 0.5,
-                   on_bad_image: str = "skip", decode: str = "draft") -> pd.DataFrame:
+                   on_bad_image: str = "skip", decode: str = "draft", precision: str = "fp32") -> pd.DataFrame:
     """Predict every attribute for `paths`: columns path, ok, error, then the prediction
     columns of `prediction_columns` (class + every class probability; for a multi-label
     task the 0/1 decision at `threshold` + the probability). decode="draft" decodes large
     JPEGs at reduced scale (predict/decode.py), "full" decodes every pixel first; with
-    num_workers > 0 decoding overlaps the model's compute."""
+    num_workers > 0 decoding overlaps the model's compute. precision "bf16" / "int8" runs the
+    frozen backbone pass lossily (opt-in); its agreement with fp32 on the first batch is
+    measured and left in `table.attrs["agreement"]` (a `predict.agreement.Agreement`)."""
     if on_bad_image not in ("skip", "fail"):
         raise ClipAdaptError(f"on_bad_image must be 'skip' or 'fail', got '{on_bad_image}'.")
     if decode not in ("draft", "full"):
         raise ClipAdaptError(f"decode must be 'draft' or 'full', got '{decode}'.")
+    check_precision_applies(method, precision)
     method.eval().to(device)
+    method.backbone.set_precision(precision)
+    agreement = None
     transform = make_transform(method.backbone, train=False)
     dataset = (SizedImageDataset(paths, transform, method.backbone.image_size, on_error="flag") if decode == "draft"
                else ImageDataset(paths, transform, on_error="flag"))
@@ -53,6 +59,8 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
                 # the reason is re-read here: worker processes keep their own error records
                 first = int(index[~good][0])
                 raise ClipAdaptError(f"{dataset.error_for(first)} (--on-bad-image skip leaves such images out.)")
+            if good.any() and precision != "fp32" and agreement is None:
+                agreement = measure_agreement(method, images[good].to(device))
             if good.any():
                 # forward_images: frozen-feature methods and image-path ones (prompts inside the
                 # backbone, PromptPAR / microCLIP) alike
@@ -63,7 +71,9 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
     table = {"path": [str(p) for p in paths], "ok": ok,
              "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
     table.update(prediction_columns(method.task, probs, threshold, ok))
-    return pd.DataFrame(table)
+    frame = pd.DataFrame(table)
+    frame.attrs["agreement"] = agreement
+    return frame
 
 
 def skipped_rows(table: pd.DataFrame) -> list[SkippedImage]:
