@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from clipadapt.cli import demo
@@ -76,3 +77,38 @@ def test_unsupervised_demo_self_trains_without_labels_and_compares(tmp_path, mon
     assert cards["selftrain_cls"]["params"]["use_soap"] is False and cards["microclip"]["params"]["use_soap"] is True
     assert "microCLIP (SOAP + TokenFusion)" in result.output and "| model | accuracy | macro-F1 |" in (
         tmp_path / "summary.md").read_text()
+
+
+def test_unsupervised_demo_repeats_over_seeds_and_reports_the_mean(tmp_path, monkeypatch):
+    from clipadapt.cli import demo_unsupervised as unsup
+
+    monkeypatch.setattr(unsup, "UNSUPERVISED_DATA", {"n_train_per_class": 6, "n_test_per_class": 3, "seed": 1,
+                                                      "image_size": 64})
+    monkeypatch.setattr(unsup, "UNSUPERVISED_TRAIN", {"epochs": 1, "batch_size": 32, "seed": 0})
+    monkeypatch.setattr(unsup, "UNSUPERVISED_RUNS", {"microclip": {}})
+    monkeypatch.setattr(unsup, "TABLE_ROWS", (("zero-shot", "microclip", "zeroshot_templates"),
+                                               ("microCLIP", "microclip", "microclip")))
+    result = CliRunner().invoke(app, ["demo", "--task", "unsupervised", "--seeds", "3,4", "--out", str(tmp_path),
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    row = summary["microCLIP"]
+    seeds = [row["per_seed"][s]["accuracy"] for s in ("3", "4")]
+    assert row["accuracy"] == pytest.approx(sum(seeds) / 2)
+    assert row["accuracy_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)
+    for seed in (3, 4):
+        card = json.loads((tmp_path / "runs" / f"microclip-seed{seed}" / "card.json").read_text())
+        assert card["seed"] == seed
+    # zero-shot does not depend on the self-training seed
+    zs = summary["zero-shot"]["per_seed"]
+    assert zs["3"] == zs["4"] and summary["zero-shot"]["accuracy_std"] == 0.0
+    assert "over self-training seeds 3, 4" in (tmp_path / "summary.md").read_text()
+    assert "±" in result.output
+
+
+@pytest.mark.parametrize("args, message", [(["--task", "gss", "--seeds", "1"], "--seeds repeats"),
+                                           (["--task", "unsupervised", "--seeds", "a,b"], "whole numbers")])
+def test_demo_seeds_are_checked(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["demo", *args, "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "runs").exists()

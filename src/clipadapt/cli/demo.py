@@ -96,14 +96,18 @@ def demo_config(task: DemoTask, data_root: Path, cache: Path, method: str, param
     }
 
 
-def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Console | None = None) -> dict:
+def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Console | None = None,
+             seeds: tuple[int, ...] | None = None) -> dict:
     """Run the demo `task` (gss | par | unsupervised) into `out`; returns {method: test metrics}. Also
     writes summary.md / summary.json and an HTML report of the featured method's run."""
     tasks = demo_tasks()
     if task == "unsupervised":  # label-free adaptation: its own runner and table
         from clipadapt.cli.demo_unsupervised import run_unsupervised_demo
 
-        return run_unsupervised_demo(out, progress=progress, console=console)
+        return run_unsupervised_demo(out, progress=progress, console=console, seeds=seeds or (0,))
+    if seeds is not None:
+        raise ClipAdaptError("--seeds repeats the label-free runs of --task unsupervised; the gss and par demos train "
+                             "with their fixed seed.")
     if task not in tasks:
         raise ClipAdaptError(f"--task {task}: choose one of {sorted(tasks) + ['unsupervised']} (gss: street-view "
                              "attributes, par: pedestrian attributes, unsupervised: microCLIP without labels).")

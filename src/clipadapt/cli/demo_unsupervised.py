@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +20,7 @@ from clipadapt.backbone import create_backbone
 from clipadapt.config import validate_config
 from clipadapt.engine.io import write_json, write_text
 from clipadapt.engine.selftrain import adapt_run
+from clipadapt.errors import ClipAdaptError
 
 # Ten look-alike classes; the training images are unlabelled.
 UNSUPERVISED_DATA = {"n_train_per_class": 60, "n_test_per_class": 30, "seed": 0, "image_size": 64}
@@ -48,23 +50,33 @@ def unsupervised_config(data_root: Path, params: dict, train: dict) -> dict:
     }
 
 
-def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | None = None) -> dict:
-    """Render the birds into `out`/data, self-train both models without labels, print and
-    write (summary.md / summary.json) the comparison; returns {row label: {accuracy, macro_f1}}."""
+def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | None = None,
+                          seeds: tuple[int, ...] = (0,)) -> dict:
+    """Render the birds into `out`/data, self-train both models without labels once per
+    seed in `seeds` (the self-training's randomness: views, order; data and weights stay),
+    print and write (summary.md / summary.json) the comparison; returns {row label:
+    {accuracy, macro_f1, per_seed}} with the mean over seeds."""
     console = console or Console()
     out = Path(out)
+    seeds = tuple(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise ClipAdaptError("--seeds: give at least one seed, e.g. --seeds 0,1,2.")
     runs = out / "runs"
     if runs.exists():  # a re-run starts clean; the rendered images are kept
         shutil.rmtree(runs)
-    comparisons: dict[str, dict] = {}
-    for name, params in UNSUPERVISED_RUNS.items():
-        console.print(f"[bold]{name}[/] (no labels)")
-        cfg = validate_config(unsupervised_config(out / "data", params, {}), source="demo")
-        # Self-training adapts the backbone's LayerNorms in place: every run starts from fresh weights.
-        backbone = create_backbone("clipadapt-tiny", "embedded")
-        outcome = adapt_run(cfg, runs / name, progress=progress, backbone=backbone)
-        comparisons[name] = outcome.comparison
-    results = {label: comparisons[run][key] for label, run, key in TABLE_ROWS if key in comparisons[run]}
+    per_seed: dict[int, dict] = {}
+    for seed in seeds:
+        comparisons: dict[str, dict] = {}
+        for name, params in UNSUPERVISED_RUNS.items():
+            folder = name if len(seeds) == 1 else f"{name}-seed{seed}"
+            console.print(f"[bold]{folder}[/] (no labels)")
+            cfg = validate_config(unsupervised_config(out / "data", params, {"seed": seed}), source="demo")
+            # Self-training adapts the backbone's LayerNorms in place: every run starts from fresh weights.
+            backbone = create_backbone("clipadapt-tiny", "embedded")
+            outcome = adapt_run(cfg, runs / folder, progress=progress, backbone=backbone)
+            comparisons[name] = outcome.comparison
+        per_seed[seed] = {label: comparisons[run][key] for label, run, key in TABLE_ROWS if key in comparisons[run]}
+    results = mean_over_seeds(per_seed)
     console.print(unsupervised_table(results))
     write_json(out / "summary.json", results)
     write_text(out / "summary.md", unsupervised_markdown(results))
@@ -72,19 +84,45 @@ def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | N
     return results
 
 
+def mean_over_seeds(per_seed: dict[int, dict]) -> dict:
+    """{label: {accuracy, macro_f1 (means), accuracy_std, per_seed: {seed: {accuracy, macro_f1}}}}."""
+    labels = list(next(iter(per_seed.values())))
+    results = {}
+    for label in labels:
+        rows = {seed: per_seed[seed][label] for seed in per_seed}
+        acc = np.array([r["accuracy"] for r in rows.values()])
+        results[label] = {"accuracy": float(acc.mean()),
+                          "macro_f1": float(np.mean([r["macro_f1"] for r in rows.values()])),
+                          "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                          "per_seed": {str(seed): r for seed, r in rows.items()}}
+    return results
+
+
+def _seed_count(results: dict) -> int:
+    return len(next(iter(results.values())).get("per_seed", {"0": None})) if results else 1
+
+
 def unsupervised_table(results: dict) -> Table:
-    """The comparison as a rich table (test split, %)."""
-    table = Table(title="Synthetic look-alike birds, test split, no training labels (%)", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+    """The comparison as a rich table (test split, %; mean and sd over seeds when several)."""
+    n = _seed_count(results)
+    title = "Synthetic look-alike birds, test split, no training labels (%)" + (f", mean of {n} seeds" if n > 1 else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("model", "accuracy", "macro-F1"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for label, row in results.items():
-        table.add_row(label, f"{100 * row['accuracy']:.1f}", f"{100 * row['macro_f1']:.1f}")
+        table.add_row(label, _accuracy_cell(row, n), f"{100 * row['macro_f1']:.1f}")
     return table
+
+
+def _accuracy_cell(row: dict, n: int) -> str:
+    return f"{100 * row['accuracy']:.1f}" + (f" ± {100 * row['accuracy_std']:.1f}" if n > 1 else "")
 
 
 def unsupervised_markdown(results: dict) -> str:
     """The comparison as a Markdown table (summary.md)."""
+    n = _seed_count(results)
     lines = ["| model | accuracy | macro-F1 |", "|---|---|---|"]
-    lines += [f"| {label} | {100 * r['accuracy']:.1f} | {100 * r['macro_f1']:.1f} |" for label, r in results.items()]
+    lines += [f"| {label} | {_accuracy_cell(r, n)} | {100 * r['macro_f1']:.1f} |" for label, r in results.items()]
+    if n > 1:
+        lines.append(f"\nMean (± sd) over self-training seeds {', '.join(next(iter(results.values()))['per_seed'])}.")
     return "\n".join(lines) + "\n"

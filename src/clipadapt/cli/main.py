@@ -36,6 +36,17 @@ def _skip_by_default(help: str):
     return typer.Option(BadImagePolicy.skip, "--on-bad-image", help=help)
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); a clear error for anything else."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ClipAdaptError(f"--seeds {text!r}: give whole numbers separated by commas, e.g. --seeds 0,1,2.") from None
+    if not seeds:
+        raise ClipAdaptError("--seeds: give at least one seed, e.g. --seeds 0,1,2.")
+    return seeds
+
+
 def run_safely(fn):
     """Turn ClipAdaptError into one clear line on stderr and exit status 2."""
     try:
@@ -314,6 +325,8 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
     task: str = typer.Option("gss", help="gss (street-view attributes), par (pedestrian attributes, PromptPAR) "
                                          "or unsupervised (fine-grained birds without labels, microCLIP)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="--task unsupervised: self-training seeds, e.g. 0,1,2 "
+                                        "(the table shows the mean and sd over them; default 0)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Offline demo: render a synthetic data set (street views; pedestrians with --task par;
@@ -321,7 +334,11 @@ def demo(
     and the baselines on it with the embedded tiny CLIP, and print a comparison table."""
     from clipadapt.cli.demo import run_demo
 
-    run_safely(lambda: run_demo(out, task=task, progress=not quiet, console=out_console))
+    def go():
+        return run_demo(out, task=task, progress=not quiet, console=out_console,
+                        seeds=parse_seeds(seeds) if seeds is not None else None)
+
+    run_safely(go)
 
 
 @app.command("import-mhadapter")
