@@ -9,7 +9,7 @@ offline.
     .venv/bin/python scripts/pretrain_tiny_clip.py --out /tmp/stage1
     .venv/bin/python scripts/pretrain_tiny_clip.py --init /tmp/stage1/clipadapt-tiny.safetensors \
         --images streets=2000,pedestrians=8000,specimens=4000 --epochs 6 --lr 5e-4 --test-images 400
-    .venv/bin/python scripts/pretrain_tiny_clip.py --images 500 --epochs 1 --out /tmp/t
+    .venv/bin/python scripts/pretrain_tiny_clip.py --images streets=100,pedestrians=100,specimens=100 --epochs 1 --out /tmp/t
 
 Writes <out>/clipadapt-tiny.safetensors (the fp16 open_clip state dict, every key of
 `model.state_dict()`) and <out>/clipadapt-tiny.json (recipe, timings, and zero-shot
@@ -17,6 +17,11 @@ accuracy / macro-F1 per attribute on a fresh synthetic test set).
 
 It is meant to be "clearly above chance, with room to adapt", not perfect: captions name
 only part of what is in a picture, and training stops after a few epochs.
+
+`--dense-weight` / `--patch-weight` (not in the shipped recipe) add the same contrastive
+loss on the last block's value-path patch embeddings (their mean / one random patch per
+image), so that microCLIP's SOAP pools text-aligned features as it does in a web-scale
+CLIP; the README's microCLIP section gives what a third stage with them measured.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from sklearn.metrics import f1_score
 from torchvision.transforms import v2
 
 from tiny_clip_domains import DOMAINS, ZERO_SHOT, letterboxed
+
+from clipadapt.backbone.clip import ClipBackbone
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "src" / "clipadapt" / "backbone" / "model_configs"
@@ -62,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ASSETS)
+    parser.add_argument("--dense-weight", type=float, default=0.0,
+                        help="weight of a second contrastive loss on the mean of the last block's value-path patch "
+                             "features (MaskCLIP's dense path, which microCLIP's SOAP pools); 0 = CLS loss only")
+    parser.add_argument("--patch-weight", type=float, default=0.0,
+                        help="weight of the same loss on ONE random value-path patch feature per image (every "
+                             "patch text-aligned, as MaskCLIP finds in web-scale CLIP); 0 = none")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from these weights (a clipadapt-tiny .safetensors) instead of random init")
     return parser.parse_args()
@@ -140,6 +153,38 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
+def image_embeddings(backbone, pixels: torch.Tensor, dense: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(CLIP image embedding [B, E], value-path patch embeddings [B, N, E] or None) in one pass.
+
+    The patch embeddings are ln_post(value_path_L(x))[patches] @ proj, x the input of the
+    last block: the features microCLIP's SOAP pools (MaskCLIP). A CLS-only loss leaves
+    them untrained in a 4-block model (a logistic probe on them sits at chance), while in
+    a web-scale CLIP they are text-aligned; the dense losses give the tiny model that
+    property."""
+    if not dense:
+        return backbone.model.encode_image(pixels), None
+    x = backbone.embed(pixels)
+    last = backbone.num_blocks - 1
+    for i in range(last):
+        x = backbone.block(i, x)
+    cls = backbone.pool(backbone.block(last, x))
+    return cls, backbone.project_tokens(backbone.value_path_block(last, x)[:, 1:])
+
+
+def dense_losses(patches: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, caption_ids: torch.Tensor,
+                 args, generator: torch.Generator) -> torch.Tensor:
+    """dense_weight x the loss on the mean patch embedding + patch_weight x the loss on one
+    random patch embedding per image."""
+    loss = patches.new_zeros(())
+    if args.dense_weight > 0:
+        loss = loss + args.dense_weight * clip_loss(patches.mean(dim=1), text, logit_scale, caption_ids)
+    if args.patch_weight > 0:
+        pick = torch.randint(0, patches.shape[1], (patches.shape[0],), generator=generator)
+        one = patches[torch.arange(patches.shape[0]), pick]
+        loss = loss + args.patch_weight * clip_loss(one, text, logit_scale, caption_ids)
+    return loss
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine to zero."""
     if step < warmup:
@@ -159,6 +204,9 @@ def train(model, tokenizer, images, labels, args, rng: np.random.Generator, watc
     warmup = max(1, total // 20)
     seen: set[int] = set()
     log, step = [], 0
+    backbone = ClipBackbone(model, name=NAME, pretrained=None, weights_id="pretraining")  # the explicit forward
+    model.requires_grad_(True)  # ClipBackbone freezes what it wraps
+    patch_rng = torch.Generator().manual_seed(args.seed)
     for epoch in range(args.epochs):
         model.train()
         order = torch.randperm(len(images))
@@ -173,8 +221,12 @@ def train(model, tokenizer, images, labels, args, rng: np.random.Generator, watc
             caption_ids = torch.tensor([index.setdefault(c, len(index)) for c in captions])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, args.lr, warmup)
-            loss = clip_loss(model.encode_image(augmented_batch([images[i] for i in idx], augment)),
-                             model.encode_text(tokens), model.logit_scale, caption_ids)
+            cls, patches = image_embeddings(backbone, augmented_batch([images[i] for i in idx], augment),
+                                            args.dense_weight > 0 or args.patch_weight > 0)
+            text = model.encode_text(tokens)
+            loss = clip_loss(cls, text, model.logit_scale, caption_ids)
+            if patches is not None:
+                loss = loss + dense_losses(patches, text, model.logit_scale, caption_ids, args, patch_rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -277,7 +329,12 @@ def main() -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
-        "loss": "symmetric InfoNCE, identical captions as shared positives, logit scale clamped at 100",
+        "loss": "symmetric InfoNCE, identical captions as shared positives, logit scale clamped at 100"
+                + (f"; plus {args.dense_weight} x the same loss on the mean value-path patch embedding and "
+                   f"{args.patch_weight} x on one random value-path patch embedding per image"
+                   if args.dense_weight > 0 or args.patch_weight > 0 else ""),
+        "dense_weight": args.dense_weight,
+        "patch_weight": args.patch_weight,
         "augmentation": "RandomResizedCrop(64, scale=(0.5, 1), bicubic) + horizontal flip",
         "preprocess": "resize short side 64 (bicubic) + centre crop 64 (pedestrians letter-boxed first), OpenAI CLIP mean/std",
         "captions": "streets: 1-4 random attributes in GSS prompt words; pedestrians: half list every attribute "

@@ -97,7 +97,7 @@ def test_unsupervised_demo_repeats_over_seeds_and_reports_the_mean(tmp_path, mon
     assert row["accuracy"] == pytest.approx(sum(seeds) / 2)
     assert row["accuracy_std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)
     for seed in (3, 4):
-        card = json.loads((tmp_path / "runs" / f"microclip-seed{seed}" / "card.json").read_text())
+        card = json.loads((tmp_path / "runs" / "microclip" / f"seed-{seed}" / "card.json").read_text())
         assert card["seed"] == seed
     # zero-shot does not depend on the self-training seed
     zs = summary["zero-shot"]["per_seed"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +20,7 @@ from clipadapt.config import validate_config
 from clipadapt.engine.io import write_json, write_text
 from clipadapt.engine.selftrain import adapt_run
 from clipadapt.errors import ClipAdaptError
+from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
 
 # Ten look-alike classes; the training images are unlabelled.
 UNSUPERVISED_DATA = {"n_train_per_class": 60, "n_test_per_class": 30, "seed": 0, "image_size": 64}
@@ -68,7 +68,7 @@ def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | N
     for seed in seeds:
         comparisons: dict[str, dict] = {}
         for name, params in UNSUPERVISED_RUNS.items():
-            folder = name if len(seeds) == 1 else f"{name}-seed{seed}"
+            folder = name if len(seeds) == 1 else f"{name}/seed-{seed}"  # as `train --seeds` lays them out
             console.print(f"[bold]{folder}[/] (no labels)")
             cfg = validate_config(unsupervised_config(out / "data", params, {"seed": seed}), source="demo")
             # Self-training adapts the backbone's LayerNorms in place: every run starts from fresh weights.
@@ -85,17 +85,12 @@ def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | N
 
 
 def mean_over_seeds(per_seed: dict[int, dict]) -> dict:
-    """{label: {accuracy, macro_f1 (means), accuracy_std, per_seed: {seed: {accuracy, macro_f1}}}}."""
-    labels = list(next(iter(per_seed.values())))
-    results = {}
-    for label in labels:
-        rows = {seed: per_seed[seed][label] for seed in per_seed}
-        acc = np.array([r["accuracy"] for r in rows.values()])
-        results[label] = {"accuracy": float(acc.mean()),
-                          "macro_f1": float(np.mean([r["macro_f1"] for r in rows.values()])),
-                          "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                          "per_seed": {str(seed): r for seed, r in rows.items()}}
-    return results
+    """{label: {accuracy, macro_f1 (means), accuracy_std (sample sd), per_seed: {seed: {accuracy, macro_f1}}}}."""
+    summary = aggregate_seeds(list(per_seed.values()))
+    return {label: {"accuracy": stats["accuracy"]["mean"], "macro_f1": stats["macro_f1"]["mean"],
+                    "accuracy_std": stats["accuracy"]["std"],
+                    "per_seed": {str(seed): per_seed[seed][label] for seed in per_seed}}
+            for label, stats in summary.items()}
 
 
 def _seed_count(results: dict) -> int:
@@ -115,7 +110,7 @@ def unsupervised_table(results: dict) -> Table:
 
 
 def _accuracy_cell(row: dict, n: int) -> str:
-    return f"{100 * row['accuracy']:.1f}" + (f" ± {100 * row['accuracy_std']:.1f}" if n > 1 else "")
+    return format_mean_std(row["accuracy"], row["accuracy_std"], digits=1) if n > 1 else f"{100 * row['accuracy']:.1f}"
 
 
 def unsupervised_markdown(results: dict) -> str:

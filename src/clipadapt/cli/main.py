@@ -93,10 +93,7 @@ def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
     from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
     from clipadapt.workflow import train_run
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ClipAdaptError(f"--seeds expects integers separated by commas, e.g. 1,2,3; got '{seeds}'.") from None
+    seed_list = parse_seeds(seeds)
     results = []
     for s in seed_list:
         run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})})
