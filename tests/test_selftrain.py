@@ -275,3 +275,27 @@ def test_adapt_command_writes_a_run_folder_that_evaluates_and_predicts(bird_run)
     written = read_csv(run / "predictions.csv")
     by_path = dict(zip(written["path"], written["class"]))
     assert table["class"].tolist() == [by_path[str(p)] for p in paths]  # same model, same centre crop
+
+
+def test_adapt_with_skip_lists_the_unusable_images(tmp_path):
+    """`clipadapt adapt` under data.on_bad_image: skip leaves a broken image out and lists it
+    in RUN/skipped_images.csv with its reason, as `train` does."""
+    import pandas as pd
+
+    from clipadapt.config import validate_config
+    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+    from clipadapt.engine.selftrain import adapt_run
+
+    root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=2, n_test_per_class=1, image_size=32)
+    broken = root / "train" / "long billed wren" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    cfg = validate_config({
+        "backbone": {"name": "clipadapt-micro", "pretrained": None},
+        "data": {"format": "folder", "root": str(root), "on_bad_image": "skip"},
+        "method": {"name": "microclip", "params": {"crops": 1, "randaugment": None}},
+        "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+    }, source="test")
+    outcome = adapt_run(cfg, tmp_path / "run", progress=False, backbone=create_backbone("clipadapt-micro", None))
+    listed = pd.read_csv(outcome.run_dir / "skipped_images.csv")
+    assert listed["path"].tolist() == [str(broken)] and listed["reason"].iloc[0]
+    assert outcome.card["data"]["train"] == 20  # the 20 good training images, the broken one left out

@@ -451,6 +451,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     `clipadapt eval` / `predict` work on the folder like on a `train` run."""
     from clipadapt.backbone import backbone_from_config
     from clipadapt.config import dump_config
+    from clipadapt.data.bad_images import record_skipped
     from clipadapt.data.formats import build_splits
     from clipadapt.engine.checkpoint import build_card, write_checkpoint
     from clipadapt.engine.io import write_json, write_text
@@ -464,6 +465,8 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     write_text(out / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
+    if cfg.data.on_bad_image == "skip":  # like `train`: the images left out, with their reasons
+        record_skipped(out, splits.skipped)
     task = splits.task
     if task.multilabel or len(task) != 1:
         raise ClipAdaptError("`clipadapt adapt` classifies one single-label attribute; the data has "
