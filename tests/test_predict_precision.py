@@ -45,6 +45,10 @@ def test_lossy_predictions_are_close_to_fp32_and_report_their_agreement(weather_
     if precision == "int8":  # bf16 matmuls may fall back to fp32 on a CPU without bf16 units
         assert diff.max() > 0
     assert method.backbone.precision == precision  # measuring leaves the chosen precision in place
+    if precision == "int8":  # the quantised weights are made once, not per call (per Ray shard)
+        tower = method.backbone._lossy_tower
+        predict_images(method, images, torch.device("cpu"), progress=False, precision=precision)
+        assert tower is not None and method.backbone._lossy_tower is tower
 
 
 def test_agreement_compares_against_a_real_fp32_pass(weather_task):
@@ -62,7 +66,6 @@ def test_precision_is_refused_where_it_cannot_apply(weather_task, images):
     backbone = create_backbone("clipadapt-micro", None)
     with pytest.raises(ClipAdaptError, match="fp16.*fp32, bf16 or int8"):
         backbone.set_precision("fp16")
-    microclip_task = weather_task
-    method = build_method("microclip", backbone, microclip_task, {})
+    method = build_method("microclip", backbone, weather_task, {})
     with pytest.raises(ClipAdaptError, match="microclip.*own image path"):
         predict_images(method, images, torch.device("cpu"), progress=False, precision="int8")

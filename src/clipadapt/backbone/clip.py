@@ -91,7 +91,8 @@ class ClipBackbone(nn.Module):
         if precision != "fp32" and not self.fast:
             raise ClipAdaptError(f"precision {precision} needs the fused image pass, which backbone '{self.name}' "
                                  "does not support (its blocks differ from CLIP's); use fp32.")
-        self.precision, self._lossy_tower = precision, None
+        if precision != self.precision:  # the quantised copies stay valid while the precision does
+            self.precision, self._lossy_tower = precision, None
         return self
 
     def _lossy_encode(self, images: torch.Tensor, tap_block: int | None, embedding: bool):

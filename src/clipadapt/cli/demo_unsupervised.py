@@ -94,7 +94,7 @@ def mean_over_seeds(per_seed: dict[int, dict]) -> dict:
 
 
 def _seed_count(results: dict) -> int:
-    return len(next(iter(results.values())).get("per_seed", {"0": None})) if results else 1
+    return len(next(iter(results.values()))["per_seed"]) if results else 1
 
 
 def unsupervised_table(results: dict) -> Table:

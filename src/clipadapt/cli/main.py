@@ -197,6 +197,10 @@ def predict(
         method, card = load_run(checkpoint, device=dev)
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
         if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors
+            if precision is not Precision.fp32:
+                out_console.print(f"precision {precision.value} on Ray: its agreement with fp32 is not measured "
+                                  "per shard; run the local engine on a sample of the images to see it.",
+                                  highlight=False, soft_wrap=True)
             return predict_on_ray(checkpoint, paths, out, cut, batch_size, num_workers, ray_address, ray_actors,
                                   shard_size, quiet, out_console, on_bad_image=on_bad_image.value,
                                   decode=decode.value, precision=precision.value)

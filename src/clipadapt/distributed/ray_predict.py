@@ -42,7 +42,9 @@ class ShardPredictor:
     def predict_shard(self, row) -> int:
         from clipadapt.predict.local import predict_images
 
-        table = predict_images(self.method, [Path(p) for p in row.paths], self.device, progress=False, **self.options)
+        # no agreement check per shard: nothing would report it (the CLI says so once)
+        table = predict_images(self.method, [Path(p) for p in row.paths], self.device, progress=False,
+                               check_agreement=False, **self.options)
         write_shard(self.out, Shard(int(row.shard), int(row.start), int(row.stop)), table)
         return len(table)
 

@@ -28,14 +28,16 @@ from clipadapt.predict.columns import prediction_columns
 
 def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
                    num_workers: int = 0, progress: bool = True, threshold: float = 0.5,
-                   on_bad_image: str = "skip", decode: str = "draft", precision: str = "fp32") -> pd.DataFrame:
+                   on_bad_image: str = "skip", decode: str = "draft", precision: str = "fp32",
+                   check_agreement: bool = True) -> pd.DataFrame:
     """Predict every attribute for `paths`: columns path, ok, error, then the prediction
     columns of `prediction_columns` (class + every class probability; for a multi-label
     task the 0/1 decision at `threshold` + the probability). decode="draft" decodes large
     JPEGs at reduced scale (predict/decode.py), "full" decodes every pixel first; with
     num_workers > 0 decoding overlaps the model's compute. precision "bf16" / "int8" runs the
     frozen backbone pass lossily (opt-in); its agreement with fp32 on the first batch is
-    measured and left in `table.attrs["agreement"]` (a `predict.agreement.Agreement`)."""
+    measured and left in `table.attrs["agreement"]` (a `predict.agreement.Agreement`; None
+    at fp32 or with check_agreement=False)."""
     if on_bad_image not in ("skip", "fail"):
         raise ClipAdaptError(f"on_bad_image must be 'skip' or 'fail', got '{on_bad_image}'.")
     if decode not in ("draft", "full"):
@@ -59,7 +61,7 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
                 # the reason is re-read here: worker processes keep their own error records
                 first = int(index[~good][0])
                 raise ClipAdaptError(f"{dataset.error_for(first)} (--on-bad-image skip leaves such images out.)")
-            if good.any() and precision != "fp32" and agreement is None:
+            if good.any() and precision != "fp32" and check_agreement and agreement is None:
                 agreement = measure_agreement(method, images[good].to(device))
             if good.any():
                 # forward_images: frozen-feature methods and image-path ones (prompts inside the
