@@ -72,6 +72,10 @@ def test_unsupervised_demo_self_trains_without_labels_and_compares(tmp_path, mon
     for name in unsup.UNSUPERVISED_RUNS:
         card = json.loads((tmp_path / "runs" / name / "card.json").read_text())
         assert card["data"]["train_labels_used"] is False
+    # the upper bound is the one run that learns from the labels, and the table says so
+    for name in unsup.UPPER_BOUND_RUNS:
+        assert json.loads((tmp_path / "runs" / name / "card.json").read_text())["data"]["train_labels_used"] is True
+    assert "TRUE labels (not label-free)" in list(summary)[-1]
     # the baseline is the ablation without SOAP; microCLIP keeps it
     cards = {n: json.loads((tmp_path / "runs" / n / "card.json").read_text()) for n in unsup.UNSUPERVISED_RUNS}
     assert cards["selftrain_cls"]["params"]["use_soap"] is False and cards["microclip"]["params"]["use_soap"] is True
@@ -86,6 +90,7 @@ def test_unsupervised_demo_repeats_over_seeds_and_reports_the_mean(tmp_path, mon
                                                       "image_size": 64})
     monkeypatch.setattr(unsup, "UNSUPERVISED_TRAIN", {"epochs": 1, "batch_size": 32, "seed": 0})
     monkeypatch.setattr(unsup, "UNSUPERVISED_RUNS", {"microclip": {}})
+    monkeypatch.setattr(unsup, "UPPER_BOUND_RUNS", {})
     monkeypatch.setattr(unsup, "TABLE_ROWS", (("zero-shot", "microclip", "zeroshot_templates"),
                                                ("microCLIP", "microclip", "microclip")))
     result = CliRunner().invoke(app, ["demo", "--task", "unsupervised", "--seeds", "3,4", "--out", str(tmp_path),

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from clipadapt.backbone import create_backbone
 from clipadapt.config import RunConfig, TrainConfig
 from clipadapt.data.dataset import LabelledImages
+from clipadapt.errors import ClipAdaptError
 from clipadapt.engine.selftrain import (
     MICROCLIP_RECIPE,
     SelfTrainer,
@@ -211,6 +212,30 @@ def test_training_labels_are_never_learned_from_and_lr_is_cosine_per_iteration(t
     assert first[0]["lr"] == pytest.approx(cosine[2]) and first[1]["lr"] == pytest.approx(cosine[5])
 
 
+def test_the_true_label_upper_bound_learns_from_the_hidden_labels_and_needs_every_one(tmp_path):
+    paths = write_images(tmp_path, [(40, 40)] * 6)
+    truth = np.array([0, 1, 2, 0, 1, 2])
+    unlabelled = LabelledImages(paths, np.full((6, 1), MISSING), TASK)
+    method = micro_method(crops=0)
+    trainer = SelfTrainer(method, cpu_config(epochs=1, batch_size=3, lr=1e-3, seed=5), progress=False)
+    targets_seen = []
+    real_loss = trainer.loss
+    trainer.loss = lambda strong, targets: (targets_seen.append(targets.clone()), real_loss(strong, targets))[1]
+    trainer.fit(unlabelled, hidden_labels=truth, targets="true")
+    order = torch.randperm(6, generator=torch.Generator().manual_seed(5 * 1000 + 0))  # the loop's epoch-0 order
+    assert torch.equal(torch.cat(targets_seen), torch.as_tensor(truth)[order])
+    # with pseudo-labels the same images and labels train other weights (the labels matter only here)
+    pseudo = micro_method(crops=0)
+    SelfTrainer(pseudo, cpu_config(epochs=1, batch_size=3, lr=1e-3, seed=5), progress=False).fit(
+        unlabelled, hidden_labels=truth)
+    assert any(not torch.equal(v, pseudo.trained_state()[k]) for k, v in method.trained_state().items())
+    partly = truth.copy()
+    partly[2] = MISSING
+    for hidden in (None, partly):
+        with pytest.raises(ClipAdaptError, match="upper bound needs the label of every training image"):
+            SelfTrainer(micro_method(), cpu_config(epochs=1), progress=False).fit(unlabelled, hidden, targets="true")
+
+
 # --- a learning run, through the command ---------------------------------------------------
 
 EPOCHS = 2
@@ -299,3 +324,24 @@ def test_adapt_with_skip_lists_the_unusable_images(tmp_path):
     listed = pd.read_csv(outcome.run_dir / "skipped_images.csv")
     assert listed["path"].tolist() == [str(broken)] and listed["reason"].iloc[0]
     assert outcome.card["data"]["train"] == 20  # the 20 good training images, the broken one left out
+
+
+def test_adapt_true_labels_is_the_labelled_upper_bound_and_says_so(tmp_path):
+    """`clipadapt adapt --true-labels`: the same run learning from the training labels; the
+    card records it and the printed table is titled as the upper bound, not label-free."""
+    from clipadapt.cli.main import app
+    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+
+    root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=2, n_test_per_class=1, image_size=32)
+    config = tmp_path / "birds.yaml"
+    config.write_text(yaml.safe_dump({
+        "backbone": {"name": "clipadapt-micro", "pretrained": None},
+        "data": {"format": "folder", "root": str(root)},
+        "method": {"name": "microclip", "params": {"crops": 1, "randaugment": None}},
+        "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+    }))
+    result = CliRunner().invoke(app, ["adapt", str(config), "--out", str(tmp_path / "run"), "--true-labels",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "TRUE training labels used" in result.output and "(upper bound)" in result.output
+    assert json.loads((tmp_path / "run" / "card.json").read_text())["data"]["train_labels_used"] is True

@@ -26,6 +26,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -277,16 +278,29 @@ class SelfTrainer:
         return loss, parts
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, images: LabelledImages, hidden_labels: np.ndarray | None = None) -> SelfTrainResult:
+    def fit(self, images: LabelledImages, hidden_labels: np.ndarray | None = None,
+            targets: Literal["pseudo", "true"] = "pseudo") -> SelfTrainResult:
         """Self-train on `images` (their labels are ignored); `hidden_labels` [N] or [N, 1]
-        (-1 = unknown) only score the pseudo-labels in the history."""
+        (-1 = unknown) only score the pseudo-labels in the history.
+
+        targets="true" is the diagnostic upper bound, NOT label-free: the same recipe, views
+        and trainable parts, with the loss's targets the `hidden_labels` instead of the
+        pseudo-labels. What it reaches is the most self-training could reach with perfect
+        pseudo-labels; when it stays near zero-shot, the features leave no headroom."""
         cfg, method = self.cfg.train, self.method
         n = len(images)
         if n == 0:
             raise ClipAdaptError("Self-training needs at least one training image; the train split is empty.")
+        if targets not in ("pseudo", "true"):
+            raise ClipAdaptError(f"Self-training targets must be 'pseudo' or 'true', got {targets!r}.")
+        hidden = None if hidden_labels is None else np.asarray(hidden_labels, dtype=np.int64).reshape(n, -1)[:, 0]
+        if targets == "true" and (hidden is None or (hidden == MISSING).any()):
+            unknown = n if hidden is None else int((hidden == MISSING).sum())
+            raise ClipAdaptError(f"The true-label upper bound needs the label of every training image; {unknown} of {n} "
+                                 "have none. Run it on a labelled copy of the data, or self-train without it.")
         if cfg.epochs == 0:
             return SelfTrainResult()
-        hidden = None if hidden_labels is None else np.asarray(hidden_labels, dtype=np.int64).reshape(n, -1)[:, 0]
+        truth = None if targets == "pseudo" else torch.as_tensor(hidden)
         dataset = self.views(images)
         optimizer = build_optimizer(method, cfg)
         trainable = [p for p in method.parameters() if p.requires_grad]
@@ -313,7 +327,8 @@ class SelfTrainer:
                         group["lr"] = lr * group.get("lr_scale", 1.0)
                     weak, strong, crops = (t.to(self.device, non_blocking=True) for t in (weak, strong, crops))
                     pl = self.pseudo_labels(weak, crops)
-                    loss, parts = self.loss(strong, pl.labels)
+                    target = pl.labels if truth is None else truth[idx].to(self.device)
+                    loss, parts = self.loss(strong, target)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip:
@@ -442,13 +457,17 @@ def _scores(labels: np.ndarray, preds: np.ndarray, task) -> dict:
 
 
 def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
-              config_dir: Path | None = None) -> AdaptOutcome:
+              config_dir: Path | None = None, true_labels: bool = False) -> AdaptOutcome:
     """Label-free adaptation run (SPEC 3): render/read the data, build microCLIP, score the
     zero-shot heads on test, self-train on the UNLABELLED train images, evaluate on test with
     the fused output (centre crop), and write the run folder: config.yaml, card.json,
     checkpoint.safetensors, history.json (per-epoch pseudo-label statistics), metrics.json
     (microCLIP's metrics + "comparison"), predictions.csv, confusion matrices, curves.png.
-    `clipadapt eval` / `predict` work on the folder like on a `train` run."""
+    `clipadapt eval` / `predict` work on the folder like on a `train` run.
+
+    true_labels=True runs the diagnostic upper bound instead (`SelfTrainer.fit`,
+    targets="true"): the training labels replace the pseudo-labels, and the card records
+    train_labels_used: true."""
     from clipadapt.backbone import backbone_from_config
     from clipadapt.config import dump_config
     from clipadapt.data.bad_images import record_skipped
@@ -491,7 +510,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
             before = {k: v for k, v in before.items() if k not in ("zeroshot_descriptions", "zeroshot_llm_head")}
         for name, preds in before.items():
             comparison["microclip_init" if name == "microclip_fused" else name] = _scores(test.labels, preds, task)
-    fit = trainer.fit(unlabelled, hidden_labels=hidden)
+    fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo")
     write_json(out / "history.json", fit.history)
 
     metrics = None
@@ -503,7 +522,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     card = build_card(
         method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
         data={"format": cfg.data.format, "train": len(splits.train), "val": 0, "test": len(test) if test else 0,
-              "train_labels_used": False},
+              "train_labels_used": bool(true_labels)},
         selection={"monitor": "none (label-free: the last epoch is kept)", "best_epoch": len(fit.history),
                    "best_score": None, "stopped_early": False, "epochs_run": len(fit.history)},
         metrics=metrics["mean"] if metrics else None,

@@ -16,6 +16,7 @@ adaptation guided by descriptions has something to work with.
 Public API:
     FINEGRAINED_CLASSES, FINEGRAINED_DESCRIPTIONS
     render_specimen(class_name, rng, size=96)       -> PIL RGB image, size x size
+    render_bird(traits, rng, size=96)               -> the same for any Traits
     write_finegrained_dataset(root, ...)            -> root/{train,test}/<class>/*.png
 """
 
@@ -146,14 +147,20 @@ def render_specimen(class_name: str, rng: np.random.Generator, size: int = 96) -
     """
     if class_name not in _TRAITS:
         raise ValueError(f"render_specimen: unknown class {class_name!r}; known: {list(FINEGRAINED_CLASSES)}")
+    return render_bird(_TRAITS[class_name], rng, size)
+
+
+def render_bird(traits: Traits, rng: np.random.Generator, size: int = 96) -> Image.Image:
+    """Render one RGB bird with any `Traits` (a class's, or a made-up combination, as the
+    embedded model's pretraining uses), in the scenes and poses `render_specimen` uses."""
     if size < 32:
-        raise ValueError(f"render_specimen: size must be >= 32 pixels (got {size}).")
+        raise ValueError(f"render_bird: size must be >= 32 pixels (got {size}).")
     canvas = size * SUPERSAMPLE
     image = paint_background(rng, canvas)
     paint_clutter(ImageDraw.Draw(image), rng, canvas)
     paint = Painter(image, place_bird(rng, canvas))
     paint_perch(paint, rng)
-    paint_bird(paint, _TRAITS[class_name], rng)
+    paint_bird(paint, traits, rng)
     paint_occluders(image, rng, canvas)
     return camera_finish(image.reduce(SUPERSAMPLE), rng)
 
