@@ -18,9 +18,11 @@ from clipadapt.data.folder import read_folder
 from clipadapt.data.synthetic.finegrained import (
     FINEGRAINED_CLASSES,
     FINEGRAINED_DESCRIPTIONS,
+    render_bird,
     render_specimen,
     write_finegrained_dataset,
 )
+from clipadapt.data.synthetic.finegrained_parts import RED, Traits
 from clipadapt.errors import ClipAdaptError
 
 
@@ -56,6 +58,20 @@ def test_render_is_deterministic_and_seed_dependent():
     assert a.tobytes() != c.tobytes()
     small = render_specimen(cls, np.random.default_rng(7), size=48)
     assert small.size == (48, 48) and small.mode == "RGB"
+
+
+def test_a_made_up_bird_is_drawn_by_the_same_painter_as_a_class():
+    """render_bird takes any Traits (the pretraining world of made-up birds): a class's own
+    traits give that class's picture, and a red throat on a wren's bill changes the bird."""
+    from clipadapt.data.synthetic.finegrained import _TRAITS
+
+    wren = _TRAITS["long billed wren"]
+    assert render_bird(wren, np.random.default_rng(3)).tobytes() == \
+        render_specimen("long billed wren", np.random.default_rng(3)).tobytes()
+    marked = Traits(beak=wren.beak, throat=RED)
+    assert render_bird(marked, np.random.default_rng(3)).tobytes() != render_bird(wren, np.random.default_rng(3)).tobytes()
+    with pytest.raises(ValueError, match="size"):
+        render_bird(marked, np.random.default_rng(0), size=16)
 
 
 def test_render_rejects_bad_arguments():

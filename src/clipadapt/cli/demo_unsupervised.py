@@ -42,7 +42,7 @@ TABLE_ROWS = (
     ("zero-shot CLIP, descriptions", "microclip", "zeroshot_descriptions"),
     ("self-training, [CLS] only (no SOAP)", "selftrain_cls", "microclip"),
     ("microCLIP (SOAP + TokenFusion)", "microclip", "microclip"),
-    ("upper bound: microCLIP recipe on the TRUE labels (not label-free)", "microclip_true_labels", "microclip"),
+    ("upper bound: same recipe, TRUE labels (not label-free)", "microclip_true_labels", "microclip"),
 )
 
 
