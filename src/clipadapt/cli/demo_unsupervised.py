@@ -110,7 +110,8 @@ def _seed_count(results: dict) -> int:
 def unsupervised_table(results: dict) -> Table:
     """The comparison as a rich table (test split, %; mean and sd over seeds when several)."""
     n = _seed_count(results)
-    title = "Synthetic look-alike birds, test split, no training labels (%)" + (f", mean of {n} seeds" if n > 1 else "")
+    title = ("Synthetic look-alike birds, test split (%), training labels unseen but by the upper bound"
+             + (f", mean of {n} seeds" if n > 1 else ""))
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("model", "accuracy", "macro-F1"):
         table.add_column(col, justify="left" if col == "model" else "right")
