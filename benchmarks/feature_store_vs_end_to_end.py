@@ -135,7 +135,7 @@ def step_flops_of(cached: Runner, e2e: Runner, images: LabelledImages, batch_siz
     steps = {}
     for name, runner in (("store", cached), ("end_to_end", e2e)):
         batch, idx = next(iter(runner.source(images, train=True).batches(order, len(order))))
-        target = torch.as_tensor(images.labels)[idx]
+        target = torch.as_tensor(images.labels)[idx].to(runner.device)
 
         def step():
             logits, _ = runner._training_pass(batch)

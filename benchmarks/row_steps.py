@@ -23,6 +23,21 @@ from clipadapt.task import Attribute, TaskSpec
 ATTRIBUTES, CROPS = 26, 8
 
 
+def self_training_step(method, trainer: SelfTrainer, optimizer, weak, strong, crops):
+    """One microCLIP step as SelfTrainer.fit takes it: pseudo-labels from the weak view and
+    the crops (no gradient), the loss on the strong view, backward, clipping, AdamW."""
+    def step():
+        method.train()
+        method.backbone.eval()
+        labels = trainer.pseudo_labels(weak, crops).labels
+        loss, _ = trainer.loss(strong, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+    return step
+
+
 def microclip_step(model: str, batch: int, crops: int, repeats: int) -> dict:
     """Median seconds of one self-training step and of a frozen forward of the weak views."""
     quiet()
@@ -45,16 +60,7 @@ def microclip_step(model: str, batch: int, crops: int, repeats: int) -> dict:
         with torch.no_grad():
             backbone.forward_features(weak, None)
 
-    def step():
-        method.train()
-        backbone.eval()
-        labels = trainer.pseudo_labels(weak, crop_views).labels
-        loss, _ = trainer.loss(strong, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-
+    step = self_training_step(method, trainer, optimizer, weak, strong, crop_views)
     seconds = interleaved_medians({"forward": forward, "step": step}, repeats)
     return {"model": model, "batch": batch, "crops": crops, "frozen_forward_s": round(seconds["forward"], 3),
             "step_s": round(seconds["step"], 3), "step_over_forward": round(seconds["step"] / seconds["forward"], 2),

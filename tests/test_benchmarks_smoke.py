@@ -53,3 +53,16 @@ def test_standalone_scripts_keep_their_command_lines(benchmarks, tmp_path, monke
     assert record["store_epoch_s"] > 0 and record["end_to_end_epoch_s"] > 0 and record["images"] == 4
     record = json.loads(steps.read_text())
     assert record["promptpar_step_s"] > 0 and record["frozen_forward_s"] > 0 and record["tokens"] > 16
+
+
+def test_gpu_benchmark_runs_its_three_steps_on_the_cpu(benchmarks, tmp_path, monkeypatch):
+    import gpu_steps
+
+    out = tmp_path / "gpu.json"
+    monkeypatch.setattr(sys, "argv", ["x", "--device", "cpu", "--quick", "--out", str(out)])
+    gpu_steps.main()
+    record = json.loads(out.read_text())
+    assert [r["name"] for r in record["rows"]] == ["mhadapter", "promptpar", "microclip"]
+    for row in record["rows"]:
+        assert row["step_ms"] > 0 and row["frozen_forward_ms"] > 0 and row["trainable_parameters"] > 0, row
+        assert row["peak_mib_step"] is None  # GPU memory is read on CUDA only

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
@@ -130,6 +131,17 @@ def test_predict_int8_prints_its_agreement_and_stays_close_to_fp32(trained, gss_
     diff = np.abs(tables["fp32"][cols].to_numpy() - tables["int8"][cols].to_numpy())
     assert 0 < diff.max() < 0.1  # the lossy pass did run, and stayed close
     assert (tables["fp32"]["weather"] == tables["int8"]["weather"]).mean() >= 0.9
+
+def test_predict_int8_with_device_auto_runs_on_the_cpu_of_a_gpu_machine(trained, gss_root, tmp_path, monkeypatch):
+    # int8 is CPU-only; on a machine with a GPU, --device auto must pick the CPU for it
+    # (before the fix it picked CUDA and stopped with "int8 runs on CPU only").
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    out = tmp_path / "int8.csv"
+    result = cli("predict", gss_root / "img" / "1", "--checkpoint", trained["mhadapter"], "--out", out,
+                 "--precision", "int8", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "measured against fp32" in result.output and pd.read_csv(out)["ok"].all()
+
 
 def test_info_reports_the_paper_parameter_count():
     result = cli("info", "--method", "mhadapter", "--backbone", "ViT-B-16", "--json")

@@ -36,7 +36,8 @@ def test_cached_and_direct_predictions_agree(tmp_path, micro_backbone, weather_t
     a = cached.predict_proba(images)[0]
     b = direct.predict_proba(images)[0]
     assert cached.uses_store(train=False) and not direct.uses_store(train=False)
-    assert np.allclose(a, b, atol=2e-3)  # fp16 tokens in the store
+    # fp16 tokens in the store; on CUDA both paths also run under bf16 autocast (8-bit mantissa)
+    assert np.allclose(a, b, atol=2e-3 if cached.device.type == "cpu" else 1e-2)
 
 
 def test_augmented_views_are_stored_and_drawn_per_epoch(tmp_path, micro_backbone, weather_task, images):

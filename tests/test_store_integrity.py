@@ -45,8 +45,9 @@ def cfg(tmp_path) -> FeatureConfig:
 
 
 def features(backbone, images, cfg, needs=NEEDS) -> tuple[str, torch.Tensor, torch.Tensor]:
-    """Extract (or reuse) through the training path; (key, tokens, embeddings) of every row."""
-    source = FeatureBatches(backbone, needs, images, cfg, progress=False)
+    """Extract (or reuse) through the training path, on the CPU; (key, tokens, embeddings) of every row."""
+    # The session's shared backbone may come from a test that trained on a GPU (device auto).
+    source = FeatureBatches(backbone.cpu(), needs, images, cfg, progress=False)
     tokens, embeds = source.store.read(np.arange(len(images)), 0)
     return source.key, tokens, embeds
 

@@ -49,7 +49,7 @@ def _random_model(name: str) -> torch.nn.Module:
     # Seeded so that "random weights" are the same weights every time (cache keys rely on it).
     # open_clip warns "initialized randomly" on every such call; here that is the request
     # (or weights are loaded right after), so the warning is muted for this call only.
-    fork = torch.random.fork_rng()
+    fork = torch.random.fork_rng(devices=[])  # the CPU's RNG only: touching CUDA here would start a GPU context
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:

@@ -193,7 +193,8 @@ def predict(
 
     def go():
         paths = [p for spec in inputs for p in collect_images(spec)]
-        dev = resolve_device(device)
+        # int8 (dynamic quantisation) runs on CPU only: 'auto' then means the CPU, not a GPU.
+        dev = resolve_device("cpu" if device == "auto" and precision is Precision.int8 else device)
         method, card = load_run(checkpoint, device=dev)
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
         if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors

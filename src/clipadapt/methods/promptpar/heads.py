@@ -29,7 +29,7 @@ class FusionHead(nn.Module):
         super().__init__()
         self.word_embed = nn.Linear(embed_dim, width)
         self.visual_embed = nn.Linear(embed_dim, width)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):  # built on the CPU; leave any GPU untouched
             torch.manual_seed(0)  # a random fusion block (no weights given) is the same every run
             # eps 1e-6: the LayerNorms of timm's (and the authors') ImageNet ViT-B/16
             self.block = Block(width, heads, mlp_ratio=4.0, qkv_bias=True, drop_path=drop_path,
