@@ -141,3 +141,32 @@ def test_a_worker_error_comes_back_as_the_shard_error_not_a_traceback():
     assert table.to_dict("records") == [
         {"shard": 0, "rows": 4, "error": ""},
         {"shard": 1, "rows": 0, "error": "Unreadable image: b.jpg: truncated. Replace the file or remove the row."}]
+
+
+def test_int8_on_ray_asks_for_cpu_actors_even_on_a_gpu_cluster(monkeypatch, tmp_path):
+    # int8 runs on the CPU only; actors holding a GPU would each stop with that error.
+    import clipadapt.distributed.ray_predict as ray_predict
+    from rich.console import Console
+
+    from clipadapt.cli.engine_options import predict_on_ray
+    from clipadapt.distributed.ray_runtime import RayOptions, pool_shape
+
+    asked = {}
+
+    def fake_predict_with_ray(checkpoint, paths, out, options, **kwargs):
+        asked[kwargs["precision"]] = options
+        return {"rows": 0, "shards": 0, "computed_shards": 0, "unreadable": 0}
+
+    monkeypatch.setattr(ray_predict, "predict_with_ray", fake_predict_with_ray)
+    for precision in ("fp32", "int8"):
+        predict_on_ray(tmp_path / "run", [], tmp_path / "out", 0.5, 8, 0, None, None, 100, True, Console(quiet=True),
+                       precision=precision)
+    assert asked["fp32"].gpus_per_actor is None and asked["int8"].gpus_per_actor == 0.0
+
+    class GpuCluster:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 8.0, "GPU": 2.0}
+
+    assert pool_shape(GpuCluster, asked["fp32"]) == (2, 1.0, 1.0)  # one actor per GPU
+    assert pool_shape(GpuCluster, asked["int8"]) == (8, 1.0, 0.0)  # one per CPU, no GPU
