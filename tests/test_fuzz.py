@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from clipadapt.config import DataConfig, parse_override
+from clipadapt.config import DataConfig, load_config, parse_override
 from clipadapt.data.formats import build_splits
 from clipadapt.data.images import BadImage, load_image
 from clipadapt.data.paths import is_inside, resolve_image_path
@@ -68,6 +68,7 @@ cell = st.one_of(label_text, st.sampled_from(["0.png", "1.png", "2.png", "3.png"
 @FAST
 @given(rows=st.lists(st.tuples(cell, label_text), min_size=1, max_size=8), bom=st.booleans(),
        quote=st.booleans())
+@example(rows=[("~0", "")], bom=False, quote=False)  # "~user" of no such user: pathlib raised RuntimeError
 def test_structured_manifests_read_back_their_labels(image_root, rows, bom, quote):
     table = pd.DataFrame(rows, columns=["img_path", "label"])
     text = table.to_csv(index=False, quoting=1 if quote else 0)
@@ -252,3 +253,11 @@ def test_arbitrary_bytes_are_never_an_image_crash(tmp_path, raw):
         assert load_image(path).mode == "RGB"
     except BadImage as exc:
         assert exc.reason
+
+
+def test_a_home_of_an_unknown_user_is_taken_as_written(tmp_path):
+    # a table cell or a config path "~name/..." of no such user: a path like any other, no traceback
+    assert resolve_image_path("~nosuchuser0/a.png", tmp_path, "x") == tmp_path / "~nosuchuser0" / "a.png"
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  format: folder\n  root: ~nosuchuser0/data\n")
+    assert Path(load_config(config).data.root) == (tmp_path / "~nosuchuser0" / "data").resolve()

@@ -7,6 +7,7 @@ config file only states what differs from it.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -271,7 +272,7 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
         return
     for key in ("root", "train_manifest", "test_manifest", "val_manifest", "attribute_file"):
         value = data.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if isinstance(value, str) and value and not Path(os.path.expanduser(value)).is_absolute():  # unknown ~user: as written
             data[key] = str((base / value).resolve())
 
 

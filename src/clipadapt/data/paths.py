@@ -35,6 +35,7 @@ def check_inside(path: Path, root: Path, where: str, allow_outside: bool = False
 
 def resolve_image_path(value: str, base: Path, where: str, allow_outside: bool = False) -> Path:
     """A table cell as an absolute image path: relative to `base`, which it must not leave."""
-    image = Path(value).expanduser()
+    # os.path's expanduser: "~name" of an unknown user stays as written (pathlib's raises).
+    image = Path(os.path.expanduser(value))
     image = image if image.is_absolute() else base / image
     return check_inside(image, base, where, allow_outside, value)
