@@ -52,6 +52,9 @@ class DistContext:
         return self.rank == 0
 
 
+EXIT_BARRIER_SECONDS = 60  # how long a finished rank waits for its peers before leaving
+
+
 def context(device: torch.device) -> DistContext:
     """The torchrun job this process belongs to; joins its process group on first call."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -75,9 +78,21 @@ def is_main_process() -> bool:
 
 
 def teardown() -> None:
-    """Leave the process group (registered at exit by `context`)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group (registered at exit by `context`).
+
+    Every rank first waits for the others: a rank that destroyed its group while a peer
+    was still in its last collective was seen to abort ("terminate called without an
+    active exception"). The wait is bounded, so a peer that died cannot hold this exit."""
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
+        else:
+            dist.barrier()
+    except Exception:  # a peer is gone: leave anyway
+        pass
+    dist.destroy_process_group()
 
 
 def rank_device(device: torch.device, ctx: DistContext) -> torch.device:
