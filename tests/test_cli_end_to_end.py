@@ -132,6 +132,7 @@ def test_predict_int8_prints_its_agreement_and_stays_close_to_fp32(trained, gss_
     assert 0 < diff.max() < 0.1  # the lossy pass did run, and stayed close
     assert (tables["fp32"]["weather"] == tables["int8"]["weather"]).mean() >= 0.9
 
+
 def test_predict_int8_with_device_auto_runs_on_the_cpu_of_a_gpu_machine(trained, gss_root, tmp_path, monkeypatch):
     # int8 is CPU-only; on a machine with a GPU, --device auto must pick the CPU for it
     # (before the fix it picked CUDA and stopped with "int8 runs on CPU only").

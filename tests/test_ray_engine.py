@@ -149,7 +149,7 @@ def test_int8_on_ray_asks_for_cpu_actors_even_on_a_gpu_cluster(monkeypatch, tmp_
     from rich.console import Console
 
     from clipadapt.cli.engine_options import predict_on_ray
-    from clipadapt.distributed.ray_runtime import RayOptions, pool_shape
+    from clipadapt.distributed.ray_runtime import pool_shape
 
     asked = {}
 

@@ -20,6 +20,7 @@ from clipadapt.backbone.fast import encode as fast_encode
 from clipadapt.errors import ClipAdaptError
 
 LOSSY_PRECISIONS = ("bf16", "int8")
+CPU_ONLY_PRECISIONS = ("int8",)  # dynamic quantisation has CPU kernels only
 
 
 @dataclass
@@ -98,7 +99,7 @@ class ClipBackbone(nn.Module):
     def _lossy_encode(self, images: torch.Tensor, tap_block: int | None, embedding: bool):
         if self.precision == "bf16":
             return encode_bf16(self, images, tap_block, embedding)
-        if images.device.type != "cpu":
+        if self.precision in CPU_ONLY_PRECISIONS and images.device.type != "cpu":
             raise ClipAdaptError("precision int8 runs on CPU only (dynamic quantisation); use bf16 on a GPU.")
         if self._lossy_tower is None:  # quantised copies of the weights, made once
             self._lossy_tower = Int8Tower(self)

@@ -71,8 +71,10 @@ def predict_on_ray(checkpoint: Path, paths: list, out: Path, threshold: float, b
     if out.suffix.lower() in (".csv", ".parquet", ".pq"):
         raise ClipAdaptError(f"--engine ray writes Parquet shards into a folder, not {out.name}: give --out FOLDER "
                              "(read it back with pandas.read_parquet(FOLDER)).")
+    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
+
     options = ray_options(address, actors)
-    if predict_options.get("precision") == "int8":  # CPU-only, as the local engine's --device auto
+    if predict_options.get("precision") in CPU_ONLY_PRECISIONS:  # as the local engine's --device auto
         options = replace(options, gpus_per_actor=0.0)
     done = predict_with_ray(checkpoint, paths, out, options, shard_size=shard_size,
                             batch_size=batch_size, num_workers=num_workers, threshold=threshold, progress=not quiet,

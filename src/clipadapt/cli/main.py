@@ -184,6 +184,7 @@ def predict(
 ):
     """Predict every attribute of every image: one row per image with class and probabilities
     (multi-label runs: every attribute's probability and its 0/1 decision)."""
+    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
     from clipadapt.data.bad_images import write_skipped
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.checkpoint import load_run
@@ -193,8 +194,8 @@ def predict(
 
     def go():
         paths = [p for spec in inputs for p in collect_images(spec)]
-        # int8 (dynamic quantisation) runs on CPU only: 'auto' then means the CPU, not a GPU.
-        dev = resolve_device("cpu" if device == "auto" and precision is Precision.int8 else device)
+        # a CPU-only precision (int8): 'auto' then means the CPU, not a GPU
+        dev = resolve_device("cpu" if device == "auto" and precision.value in CPU_ONLY_PRECISIONS else device)
         method, card = load_run(checkpoint, device=dev)
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
         if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors

@@ -33,6 +33,7 @@ from torch.utils.data import DistributedSampler
 from clipadapt.errors import ClipAdaptError
 
 STORE_FILL_TIMEOUT_HOURS = 4  # for very large sets, fill the store first: `clipadapt extract CFG`
+EXIT_BARRIER_SECONDS = 60  # how long a finished rank waits for its peers before leaving
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-EXIT_BARRIER_SECONDS = 60  # how long a finished rank waits for its peers before leaving
 
 
 def context(device: torch.device) -> DistContext:
