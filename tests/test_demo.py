@@ -61,8 +61,8 @@ def test_par_demo_trains_promptpar_and_baselines(tmp_path, monkeypatch):
 def test_unsupervised_demo_self_trains_without_labels_and_compares(tmp_path, monkeypatch):
     from clipadapt.cli import demo_unsupervised as unsup
 
-    monkeypatch.setattr(unsup, "UNSUPERVISED_DATA", {"n_train_per_class": 8, "n_test_per_class": 4, "seed": 1,
-                                                      "image_size": 64})
+    monkeypatch.setattr(unsup, "UNSUPERVISED_DATA", {**unsup.UNSUPERVISED_DATA, "n_train_per_class": 8,
+                                                      "n_test_per_class": 4, "seed": 1})
     monkeypatch.setattr(unsup, "UNSUPERVISED_TRAIN", {"epochs": 1, "batch_size": 32, "seed": 0})
     result = CliRunner().invoke(app, ["demo", "--task", "unsupervised", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -79,6 +79,11 @@ def test_unsupervised_demo_self_trains_without_labels_and_compares(tmp_path, mon
     # the baseline is the ablation without SOAP; microCLIP keeps it
     cards = {n: json.loads((tmp_path / "runs" / n / "card.json").read_text()) for n in unsup.UNSUPERVISED_RUNS}
     assert cards["selftrain_cls"]["params"]["use_soap"] is False and cards["microclip"]["params"]["use_soap"] is True
+    # every run, the upper bound too, trains with the demo's recipe, on the toned birds
+    cards["microclip_true_labels"] = json.loads((tmp_path / "runs" / "microclip_true_labels" / "card.json").read_text())
+    for name, card in cards.items():
+        assert card["params"]["fairness_weight"] == 5.0 and card["params"]["randaugment"] is None, name
+    assert json.loads((tmp_path / "data" / "synthetic.json").read_text())["species_tones"] is True
     assert "microCLIP (SOAP + TokenFusion)" in result.output and "| model | accuracy | macro-F1 |" in (
         tmp_path / "summary.md").read_text()
 

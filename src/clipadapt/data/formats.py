@@ -76,7 +76,7 @@ def read_synthetic_finegrained(cfg: DataConfig):
     classnames.txt, descriptions.json) and read them with the folder reader."""
     from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
 
-    allowed = {"n_train_per_class", "n_test_per_class", "seed", "image_size"}
+    allowed = {"n_train_per_class", "n_test_per_class", "seed", "image_size", "species_tones"}
     write_finegrained_dataset(_synthetic_root(cfg, "synthetic-finegrained", allowed), **cfg.synthetic)
     return read_folder(cfg)
 

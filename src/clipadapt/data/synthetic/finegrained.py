@@ -9,13 +9,18 @@ black breast spots or a black mask, a forked tail, a long curved bill. Cue colou
 paired across classes and scattered in the background as berries and petals, so a
 model must look at where a colour sits, not how much of it there is.
 
+With `species_tones=True` each class also gets a body colour of its own
+(`SPECIES_TONES`) that no description mentions: a structure in the images that the
+text cannot reach, as real species differ in ways their descriptions leave out. Zero-shot
+CLIP cannot use it; adaptation on the unlabelled images can (the unsupervised demo).
+
 Each class comes with written descriptions naming its cues, in the JSON form the field
 uses for LLM descriptions ({class: [sentence, ...]}, as CuPL's files), so label-free
 adaptation guided by descriptions has something to work with.
 
 Public API:
     FINEGRAINED_CLASSES, FINEGRAINED_DESCRIPTIONS
-    render_specimen(class_name, rng, size=96)       -> PIL RGB image, size x size
+    render_specimen(class_name, rng, size=96, species_tones=False) -> PIL RGB image
     render_bird(traits, rng, size=96)               -> the same for any Traits
     write_finegrained_dataset(root, ...)            -> root/{train,test}/<class>/*.png
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +68,13 @@ _TRAITS: dict[str, Traits] = {
 assert list(_TRAITS) == sorted(_TRAITS)
 
 FINEGRAINED_CLASSES: tuple[str, ...] = tuple(_TRAITS)
+
+# One body colour per class for `species_tones=True`: the five shared plumage tones plus
+# rust, dark umber, sand, steel blue and mustard, in FINEGRAINED_CLASSES order.
+SPECIES_TONES: dict[str, tuple[float, float, float]] = dict(zip(FINEGRAINED_CLASSES, (
+    (0.52, 0.40, 0.28), (0.47, 0.47, 0.30), (0.50, 0.50, 0.52), (0.66, 0.56, 0.42), (0.40, 0.43, 0.48),
+    (0.62, 0.33, 0.20), (0.30, 0.24, 0.20), (0.72, 0.68, 0.55), (0.38, 0.50, 0.60), (0.55, 0.55, 0.25),
+), strict=True))
 
 # Written the way an LLM describes a species when asked "what does a X look like?":
 # the shared look (a small brownish or grey songbird) plus the marks that identify it.
@@ -132,7 +145,8 @@ GENERATOR_VERSION = 1  # bump when the pictures change, so cached folders are re
 _SPLITS = ("train", "test")
 
 
-def render_specimen(class_name: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
+def render_specimen(class_name: str, rng: np.random.Generator, size: int = 96,
+                    species_tones: bool = False) -> Image.Image:
     """Render one RGB image of a bird of `class_name`.
 
     The bird is placed at a random scale, position, small rotation and facing direction
@@ -144,10 +158,15 @@ def render_specimen(class_name: str, rng: np.random.Generator, size: int = 96) -
         class_name: one of `FINEGRAINED_CLASSES`.
         rng: the only source of randomness (same state -> same pixels).
         size: side of the square output in pixels (>= 32).
+        species_tones: paint the body in the class's own `SPECIES_TONES` colour instead
+            of one drawn from the shared palette.
     """
     if class_name not in _TRAITS:
         raise ValueError(f"render_specimen: unknown class {class_name!r}; known: {list(FINEGRAINED_CLASSES)}")
-    return render_bird(_TRAITS[class_name], rng, size)
+    traits = _TRAITS[class_name]
+    if species_tones:
+        traits = replace(traits, plumage=SPECIES_TONES[class_name])
+    return render_bird(traits, rng, size)
 
 
 def render_bird(traits: Traits, rng: np.random.Generator, size: int = 96) -> Image.Image:
@@ -200,7 +219,7 @@ def _prepare_root(root: Path, params: dict) -> bool:
 
 
 def write_finegrained_dataset(root: Path, n_train_per_class: int = 60, n_test_per_class: int = 30, seed: int = 0,
-                              image_size: int = 96) -> Path:
+                              image_size: int = 96, species_tones: bool = False) -> Path:
     """Render the fine-grained bird data set under `root` and return `root`.
 
     Layout (the folder reader's, SPEC 3): root/train/<class>/NNNN.png and
@@ -211,13 +230,14 @@ def write_finegrained_dataset(root: Path, n_train_per_class: int = 60, n_test_pe
     after every file is written; the same options again return at once, different ones
     (or an unfinished earlier run) clear the old images and render afresh. Each image
     has its own random stream keyed by (seed, split, class, index), so the same seed
-    gives identical images and a larger split only adds images.
+    gives identical images and a larger split only adds images. `species_tones` gives
+    each class its own body colour (see `render_specimen`).
     """
     root = Path(root)
     _check_params(n_train_per_class, n_test_per_class, image_size)
     params = {"generator": "clipadapt.data.synthetic.finegrained", "version": GENERATOR_VERSION,
               "n_train_per_class": int(n_train_per_class), "n_test_per_class": int(n_test_per_class),
-              "seed": int(seed), "image_size": int(image_size)}
+              "seed": int(seed), "image_size": int(image_size), "species_tones": bool(species_tones)}
     root.mkdir(parents=True, exist_ok=True)
     if _prepare_root(root, params):
         return root
@@ -229,7 +249,7 @@ def write_finegrained_dataset(root: Path, n_train_per_class: int = 60, n_test_pe
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 rng = np.random.default_rng([seed, split_id, class_id, i])
-                render_specimen(cls, rng, image_size).save(folder / f"{i:04d}.png")
+                render_specimen(cls, rng, image_size, species_tones).save(folder / f"{i:04d}.png")
     write_text(root / "classnames.txt", "".join(f"{c}\n" for c in FINEGRAINED_CLASSES))
     write_json(root / "descriptions.json", FINEGRAINED_DESCRIPTIONS)
     write_json(root / "synthetic.json", {**params, "complete": True})

@@ -60,6 +60,7 @@ class Traits:
     spots: bool = False  # dark spots on the breast
     mask: bool = False  # black band through the eye
     forked_tail: bool = False
+    plumage: tuple | None = None  # a fixed body colour; None draws one from the shared PLUMAGE
 
 
 def rgb255(colour) -> tuple[int, int, int]:
@@ -224,7 +225,10 @@ def paint_bird(paint: Painter, traits: Traits, rng: np.random.Generator) -> None
     cue size and tint, and - for every class - a plain crown tuft now and then, so a
     crest outline alone is no clue (only a red crest is).
     """
-    plumage = np.clip(PLUMAGE[int(rng.integers(len(PLUMAGE)))] + rng.uniform(-0.06, 0.06, 3), 0, 1)
+    # A fixed colour is a palette of one (numpy draws nothing for a choice of one, so
+    # the later random numbers, and with them the picture, differ from the shared case).
+    palette = PLUMAGE if traits.plumage is None else np.asarray([traits.plumage])
+    plumage = np.clip(palette[int(rng.integers(len(palette)))] + rng.uniform(-0.06, 0.06, 3), 0, 1)
     wing = plumage * rng.uniform(0.65, 0.85)
     belly = np.clip(plumage + rng.uniform(0.15, 0.3), 0, 1)
     size = rng.uniform(0.9, 1.1)  # cue size, drawn once so the paired cues match in area
