@@ -10,7 +10,9 @@ backbone pass vs eight single-attribute models, (d) predict on 2048x1024 JPEGs v
 backbone-only throughput, (e) peak resident memory of store-backed training at 1x and
 10x data, (f) PromptPAR and microCLIP step time and memory, (g) the share of the
 machine's measured matmul rate that (a) reaches. Random weights of full-size models:
-compute does not depend on the values. Writes suite.md and suite.json.
+compute does not depend on the values. Writes suite.md and suite.json; a run of some
+rows keeps the other rows of the earlier record (of the same kind, quick or full), each
+row with the time it was measured.
 """
 
 from __future__ import annotations
@@ -57,18 +59,48 @@ def row_modules(letters: str) -> list:
     return [table[x] for x in letters]
 
 
+def _module_letter(key: str) -> str:
+    """The --rows letter whose module measures a row key ("f-microclip" -> f; g comes with a)."""
+    return "a" if key == "g" else key[0]
+
+
+def earlier_rows(path: Path, rerun: str, quick: bool) -> list[Row]:
+    """The rows of an earlier record at `path` that this run does not measure again, so a
+    run of some rows does not wipe the others. A quick record and a full one never mix."""
+    if not path.is_file():
+        return []
+    try:
+        earlier = json.loads(path.read_text())
+        if earlier.get("quick") != quick:
+            return []
+        kept = [Row(**row) for row in earlier["rows"] if _module_letter(row["key"]) not in rerun]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        print(f"note: {path} is not a suite record we can read ({exc}); it is replaced", flush=True)
+        return []
+    for row in kept:  # records from before rows carried their own time
+        row.details.setdefault("measured", earlier.get("when", "?"))
+    return kept
+
+
+def suite_order(rows: list[Row]) -> list[Row]:
+    """Rows in table order: by module letter, a row's own lines in the order it gave them."""
+    return sorted(rows, key=lambda r: ROWS.index(_module_letter(r.key)))
+
+
 def markdown(rows: list[Row], header: dict) -> str:
     lines = [f"# Benchmark suite ({header['when']})", "",
              f"Machine: {header['machine']['machine']}, {header['machine']['cpu_threads']} threads, torch "
              f"{header['machine']['torch']} ({header['machine']['cpu_capability']}); measured fp32 matmul rate "
              f"{header['matmul']['gflops']} GFLOP/s at the start (rows a-d time their own matmuls beside the workload, "
              "under the same load). Each figure is a ratio against a baseline timed in the same run "
-             f"(median of {header['repeats']} repeats, timed in turn).", "",
-             "| row | what | figure | target | met? | command | notes |", "|---|---|---|---|---|---|---|"]
+             f"(median of {header['repeats']} repeats, timed in turn). Rows run at another time keep "
+             "theirs (column measured).", "",
+             "| row | what | figure | target | met? | command | notes | measured |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         met = "n/a" if r.met is None else ("yes" if r.met else "**no**")
         figure = "-" if r.figure is None else f"{r.figure:g} {r.unit}"
-        cells = [r.key, r.title, figure, r.target, met, f"`{r.command}`", r.note]
+        cells = [r.key, r.title, figure, r.target, met, f"`{r.command}`", r.note, r.details.get("measured", "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a "|" would split a cell
     return "\n".join(lines) + "\n"
 
@@ -93,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                   batch=args.batch or (2 if args.quick else 8), compile=args.compile)
     header = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "repeats": ctx.repeats,
               "quick": ctx.quick, "matmul": matmul_rate(256 if ctx.quick else 1536, 3 if ctx.quick else 7)}
+    kept = earlier_rows(args.out_dir / "suite.json", letters, ctx.quick)
     rows: list[Row] = []
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for module in row_modules("".join(sorted(letters))):
@@ -100,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         new = module.run(ctx)
         for row in new:
             row.details["row_seconds"] = round(time.perf_counter() - started, 1)
+            row.details["measured"] = header["when"]
             print(f"[{row.key}] {row.title}: {row.figure} {row.unit} (target {row.target}) {row.note}", flush=True)
         rows += new
         # written after every row: a long run that is stopped keeps what it measured
-        (args.out_dir / "suite.json").write_text(json.dumps({**header, "rows": [r.as_dict() for r in rows]}, indent=2) + "\n")
-        (args.out_dir / "suite.md").write_text(markdown(rows, header))
+        table = suite_order(rows + kept)
+        (args.out_dir / "suite.json").write_text(json.dumps({**header, "rows": [r.as_dict() for r in table]}, indent=2) + "\n")
+        (args.out_dir / "suite.md").write_text(markdown(table, header))
     return 0
 
 

@@ -66,3 +66,29 @@ def test_gpu_benchmark_runs_its_three_steps_on_the_cpu(benchmarks, tmp_path, mon
     for row in record["rows"]:
         assert row["step_ms"] > 0 and row["frozen_forward_ms"] > 0 and row["trainable_parameters"] > 0, row
         assert row["peak_mib_step"] is None  # GPU memory is read on CUDA only
+
+
+def test_a_run_of_some_rows_keeps_the_other_rows_of_the_record(benchmarks, tmp_path):
+    """`--rows f` once wiped rows a-e from the committed suite record; now it replaces only
+    its own rows, and every row says when it was measured."""
+    import run_all
+
+    assert run_all.main(["--quick", "--rows", "e", "--out-dir", str(tmp_path)]) == 0
+    first = {r["key"]: r for r in json.loads((tmp_path / "suite.json").read_text())["rows"]}
+    assert set(first) == {"e"}
+    record = json.loads((tmp_path / "suite.json").read_text())
+    record["rows"][0]["details"]["measured"] = "2000-01-01 00:00"  # as if from an older run
+    (tmp_path / "suite.json").write_text(json.dumps(record))
+
+    assert run_all.main(["--quick", "--rows", "f", "--out-dir", str(tmp_path)]) == 0
+    rows = {r["key"]: r for r in json.loads((tmp_path / "suite.json").read_text())["rows"]}
+    assert list(rows) == ["e", "f-promptpar", "f-microclip"]  # table order, e kept
+    assert rows["e"]["figure"] == first["e"]["figure"] and rows["e"]["details"]["measured"] == "2000-01-01 00:00"
+    assert rows["f-microclip"]["details"]["measured"] != "2000-01-01 00:00"
+    assert "| e |" in (tmp_path / "suite.md").read_text() and "2000-01-01 00:00" in (tmp_path / "suite.md").read_text()
+
+    # a full-size record is never mixed with a quick one
+    record = json.loads((tmp_path / "suite.json").read_text())
+    (tmp_path / "suite.json").write_text(json.dumps({**record, "quick": False}))
+    assert run_all.main(["--quick", "--rows", "e", "--out-dir", str(tmp_path)]) == 0
+    assert [r["key"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]] == ["e"]

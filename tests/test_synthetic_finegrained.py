@@ -232,3 +232,6 @@ def test_writer_records_species_tones(tmp_path: Path):
     root = write_finegrained_dataset(tmp_path / "a", **opts, species_tones=True)
     assert json.loads((root / "synthetic.json").read_text())["species_tones"] is True
     assert set(_pngs(root)) == set(plain) and _pngs(root) != plain  # re-rendered, same files
+    with pytest.raises(ClipAdaptError, match="species_tones must be true or false"):
+        write_finegrained_dataset(tmp_path / "a", **opts, species_tones="no")
+    assert _pngs(root) and json.loads((root / "synthetic.json").read_text())["species_tones"] is True  # kept

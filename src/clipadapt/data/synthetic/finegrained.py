@@ -185,13 +185,15 @@ def render_bird(traits: Traits, rng: np.random.Generator, size: int = 96) -> Ima
 
 
 # ----------------------------------------------------------------------------- folder
-def _check_params(n_train: int, n_test: int, image_size: int) -> None:
+def _check_params(n_train: int, n_test: int, image_size: int, species_tones: object) -> None:
     if n_train < 1 or n_test < 1:
         raise ClipAdaptError(
             f"finegrained: n_train_per_class and n_test_per_class must be >= 1 (got {n_train}, {n_test})."
         )
     if image_size < 32:
         raise ClipAdaptError(f"finegrained: image_size must be >= 32 pixels (got {image_size}).")
+    if not isinstance(species_tones, bool):  # a YAML string such as "no" would read as true
+        raise ClipAdaptError(f"finegrained: species_tones must be true or false (got {species_tones!r}).")
 
 
 def _prepare_root(root: Path, params: dict) -> bool:
@@ -234,10 +236,10 @@ def write_finegrained_dataset(root: Path, n_train_per_class: int = 60, n_test_pe
     each class its own body colour (see `render_specimen`).
     """
     root = Path(root)
-    _check_params(n_train_per_class, n_test_per_class, image_size)
+    _check_params(n_train_per_class, n_test_per_class, image_size, species_tones)
     params = {"generator": "clipadapt.data.synthetic.finegrained", "version": GENERATOR_VERSION,
               "n_train_per_class": int(n_train_per_class), "n_test_per_class": int(n_test_per_class),
-              "seed": int(seed), "image_size": int(image_size), "species_tones": bool(species_tones)}
+              "seed": int(seed), "image_size": int(image_size), "species_tones": species_tones}
     root.mkdir(parents=True, exist_ok=True)
     if _prepare_root(root, params):
         return root
