@@ -1,6 +1,7 @@
 """`clipadapt demo --task unsupervised`: label-free adaptation (microCLIP, SPEC 3) on the
-synthetic look-alike birds, next to zero-shot CLIP and the self-training baseline that
-pools [CLS] only (no SOAP).
+synthetic look-alike birds (each species with its own body colour, which no description
+names), next to zero-shot CLIP and the self-training baseline that pools [CLS] only (no
+SOAP).
 
 Both self-trained models see the training images WITHOUT their labels; the hidden labels
 only score the pseudo-labels in each run's history.json. A third run, marked as not
