@@ -35,8 +35,8 @@ UNSUPERVISED_DATA = {"n_train_per_class": 100, "n_test_per_class": 30, "seed": 0
 UNSUPERVISED_TRAIN = {"epochs": 10, "batch_size": 64, "lr": 1e-3, "seed": 0}
 # The recipe for a 64-pixel, 1,000-image task, shared by every run (the upper bound too):
 # no RandAugment and milder strong crops (at 64 px they wipe out the small cues), and a
-# fairness weight of 5, as the zero-shot prior piles some 40% of the images onto one
-# class and the SPEC's weight of 1 lets self-training collapse towards it.
+# fairness weight of 5, as with the SPEC's weight of 1 the pseudo-labels pile some 40% of
+# the images onto one class and self-training collapses towards it.
 UNSUPERVISED_RECIPE: dict = {"randaugment": None, "strong_scale": [0.6, 1.0], "fairness_weight": 5.0}
 # run name -> microCLIP params (the ablation switch of SPEC 3 for the baseline)
 UNSUPERVISED_RUNS: dict[str, dict] = {

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipadapt.data.synthetic.finegrained_parts import (
+    PLUMAGE,
     RED,
     SUPERSAMPLE,
     YELLOW,
@@ -69,12 +70,11 @@ assert list(_TRAITS) == sorted(_TRAITS)
 
 FINEGRAINED_CLASSES: tuple[str, ...] = tuple(_TRAITS)
 
-# One body colour per class for `species_tones=True`: the five shared plumage tones plus
-# rust, dark umber, sand, steel blue and mustard, in FINEGRAINED_CLASSES order.
-SPECIES_TONES: dict[str, tuple[float, float, float]] = dict(zip(FINEGRAINED_CLASSES, (
-    (0.52, 0.40, 0.28), (0.47, 0.47, 0.30), (0.50, 0.50, 0.52), (0.66, 0.56, 0.42), (0.40, 0.43, 0.48),
+# One body colour per class for `species_tones=True`: the shared plumage tones plus rust,
+# dark umber, sand, steel blue and mustard, in FINEGRAINED_CLASSES order.
+SPECIES_TONES: dict[str, tuple[float, ...]] = dict(zip(FINEGRAINED_CLASSES, [tuple(map(float, t)) for t in PLUMAGE] + [
     (0.62, 0.33, 0.20), (0.30, 0.24, 0.20), (0.72, 0.68, 0.55), (0.38, 0.50, 0.60), (0.55, 0.55, 0.25),
-), strict=True))
+], strict=True))
 
 # Written the way an LLM describes a species when asked "what does a X look like?":
 # the shared look (a small brownish or grey songbird) plus the marks that identify it.
