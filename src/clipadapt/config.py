@@ -51,6 +51,9 @@ class DataConfig(_Strict):
     train_manifest: Path | None = None  # manifest format: CSV/Parquet of the train images
     test_manifest: Path | None = None
     val_manifest: Path | None = None  # optional: otherwise a stratified split of train
+    # manifest format: a column of train / val / test, so one manifest (train_manifest)
+    # holds every split; then test_manifest / val_manifest are not given.
+    split_column: str | None = None
     path_column: str = "img_path"
     # fail: the first unusable image stops the run, naming it; skip: unusable images are
     # left out (each decoded once up front) and listed in RUN_DIR/skipped_images.csv.

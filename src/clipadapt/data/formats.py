@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,9 @@ from clipadapt.data.splits import sample_shots, stratified_split
 from clipadapt.data.tables import read_table
 from clipadapt.errors import ClipAdaptError
 from clipadapt.registry import Registry
+from clipadapt.task import MISSING
+
+LOG = logging.getLogger("clipadapt")
 
 Reader = Callable[[DataConfig], tuple[LabelledImages, LabelledImages | None, LabelledImages | None]]
 DATA_FORMATS: Registry[Reader] = Registry("data format")
@@ -105,7 +109,26 @@ def build_splits(cfg: DataConfig) -> DataSplits:
     if cfg.shots:
         check_shots(train, cfg.shots)
         train = train.subset(sample_shots(train.labels[:, 0], cfg.shots, cfg.split_seed))
-    return DataSplits(train, val, test, skipped)
+    splits = DataSplits(train, val, test, skipped)
+    report_unlabelled(splits)
+    return splits
+
+
+def report_unlabelled(splits: DataSplits, shown: int = 10) -> None:
+    """When some images lack a label for some attribute, one warning with the number of
+    labelled images per attribute and split: those are what each attribute trains and is
+    scored on, not the split sizes."""
+    named = [(name, images) for name, images in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+             if images is not None and len(images)]
+    counts = {name: (images.labels != MISSING).sum(axis=0) for name, images in named}
+    short = [a for a in range(len(splits.task)) if any(counts[name][a] < len(images) for name, images in named)]
+    if not short:
+        return
+    listed = "; ".join(f"{splits.task.attributes[a].name} " + " / ".join(str(int(counts[name][a])) for name, _ in named)
+                       for a in short[:shown])
+    more = f"; {len(short) - shown} more attributes" if len(short) > shown else ""
+    LOG.warning("labelled images per attribute (%s, of %s images): %s%s.", " / ".join(name for name, _ in named),
+                " / ".join(str(len(images)) for _, images in named), listed, more)
 
 
 def check_shots(train: LabelledImages, shots: int) -> None:

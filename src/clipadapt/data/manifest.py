@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
@@ -13,8 +18,10 @@ from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, 
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
+LOG = logging.getLogger("clipadapt")
 
-def _table(path: Path, cfg: DataConfig, columns: list[str]):
+
+def _table(path: Path, cfg: DataConfig, columns: list[str]) -> "ManifestRows":
     """The rows of one manifest with resolved image paths and their 'file line N' sources;
     repeated images are dropped (same labels) or refused (different labels)."""
     table = read_table(path, cfg.encoding)
@@ -35,13 +42,59 @@ def _table(path: Path, cfg: DataConfig, columns: list[str]):
     if len(keep) < len(table):
         table = table.iloc[keep].reset_index(drop=True)
         paths, sources = [paths[i] for i in keep], [sources[i] for i in keep]
-    return table, paths, sources
+    return ManifestRows(path, table, paths, sources, keep)
+
+
+@dataclass
+class ManifestRows:
+    """Rows of one manifest (or of one split of it): `rows` are their data rows in the file."""
+
+    path: Path
+    table: pd.DataFrame
+    paths: list[Path]
+    sources: list[str]
+    rows: np.ndarray
+
+    def take(self, index: np.ndarray) -> "ManifestRows":
+        return ManifestRows(self.path, self.table.iloc[index].reset_index(drop=True), [self.paths[i] for i in index],
+                            [self.sources[i] for i in index], self.rows[index])
+
+
+SPLITS = ("train", "val", "test")
+
+
+def _by_split(rows: ManifestRows, column: str) -> dict[str, ManifestRows]:
+    """The rows of a one-file manifest grouped by its split column (train / val / test)."""
+    values = normalised(rows.table[column])
+    for i, value in enumerate(values):
+        if value not in SPLITS:
+            raise ClipAdaptError(f"{where(rows.path, rows.rows[i])}: {column} is '{rows.table[column].iloc[i]}'; "
+                                 f"the allowed values are {', '.join(SPLITS)}. Fix the cell (data.split_column).")
+    return {split: rows.take(np.flatnonzero(values.to_numpy() == split)) for split in SPLITS}
+
+
+def _report_empty_labels(rows: ManifestRows, names: list[str], split: str | None) -> None:
+    """One warning listing, per attribute, the rows whose label cell is empty: they are
+    left out of that attribute's loss and metrics, which should not happen unnoticed."""
+    found = []
+    for name in names:
+        empty = np.flatnonzero(normalised(rows.table[name]).to_numpy() == "")
+        if len(empty):
+            found.append(f"'{name}' {len(empty)} of {len(rows.paths)} rows (first: {where(rows.path, rows.rows[empty[0]])})")
+    if found:
+        scope = f"{rows.path} (split {split})" if split else str(rows.path)
+        LOG.warning("%s: empty label cells: %s. Each such row is left out of that attribute's loss and metrics.",
+                    scope, "; ".join(found))
 
 
 def read_manifest(cfg: DataConfig):
-    """Train (and optional val/test) sets from manifests; the label map comes from train."""
+    """Train (and optional val/test) sets from manifests, or from one manifest with a
+    split column (data.split_column); the label map comes from train."""
     if cfg.train_manifest is None:
         raise ClipAdaptError("data.train_manifest is required for format 'manifest' (a CSV or Parquet file).")
+    if cfg.split_column and (cfg.val_manifest or cfg.test_manifest):
+        raise ClipAdaptError(f"data.split_column '{cfg.split_column}' puts every split in data.train_manifest; "
+                             "remove data.val_manifest / data.test_manifest, or data.split_column.")
     multilabel = cfg.task == "multilabel"
     if multilabel:
         declared = _multilabel_attributes(cfg)
@@ -51,37 +104,42 @@ def read_manifest(cfg: DataConfig):
             raise ClipAdaptError("data.attributes must list the label column(s) of the manifest, e.g. [weather].")
         names = list(cfg.attributes)
     train_path = Path(cfg.train_manifest).expanduser()
-    table, paths, sources = _table(train_path, cfg, names)
+    if cfg.split_column:
+        # the split column joins the labels in the repeat check: one image in two splits is refused
+        splits = _by_split(_table(train_path, cfg, [*names, cfg.split_column]), cfg.split_column)
+        if not len(splits["train"].paths):
+            raise ClipAdaptError(f"{train_path} has no row with {cfg.split_column} 'train'; at least one is needed.")
+    else:
+        splits = {"train": _table(train_path, cfg, names)}
+        for split, extra in (("val", cfg.val_manifest), ("test", cfg.test_manifest)):
+            if extra is not None:
+                splits[split] = _table(Path(extra).expanduser(), cfg, names)
+    train_table = splits["train"].table
     if multilabel:
         task = TaskSpec(tuple(declared), multilabel=True)
     else:
         attrs = []
         for name in names:
-            classes = label_map(normalised(table[name]))
+            classes = label_map(normalised(train_table[name]))
             if not classes:
                 raise ClipAdaptError(f"{train_path}: column '{name}' has no labels.")
             attrs.append(Attribute(name, classes, cfg.templates.get(name, "a photo of a {}."),
                                    {k.lower(): v for k, v in cfg.class_words.get(name, {}).items()}))
         task = TaskSpec(tuple(attrs))
 
-    def build(path: Path, table, paths, sources) -> LabelledImages:
-        import numpy as np
-
+    def build(split: str) -> LabelledImages | None:
+        part = splits.get(split)
+        if part is None or (cfg.split_column and split != "train" and not len(part.paths)):
+            return None
+        _report_empty_labels(part, names, split if cfg.split_column else None)
         if multilabel:
-            columns = [encode_binary(table[a.name], path, a.name) for a in task.attributes]
+            columns = [encode_binary(part.table[a.name], part.path, a.name, part.rows) for a in task.attributes]
         else:
-            columns = [encode(normalised(table[a.name]), a.classes, path, a.name) for a in task.attributes]
-        return LabelledImages(paths, np.stack(columns, axis=1), task, sources)
+            columns = [encode(normalised(part.table[a.name]), a.classes, part.path, a.name, part.rows)
+                       for a in task.attributes]
+        return LabelledImages(part.paths, np.stack(columns, axis=1), task, part.sources)
 
-    train = build(train_path, table, paths, sources)
-    others = []
-    for extra in (cfg.val_manifest, cfg.test_manifest):
-        if extra is None:
-            others.append(None)
-            continue
-        path = Path(extra).expanduser()
-        others.append(build(path, *_table(path, cfg, names)))
-    return train, others[0], others[1]
+    return build("train"), build("val"), build("test")
 
 
 def _multilabel_attributes(cfg: DataConfig) -> list[Attribute]:

@@ -141,8 +141,9 @@ def label_map(column: pd.Series) -> tuple[str, ...]:
     return tuple(sorted(v for v in set(column) if v))
 
 
-def encode(column: pd.Series, classes: tuple[str, ...], path: Path, attribute: str) -> np.ndarray:
-    """Class indices of a normalised column (-1 for empty cells); an unknown label is an error."""
+def encode(column: pd.Series, classes: tuple[str, ...], path: Path, attribute: str, rows=None) -> np.ndarray:
+    """Class indices of a normalised column (-1 for empty cells); an unknown label is an error.
+    `rows`: each cell's data row in the file (default 0, 1, ...), for the error's line."""
     index = {c: i for i, c in enumerate(classes)}
     out = np.full(len(column), MISSING, dtype=np.int64)
     for row, value in enumerate(column):
@@ -150,7 +151,7 @@ def encode(column: pd.Series, classes: tuple[str, ...], path: Path, attribute: s
             continue
         if value not in index:
             raise ClipAdaptError(
-                f"{where(path, row)}: label '{value}' of '{attribute}' does not occur in the train split "
+                f"{where(path, row if rows is None else rows[row])}: label '{value}' of '{attribute}' does not occur in the train split "
                 f"(known classes: {list(classes)}).{did_you_mean(value, classes)} Fix the label or add training "
                 "images of that class."
             )
@@ -162,15 +163,15 @@ BINARY_VALUES = {"1": 1, "0": 0, "-1": MISSING, "": MISSING, "yes": 1, "no": 0, 
                  "1.0": 1, "0.0": 0, "-1.0": MISSING}
 
 
-def encode_binary(column: pd.Series, path: Path, attribute: str) -> np.ndarray:
+def encode_binary(column: pd.Series, path: Path, attribute: str, rows=None) -> np.ndarray:
     """A multi-label column as 1 / 0 / -1 (empty or -1 = not labelled); anything else is an
-    error naming the file, the line and the value."""
+    error naming the file, the line (`rows`: as in `encode`) and the value."""
     out = np.full(len(column), MISSING, dtype=np.int64)
     for row, value in enumerate(column):
         key = value.strip().lower() if isinstance(value, str) else ""
         if key not in BINARY_VALUES:
             raise ClipAdaptError(
-                f"{where(path, row)}: value '{value}' of multi-label attribute '{attribute}' is not 1, 0, -1 or "
+                f"{where(path, row if rows is None else rows[row])}: value '{value}' of multi-label attribute '{attribute}' is not 1, 0, -1 or "
                 "empty (yes/no and true/false are accepted too). Fix the cell."
             )
         out[row] = BINARY_VALUES[key]
