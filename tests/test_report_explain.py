@@ -73,11 +73,13 @@ def test_part_maps_sum_to_one_over_their_strip_and_are_zero_elsewhere(promptpar)
     np.testing.assert_allclose(parts.maps.sum(axis=(2, 3)), 1.0, rtol=1e-5)
     assert ((parts.patch_share > 0) & (parts.patch_share <= 1 + 1e-6)).all()
     assert (parts.maps >= 0).all()
-    for g, (first, last) in enumerate(parts.strips):
-        inside = np.zeros(rows, dtype=bool)
+    assert parts.labels == [f"rows {a}-{b}" for a, b in strips_for_grid(rows, groups, promptpar.params.overlap)]
+    for g, (first, last) in enumerate(parts.regions):
+        inside = np.zeros(rows * cols, dtype=bool)
         inside[first:last + 1] = True
-        assert not parts.maps[:, g][:, ~inside].any()  # nothing outside the strip
-        assert parts.maps[:, g][:, inside].min() > 0  # every patch of the strip gets some attention
+        flat = parts.maps[:, g].reshape(len(parts.maps), -1)
+        assert not flat[:, ~inside].any()  # nothing outside the strip
+        assert flat[:, inside].min() > 0  # every patch of the strip gets some attention
 
 
 def test_part_attention_refuses_runs_without_parts(micro_backbone):

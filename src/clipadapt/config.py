@@ -35,8 +35,11 @@ class BackboneConfig(_Strict):
     # crop: resize the short side + centre crop (test), random resized crop (train), SPEC 1.
     # letterbox: pad to a square with black borders, resize; train adds Pad(10) + RandomCrop
     # + flip (SPEC 2; keeps the head and feet of a tall pedestrian crop).
-    preprocess: Literal["crop", "letterbox"] = "crop"
+    # resize: straight to a square whatever the aspect ratio (the PromptPAR authors' test
+    # transform); train adds Pad(10) + RandomCrop + flip as theirs does.
+    preprocess: Literal["crop", "letterbox", "resize"] = "crop"
     normalise: Literal["model", "half"] = "model"  # half: mean = std = 0.5 (PromptPAR's authors)
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"  # bilinear: the PromptPAR authors' resize
 
 
 class DataConfig(_Strict):

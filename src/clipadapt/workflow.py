@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clipadapt.backbone import backbone_from_config, create_backbone
+from clipadapt.backbone import apply_preprocessing, backbone_from_config, create_backbone
 from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
@@ -61,7 +61,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
     if backbone is None:
         backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
-    backbone.set_preprocessing(cfg.backbone.preprocess, cfg.backbone.normalise)  # also on a backbone passed in
+    apply_preprocessing(backbone, cfg.backbone)  # also on a backbone passed in
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False) and main:

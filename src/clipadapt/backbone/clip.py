@@ -19,6 +19,10 @@ from clipadapt.backbone.fast import Int8Tower, encode_bf16, supports_fast_path
 from clipadapt.backbone.fast import encode as fast_encode
 from clipadapt.errors import ClipAdaptError
 
+# How images may be prepared (data/transforms.py builds them; BackboneConfig documents them).
+PREPROCESSING = ("crop", "letterbox", "resize")
+INTERPOLATIONS = ("bicubic", "bilinear")
+
 LOSSY_PRECISIONS = ("bf16", "int8")
 CPU_ONLY_PRECISIONS = ("int8",)  # dynamic quantisation has CPU kernels only
 
@@ -65,20 +69,23 @@ class ClipBackbone(nn.Module):
         self.weights_id = weights_id
         self.requires_grad_(False)
         self._tokenizer = None
-        self.preprocess = "crop"  # or "letterbox": see BackboneConfig
+        self.preprocess = "crop"  # or "letterbox" | "resize": see BackboneConfig
         self.normalise = "model"  # or "half": mean = std = 0.5
+        self.interpolation = "bicubic"  # or "bilinear" (the PromptPAR authors' transforms)
         # forward_features takes the fused path (backbone/fast.py) when the blocks allow it;
         # set False to run open_clip's own block modules instead (same numbers, slower).
         self.fast = supports_fast_path(model.visual)
         self.precision = "fp32"  # or a lossy opt-in for inference: see set_precision
         self._lossy_tower = None
 
-    def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model") -> "ClipBackbone":
+    def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model",
+                          interpolation: str = "bicubic") -> "ClipBackbone":
         """Choose how images are prepared for this backbone (kept in cards and store keys)."""
-        if preprocess not in ("crop", "letterbox") or normalise not in ("model", "half"):
-            raise ClipAdaptError(f"Unknown preprocessing {preprocess!r} / normalisation {normalise!r}; "
-                                 "use crop|letterbox and model|half.")
-        self.preprocess, self.normalise = preprocess, normalise
+        if (preprocess not in PREPROCESSING or normalise not in ("model", "half")
+                or interpolation not in INTERPOLATIONS):
+            raise ClipAdaptError(f"Unknown preprocessing {preprocess!r} / normalisation {normalise!r} / interpolation "
+                                 f"{interpolation!r}; use {'|'.join(PREPROCESSING)}, model|half and bicubic|bilinear.")
+        self.preprocess, self.normalise, self.interpolation = preprocess, normalise, interpolation
         return self
 
     def set_precision(self, precision: str = "fp32") -> "ClipBackbone":
@@ -155,8 +162,11 @@ class ClipBackbone(nn.Module):
 
     def describe(self) -> dict:
         """Identity of this backbone for cards and cache keys."""
-        return {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id,
-                "preprocess": self.preprocess, "normalise": self.normalise}
+        out = {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id,
+               "preprocess": self.preprocess, "normalise": self.normalise}
+        if self.interpolation != "bicubic":  # only when not the default: older store keys and cards stay valid
+            out["interpolation"] = self.interpolation
+        return out
 
     # ------------------------------------------------------------------ image primitives
     def embed(self, images: torch.Tensor, ln_pre: bool = True) -> torch.Tensor:

@@ -127,5 +127,12 @@ def backbone_from_config(cfg) -> ClipBackbone:
     """create_backbone for a BackboneConfig (or a card's backbone dict), with its
     preprocessing (crop | letterbox) and normalisation (model | half) applied."""
     get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
-    backbone = create_backbone(get("name"), get("pretrained"))
-    return backbone.set_preprocessing(get("preprocess", "crop") or "crop", get("normalise", "model") or "model")
+    return apply_preprocessing(create_backbone(get("name"), get("pretrained")), cfg)
+
+
+def apply_preprocessing(backbone: ClipBackbone, cfg) -> ClipBackbone:
+    """Set the preprocessing, normalisation and interpolation a BackboneConfig (or a
+    card's backbone dict) names on `backbone`; unset ones take the defaults."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
+    return backbone.set_preprocessing(get("preprocess") or "crop", get("normalise") or "model",
+                                      get("interpolation") or "bicubic")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -364,6 +365,11 @@ def import_mhadapter(
     run_safely(go)
 
 
+class ImportPreprocess(str, Enum):
+    resize = "resize"
+    letterbox = "letterbox"
+
+
 @app.command("import-promptpar")
 def import_promptpar(
     checkpoint_file: Path = typer.Argument(..., help="The PromptPAR authors' checkpoint (.pth)."),
@@ -375,6 +381,9 @@ def import_promptpar(
     backbone: Optional[str] = typer.Option(None, help="open_clip name of the CLIP inside (default: inferred)."),
     overlap: int = typer.Option(2, min=0, help="Patch rows shared by neighbouring strips (authors' overlap_row)."),
     fusion_heads: Optional[int] = typer.Option(None, min=1, help="Heads of the fusion block (default width/64)."),
+    preprocess: ImportPreprocess = typer.Option(
+        ImportPreprocess.resize, help="resize: the authors' test transform (crop resized straight to 224 x 224). "
+        "letterbox: raw crops padded to a centred black square first, as the authors' padded data sets are."),
 ):
     """Convert a PromptPAR authors' checkpoint into a clipadapt run folder (no pickled code runs);
     then `clipadapt predict --checkpoint RUN_DIR --threshold 0.45 ...` as the authors do."""
@@ -388,7 +397,9 @@ def import_promptpar(
         task = (TaskSpec(tuple(read_attribute_file(attributes)), multilabel=True) if attributes is not None
                 else standard_task(dataset))
         path = import_promptpar_checkpoint(checkpoint_file, task, out, backbone_name=backbone, overlap=overlap,
-                                           fusion_heads=fusion_heads)
+                                           fusion_heads=fusion_heads, preprocess=preprocess.value,
+                                           notify=lambda message: console.print(f"note: {escape(message)}",
+                                                                                highlight=False, soft_wrap=True))
         out_console.print(f"wrote {path}")
 
     run_safely(go)

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save_file
 
 import clipadapt
-from clipadapt.backbone import create_backbone
+from clipadapt.backbone import apply_preprocessing, create_backbone
+from clipadapt.data.transforms import describe_transform
 from clipadapt.engine.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
@@ -48,7 +49,8 @@ def build_card(method: Method, **extra) -> dict:
             "image_size": bb.image_size,
             "mean": list(bb.image_mean),
             "std": list(bb.image_std),
-            "test": "resize short side (bicubic) + centre crop",
+            "test": describe_transform("test", bb.image_size, bb.image_mean, bb.image_std, bb.preprocess,
+                                       bb.interpolation)["steps"],
         },
         "tap": {"block": method.needs().tap_block, "of_blocks": bb.num_blocks, "tokens": "patches (CLS dropped), before ln_post"},
         "trainable_parameters": method.num_trainable(),
@@ -152,7 +154,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
     if backbone is None:
         backbone = create_backbone(want["name"], want.get("pretrained"))
     check_backbone(card, backbone, source=str(run_dir))
-    backbone.set_preprocessing(want.get("preprocess", "crop"), want.get("normalise", "model"))
+    apply_preprocessing(backbone, want)
     try:
         task = TaskSpec.from_dict(card["task"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -468,7 +468,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     true_labels=True runs the diagnostic upper bound instead (`SelfTrainer.fit`,
     targets="true"): the training labels replace the pseudo-labels, and the card records
     train_labels_used: true."""
-    from clipadapt.backbone import backbone_from_config
+    from clipadapt.backbone import apply_preprocessing, backbone_from_config
     from clipadapt.config import dump_config
     from clipadapt.data.bad_images import record_skipped
     from clipadapt.data.formats import build_splits
@@ -498,7 +498,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
         params["descriptions"] = resolve_descriptions(source_file, list(task.attributes[0].classes))
     if backbone is None:
         backbone = backbone_from_config(cfg.backbone)
-    backbone.set_preprocessing(cfg.backbone.preprocess, cfg.backbone.normalise)
+    apply_preprocessing(backbone, cfg.backbone)
     method = build_method("microclip", backbone, task, params)
     trainer = SelfTrainer(method, cfg, progress=progress)
 

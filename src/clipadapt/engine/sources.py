@@ -26,7 +26,8 @@ from clipadapt.methods import FeatureNeeds
 
 
 def make_transform(backbone: ClipBackbone, train: bool):
-    return transform_for(backbone.preprocess, train, backbone.image_size, backbone.image_mean, backbone.image_std)
+    return transform_for(backbone.preprocess, train, backbone.image_size, backbone.image_mean, backbone.image_std,
+                         backbone.interpolation)
 
 
 def store_root(cfg: FeatureConfig) -> Path | None:

@@ -12,13 +12,21 @@ Their file is a torch pickle holding a dict with
 It is read without running pickled code. The CLIP weights inside are written next to
 the checkpoint (backbone.safetensors) so the run folder is self-contained, and the
 model is built as the authors' inference computed it: text prompts off (they had no
-effect), no ln_post on the output tokens. Every tensor must find its place: a key
-nobody expects, a missing one or a wrong shape is an error naming it.
+effect), no ln_post on the output tokens, their part regions for the grid (offsets
+fixed for a 16-wide grid, see methods/promptpar/regions.py), the prompts of the first
+L layers when their vis_depth exceeds the backbone's L blocks (their loop runs only the
+blocks there are), and their evaluation preprocessing: the crop resized straight to a
+square, bilinear, mean = std = 0.5 (`preprocess="resize"`). `preprocess="letterbox"`
+pads a raw crop to a centred black square first, as their padded data sets are, then
+resizes the same way. Every tensor must find its place: a key nobody expects, a missing
+one or a wrong shape is an error naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -79,6 +87,19 @@ def infer_backbone_name(clip: dict[str, torch.Tensor], source: str) -> str:
     return KNOWN_BACKBONES[key]
 
 
+def fit_prompt_depth(added: dict[str, torch.Tensor], blocks: int, source: str) -> str | None:
+    """Keep the prompts of the first `blocks` layers when the file has more (the authors'
+    default vis_depth is 24, also for 12-block ViT-B/16, whose loop then uses the first
+    12); returns the notice to show, or None when nothing was cut."""
+    key = "visual.transformer.prompt_deep"
+    prompts = added.get(key)
+    if prompts is None or prompts.ndim < 1 or prompts.shape[0] <= blocks:
+        return None
+    added[key] = prompts[:blocks]
+    return (f"{source}: visual prompts for {prompts.shape[0]} layers (vis_depth {prompts.shape[0]}) on a backbone of "
+            f"{blocks} blocks; using the first {blocks}, as the authors' code does.")
+
+
 def promptpar_params(added: dict[str, torch.Tensor], head: dict[str, torch.Tensor], overlap: int, source: str,
                      fusion_heads: int | None = None) -> dict:
     """The method settings the file implies (counts read from the tensors' shapes)."""
@@ -98,6 +119,7 @@ def promptpar_params(added: dict[str, torch.Tensor], head: dict[str, torch.Tenso
     return {
         "regions": bool(groups), "groups": groups or 4, "global_prompts": per_group if groups else total,
         "group_prompts": per_group if groups else 0, "overlap": overlap, "prompt_depth": prompts.shape[0],
+        "part_regions": "authors",
         "text_prompts": 0, "token_norm": False, "fusion_width": width,
         # heads are not visible in the weights: ViT-B/16 has 12 of width 64
         "fusion_heads": fusion_heads or max(width // 64, 1),
@@ -139,9 +161,13 @@ def map_promptpar_keys(added: dict[str, torch.Tensor], head: dict[str, torch.Ten
     return out
 
 
+IMPORT_PREPROCESSING = ("resize", "letterbox")
+
+
 def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, backbone_name: str | None = None,
-                                overlap: int = 2, fusion_heads: int | None = None, preprocess: str = "letterbox",
-                                normalise: str = "half", overwrite: bool = False) -> Path:
+                                overlap: int = 2, fusion_heads: int | None = None, preprocess: str = "resize",
+                                normalise: str = "half", interpolation: str = "bilinear", overwrite: bool = False,
+                                notify: Callable[[str], None] | None = None) -> Path:
     """Turn an authors' PromptPAR checkpoint into a clipadapt run folder; returns it.
 
     Args:
@@ -153,10 +179,17 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
             ViT-B/16, ViT-B/32 with QuickGELU).
         overlap: patch rows shared by neighbouring strips (the authors' overlap_row).
         fusion_heads: attention heads of the fusion block (default width / 64: 12 for ViT-B).
-        preprocess, normalise: how images are prepared at prediction (authors: letter-boxed
-            crops, mean = std = 0.5).
+        preprocess: "resize" (default: the authors' evaluation transform, the crop resized
+            straight to the input square) or "letterbox" (a raw crop padded to a centred
+            black square first, as the authors' padded data sets are).
+        normalise, interpolation: the authors' mean = std = 0.5 and bilinear resizing.
+        notify: called with each notice (default: a Python warning).
     """
     path, out_dir = Path(path).expanduser(), Path(out_dir).expanduser()
+    notify = notify or (lambda message: warnings.warn(message, stacklevel=3))
+    if preprocess not in IMPORT_PREPROCESSING:
+        raise ClipAdaptError(f"preprocess {preprocess!r}: use one of {', '.join(IMPORT_PREPROCESSING)} for an "
+                             "imported PromptPAR checkpoint.")
     if not task.multilabel:
         raise ClipAdaptError("A PromptPAR checkpoint predicts multi-label attributes; give a multi-label task.")
     taken = [n for n in (CARD, CHECKPOINT) if (out_dir / n).exists()]
@@ -165,20 +198,25 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
     clip_state, head = read_promptpar_checkpoint(path)
     clip, added = split_clip_state(clip_state)
     name = backbone_name or infer_backbone_name(clip, str(path))
-    params = promptpar_params(added, head, overlap, str(path), fusion_heads)
-    state = map_promptpar_keys(added, head, len(task), str(path))
 
     # The CLIP weights inside the file become the run's backbone file (strictly checked).
     model = _random_model(name)
     load_strict(model, {k: v.float() for k, v in clip.items()}, source=f"{path} (ViT_model)", name=name)
+    cut = fit_prompt_depth(added, len(model.visual.transformer.resblocks), str(path))
+    if cut:
+        notify(cut)
+    params = promptpar_params(added, head, overlap, str(path), fusion_heads)
+    state = map_promptpar_keys(added, head, len(task), str(path))
     out_dir.mkdir(parents=True, exist_ok=True)
     save_state(out_dir / BACKBONE_FILE, model.state_dict())
-    backbone = create_backbone(name, str((out_dir / BACKBONE_FILE).resolve())).set_preprocessing(preprocess, normalise)
+    backbone = create_backbone(name, str((out_dir / BACKBONE_FILE).resolve()))
+    backbone.set_preprocessing(preprocess, normalise, interpolation)
 
     method = build_method("promptpar", backbone, task, params)
     load_state_strict(method, state, source=str(path))
     source = {"imported_from": str(path), "format": "PromptPAR authors' checkpoint",
-              "note": "text prompts off and no ln_post, as in the authors' inference"}
+              "note": "text prompts off, no ln_post, the authors' part regions and evaluation preprocessing, "
+                      "as in the authors' inference"}
     write_checkpoint(out_dir, method, build_card(method, source=source))
     return out_dir
 

@@ -131,10 +131,13 @@ def model_view(image: Image.Image, size: int = DISPLAY_SIZE, preprocess: str = "
     "crop" (the test transform of most runs) resizes the short side and centre-crops a
     square, which keeps the centred square of side = short side; cropping that at full
     resolution and then resizing gives the same view, sharper than upsampling the
-    model's input. "letterbox" (pedestrian runs) pads to a black-bordered square.
+    model's input. "letterbox" (pedestrian runs) pads to a black-bordered square;
+    "resize" (imported PromptPAR runs) squeezes the whole image into the square.
     """
     if preprocess == "letterbox":
         return LetterBox(size)(image)
+    if preprocess == "resize":
+        return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     width, height = image.size
     side = min(width, height)
     left, top = round((width - side) / 2), round((height - side) / 2)

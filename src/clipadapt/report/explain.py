@@ -120,15 +120,15 @@ def write_promptpar(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     for i, image in enumerate(batch.images):
         view, stem = model_view(image, batch.size, method.backbone.preprocess), batch.stems[i]
         panels = []
-        for g, (first, last) in enumerate(parts.strips):
+        for g, label in enumerate(parts.labels):
             picture = overlay(view, heatmap(parts.maps[i, g], (batch.size, batch.size)), batch.alpha)
             written.append(save_png(picture, out_dir / f"{stem}_part{g + 1}.png"))
-            panels.append((f"part {g + 1}: rows {first}-{last}\n{100 * parts.patch_share[i, g]:.0f}% on patches",
+            panels.append((f"part {g + 1}: {label}\n{100 * parts.patch_share[i, g]:.0f}% on patches",
                            picture))
         found = [f"{a.name} {100 * p:.0f}%" for a, p in zip(method.task.attributes, present[i]) if p > threshold]
         summary = "present: " + (", ".join(found) if found else f"nothing above {threshold:g}")
         written.append(explain_panel(view, panels, out_dir / f"{stem}_panel.png", title=_title(batch.names[i], summary),
-                                     bar_label="attention within the strip (min-max)"))
+                                     bar_label="attention within the region (min-max)"))
     return written
 
 

@@ -35,8 +35,7 @@ def _mhadapter(method, batch: torch.Tensor) -> dict[str, Map]:
 
 def _promptpar(method, batch: torch.Tensor) -> dict[str, Map]:
     parts = part_attention(method, batch)
-    return {f"part {g + 1} (rows {first}-{last})": (parts.maps[:, g], False)
-            for g, (first, last) in enumerate(parts.strips)}
+    return {f"part {g + 1} ({label})": (parts.maps[:, g], False) for g, label in enumerate(parts.labels)}
 
 
 def _microclip(method, batch: torch.Tensor) -> dict[str, Map]:

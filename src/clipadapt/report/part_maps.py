@@ -1,10 +1,11 @@
-"""PromptPAR's part tokens (SPEC 2): where each one looks inside its strip.
+"""PromptPAR's part tokens (SPEC 2): where each one looks inside its region.
 
 Each part token may attend only to its own group (itself and its prompts) and to the
-patches of its horizontal strip; the region mask blocks everything else. The map of
-part g is its attention in the last block (heads averaged) on the patches of strip g,
-divided by the share of its attention that went to patches, so it sums to 1 over the
-strip; outside the strip it is exactly 0. `patch_share` keeps that share (the rest
+patches of its region (a horizontal strip, or the authors' region for imported runs);
+the region mask blocks everything else. The map of part g is its attention in the last
+block (heads averaged) on the patches of region g, divided by the share of its
+attention that went to patches, so it sums to 1 over the region; outside it is
+exactly 0. `patch_share` keeps that share (the rest
 went to the group's own tokens), so a reader can tell a part that barely looks at
 the image from one that does.
 """
@@ -17,18 +18,20 @@ import numpy as np
 import torch
 
 from clipadapt.errors import ClipAdaptError
-from clipadapt.methods.promptpar.regions import strips_for_grid
+from clipadapt.methods.promptpar.regions import region_label
 
 
 @dataclass
 class PartAttention:
-    """maps: [B, G, h, w], each part's attention over its strip (sums to 1, 0 outside).
+    """maps: [B, G, h, w], each part's attention over its region (sums to 1, 0 outside).
     patch_share: [B, G] share of the part token's attention that went to patches.
-    strips: (first, last) patch rows of each strip, inclusive."""
+    regions: (first, last) patch index of each region, inclusive.
+    labels: each region in words ('rows 0-4', or 'patches 48-117' when not whole rows)."""
 
     maps: np.ndarray
     patch_share: np.ndarray
-    strips: list[tuple[int, int]]
+    regions: list[tuple[int, int]]
+    labels: list[str]
 
 
 def require_parts(method) -> None:
@@ -71,22 +74,22 @@ def last_block_attention(method, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def part_attention(method, images: torch.Tensor) -> PartAttention:
-    """Each part token's attention over its strip, for preprocessed images [B, 3, S, S]."""
+    """Each part token's attention over its region, for preprocessed images [B, 3, S, S]."""
     require_parts(method)
     method.eval()
     device = next(method.parameters()).device
     weights = last_block_attention(method, images.to(device)).float().mean(dim=1)  # heads averaged: [B, T, T]
     layout = method.layout
     rows, cols = layout.grid
-    strips = strips_for_grid(rows, layout.groups, method.params.overlap)
+    regions = method.regions()
     b = weights.shape[0]
     maps = np.zeros((b, layout.groups, rows * cols), dtype=np.float32)
     share = np.zeros((b, layout.groups), dtype=np.float32)
-    for g, (first, last) in enumerate(strips):
-        columns = layout.patch_indices_of_strip(first, last)
-        on_patches = weights[:, layout.part_index(g), columns]  # [B, strip patches]
+    for g, (first, last) in enumerate(regions):
+        columns = layout.patch_indices_of_region((first, last))
+        on_patches = weights[:, layout.part_index(g), columns]  # [B, region patches]
         total = on_patches.sum(dim=-1)
         share[:, g] = total.cpu().numpy()
-        start = first * cols
-        maps[:, g, start:start + len(columns)] = (on_patches / total.clamp_min(1e-12)[:, None]).cpu().numpy()
-    return PartAttention(maps.reshape(b, layout.groups, rows, cols), share, strips)
+        maps[:, g, first:first + len(columns)] = (on_patches / total.clamp_min(1e-12)[:, None]).cpu().numpy()
+    labels = [region_label(r, cols) for r in regions]
+    return PartAttention(maps.reshape(b, layout.groups, rows, cols), share, regions, labels)

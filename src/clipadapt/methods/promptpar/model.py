@@ -10,6 +10,8 @@ Every part has a switch for ablations (PromptPARParams).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -18,7 +20,8 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import FeatureNeeds, Method, MethodParams, register_method
 from clipadapt.methods.promptpar.heads import FusionHead, RegionAggregation
 from clipadapt.methods.promptpar.prompts import TextPrompts, VisualPrompts
-from clipadapt.methods.promptpar.regions import TokenLayout, region_attention_mask
+from clipadapt.methods.promptpar.regions import (AUTHORS_PART_STARTS, TokenLayout, part_regions,
+                                                 region_attention_mask)
 
 
 class PromptPARParams(MethodParams):
@@ -31,6 +34,9 @@ class PromptPARParams(MethodParams):
     groups: int = Field(4, ge=1)
     group_prompts: int = Field(10, ge=0)  # without regions they join the global prompts
     overlap: int = Field(2, ge=0)  # patch rows shared by neighbouring strips
+    # strips: whole patch rows from any grid (clipadapt); authors: the regions the authors'
+    # code cuts (offsets fixed for a 16-wide grid), which their checkpoints were trained with
+    part_regions: Literal["strips", "authors"] = "strips"
     text_prompts: int = Field(3, ge=0)  # context tokens per attribute per text block; 0 = off
     token_norm: bool = True  # ln_post before proj on the output tokens (the authors' code skips it)
     aggregation_weight: float = Field(0.5, ge=0.0)  # 0 = no aggregation branch
@@ -65,7 +71,10 @@ class PromptPAR(Method):
             global_prompts, prompts_per_group = 0, 0
         self.layout = TokenLayout(global_prompts, groups, prompts_per_group, backbone.grid)
         self.visual = VisualPrompts(backbone, self.layout, depth=params.prompt_depth)
-        mask = region_attention_mask(self.layout, params.overlap) if groups else None
+        if groups and params.part_regions == "authors" and groups > len(AUTHORS_PART_STARTS):
+            raise ClipAdaptError(f"part_regions 'authors' exists for at most {len(AUTHORS_PART_STARTS)} groups (their "
+                                 f"code fixes 4 offsets), not {groups}; use part_regions: strips.")
+        mask = region_attention_mask(self.layout, params.overlap, params.part_regions) if groups else None
         self.register_buffer("attn_mask", mask, persistent=False)
         sentences = [a.sentence for a in task.attributes]
         self.text_prompts = TextPrompts(backbone, sentences, params.text_prompts) if params.text_prompts else None
@@ -75,6 +84,12 @@ class PromptPAR(Method):
                                  params.drop_path, params.fusion_weights, train_block=params.fusion_trainable)
         use_aggregation = params.regions and params.aggregation_weight > 0
         self.aggregation = RegionAggregation(len(task)) if use_aggregation else None
+
+    def regions(self) -> list[tuple[int, int]]:
+        """Inclusive (first, last) patch index each part token sees ([] without parts)."""
+        if not self.layout.groups:
+            return []
+        return part_regions(self.layout.grid, self.layout.groups, self.params.overlap, self.params.part_regions)
 
     # ------------------------------------------------------------------ contract
     def needs(self) -> FeatureNeeds:
