@@ -211,6 +211,15 @@ def test_predict_skips_by_default_and_lists_the_skipped(skipping_run, cases, tmp
     assert f"{len(unusable)} of {len(table)} images skipped" in result.output
 
 
+def test_predict_writes_no_skip_list_when_nothing_was_skipped(skipping_run, cases, tmp_path):
+    out = tmp_path / "pred.csv"
+    (tmp_path / "pred.skipped_images.csv").write_text("path,reason,where\nold.jpg,from an earlier run,\n")
+    result = cli("predict", cases / "gray.png", "--checkpoint", skipping_run, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"wrote 1 rows to {out}; 0 of 1 images skipped\n" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.csv"]  # the stale list went with the old output
+
+
 def test_predict_fail_stops_at_the_first_bad_image_and_writes_nothing(skipping_run, cases, tmp_path):
     out = tmp_path / "pred.csv"
     result = cli("predict", cases / "gray.png", cases / "truncated.jpg", "--checkpoint", skipping_run, "--out", out,

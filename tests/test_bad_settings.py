@@ -78,7 +78,12 @@ CASES = {
     "value for a list": ({"data": {"attributes": "shade"}}, ["'data.attributes': Input should be a valid list"]),
     "value for a section": ({"backbone": "ViT-B-16"}, ["'backbone' is a section, not a value (got 'ViT-B-16')"]),
     "text for heads": ({"method": {"name": "mhadapter", "params": {"heads": "four"}}},
-                       ["Invalid method.params for 'mhadapter'", "'heads.int': Input should be a valid integer"]),
+                       ["Invalid method.params for 'mhadapter': 'heads' must be a whole number or a mapping of names "
+                        "to whole numbers (got 'four'). Known params:"]),
+    "list for heads": ({"method": {"name": "mhadapter", "params": {"heads": [4, 2]}}},
+                       ["'heads' must be a whole number or a mapping of names to whole numbers (got [4, 2])"]),
+    "number for descriptions": ({"method": {"name": "microclip", "params": {"descriptions": 3}}},
+                                ["'descriptions' must be a text or a mapping of names to lists of texts (got 3)"]),
     # impossible values
     "blend above 1": ({"method": {"name": "mhadapter", "params": {"beta": 1.5}}}, ["beta must be in [0, 1]", "got 1.5"]),
     "blend below 0": ({"method": {"name": "clip_adapter", "params": {"blend_ratio": -0.1}}},
@@ -133,6 +138,14 @@ FILE_CASES = {
     "--set without =": ("{}\n", ["--set", "train.lr"], ["--set expects key=value"]),
     "--set into a value": ("train: {lr: 0.1}\n", ["--set", "train.lr.max=1"], ["--set train.lr.max=1: 'lr' is a value, not a section"]),
     "--set unknown key": ("{}\n", ["--set", "train.epoch=3"], ["unknown key 'train.epoch'. Did you mean 'epochs'?"]),
+    "--set a bad value": ("train: {lr: 0.1}\n", ["--set", "train.lr=fast"],
+                          ["error: Invalid --set train.lr=fast: 'train.lr': Input should be a valid number"]),
+    "--set a bad param": ("method: {name: mhadapter}\n", ["--set", "train.epochs=2", "--set", "method.params.heads=x"],
+                          ["error: Invalid --set method.params.heads=x: ", "'heads' must be a whole number or"]),
+    "--set breaking a rule": ("train: {lr: 0.1}\n", ["--set", "train.min_lr=0.5"],
+                              ["error: Invalid --set train.min_lr=0.5: 'train': min_lr (0.5) is above lr (0.1)"]),
+    "file wrong, --set fine": ("train: {lr: fast}\n", ["--set", "train.epochs=2"],
+                               ["config.yaml: 'train.lr': Input should be a valid number"]),
     "--set broken YAML": ("{}\n", ["--set", "train.betas=[0.9,"], ["--set train.betas=[0.9,: the value is not valid YAML"]),
 }
 

@@ -93,6 +93,8 @@ def test_eval_reproduces_the_test_metrics(trained):
     run = trained["mhadapter"]
     result = cli("eval", run, "--quiet")
     assert result.exit_code == 0, result.output
+    assert (f"wrote 5 files to {run / 'eval'}: confusion_weather.csv, confusion_weather.png, metrics.json, "
+            "predictions.csv, report.html") in " ".join(result.output.split())
     again = json.loads((run / "eval" / "metrics.json").read_text())
     first = json.loads((run / "metrics.json").read_text())
     assert again["mean"]["macro_f1"] == pytest.approx(first["mean"]["macro_f1"], abs=1e-6)

@@ -224,6 +224,26 @@ def test_non_images_and_corrupt_images_are_named(service, name, data, status, wo
         assert name in answer["error"]
 
 
+def raw_post(service, headers: str) -> tuple[int, dict]:
+    """(status, JSON answer) of a POST /api/predict written by hand, without a body."""
+    host, port = service.server.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_a_post_without_a_body_says_the_body_is_empty(service):
+    # `curl -X POST URL` sends neither Content-Length nor a body: that is an empty body, not a chunked upload
+    status, answer = raw_post(service, "")
+    assert status == 400 and answer["error"].startswith("Empty request body: send an image as the body")
+    status, answer = raw_post(service, "Transfer-Encoding: chunked\r\n")
+    assert status == 411 and answer["error"] == "Content-Length is required (chunked uploads are not accepted)."
+
+
 def test_one_bad_file_in_a_batch_refuses_the_batch_naming_it(service, images):
     body, headers = multipart([(images[0].name, images[0].read_bytes()), ("virus.exe", b"MZ\x90\x00binary")])
     status, answer = request(service.url + "/api/predict", body, headers)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipadapt.errors import ClipAdaptError
+from clipadapt.validation import describe_error, plain_errors
 
 
 class _Strict(BaseModel):
@@ -198,17 +199,14 @@ def validate_config(raw: dict, source: str = "config", check: bool = True) -> Ru
         cfg = RunConfig.model_validate(raw or {})
     except ValidationError as exc:
         lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
+        for key, err in plain_errors(exc):
             if err["type"] == "extra_forbidden":
                 lines.append(f"unknown key '{key}'.{_suggest(err['loc'], RunConfig)}")
-            elif err["type"] == "value_error":  # our own validators already quote the value
-                lines.append(f"'{key}': {err['msg'].removeprefix('Value error, ')}")
             elif err["type"] in ("model_type", "dict_type"):
                 lines.append(f"'{key}' is a section, not a value (got {err.get('input')!r}); write its settings "
                              f"indented under it, e.g. '{key}:' then '  name: ...'")
             else:
-                lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+                lines.append(describe_error(key, err))
         raise ClipAdaptError(f"Invalid {source}: " + "; ".join(lines)) from None
     if check:
         from clipadapt.config_checks import check_settings
@@ -268,8 +266,28 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
             raise ClipAdaptError(f"Config file {path} must hold a mapping of sections (backbone, data, method, train).")
         # Relative data paths in a config file are relative to the file, so configs travel.
         _resolve_relative_paths(raw, path.parent)
-    apply_overrides(raw, overrides or [])
-    return validate_config(raw, source=str(path) if path else "settings")
+    return validate_overridden(raw, overrides or [], source=str(path) if path else "settings")
+
+
+def validate_overridden(raw: dict, overrides: list[str], source: str) -> RunConfig:
+    """Apply --set overrides to `raw` and validate. A problem that an override brings in is
+    reported as that override's ("Invalid --set train.lr=abc: ..."), not as the file's."""
+    import copy
+
+    try:
+        return validate_config(apply_overrides(copy.deepcopy(raw), overrides), source=source)
+    except ClipAdaptError as problem:
+        if not overrides:
+            raise
+        try:
+            validate_config(copy.deepcopy(raw), source=source)
+        except ClipAdaptError:
+            raise problem from None  # the file itself is wrong: say so, as before
+        current = copy.deepcopy(raw)
+        for text in overrides:  # the file is fine: the first override that breaks it is named
+            apply_overrides(current, [text])
+            validate_config(copy.deepcopy(current), source=f"--set {text}")
+        raise
 
 
 def _resolve_relative_paths(raw: dict, base: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -144,18 +145,21 @@ def eval_cmd(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Evaluate a trained run on a test split: metrics, confusion matrices, predictions."""
-    from clipadapt.config import load_config, validate_config
+    from clipadapt.config import load_config, validate_overridden
     from clipadapt.engine.checkpoint import read_card
-    from clipadapt.config import apply_overrides
     from clipadapt.workflow import eval_run
 
     def go():
         if config is not None:
             cfg = load_config(config, set_)
         else:
-            cfg = validate_config(apply_overrides(read_card(run_dir)["config"], set_), source=f"{run_dir}/card.json")
+            cfg = validate_overridden(read_card(run_dir)["config"], set_, source=f"{run_dir}/card.json")
+        started = time.time()
         metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
         _print_metrics(metrics, title=f"{run_dir}: test")
+        results = Path(out or Path(run_dir) / "eval")
+        written = sorted(p.name for p in results.iterdir() if p.is_file() and p.stat().st_mtime >= started - 1)
+        out_console.print(f"wrote {len(written)} files to {results}: {', '.join(written)}", highlight=False, soft_wrap=True)
 
     run_safely(go)
 
@@ -215,7 +219,11 @@ def predict(
             out_console.print(table.attrs["agreement"].describe(), highlight=False, soft_wrap=True)
         write_table(table, out)
         skipped = skipped_rows(table)
-        listed = write_skipped(skipped_list_path(out), skipped)
+        listed = skipped_list_path(out)
+        if skipped:
+            write_skipped(listed, skipped)
+        else:  # no list when nothing was skipped (and none left over from an earlier run to the same OUT)
+            listed.unlink(missing_ok=True)
         out_console.print(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
                           + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
                           highlight=False, soft_wrap=True)

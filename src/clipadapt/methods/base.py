@@ -14,6 +14,7 @@ from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.errors import ClipAdaptError
 from clipadapt.registry import Registry
 from clipadapt.task import TaskSpec
+from clipadapt.validation import describe_errors
 
 METHODS: Registry[type["Method"]] = Registry("method")
 
@@ -73,7 +74,7 @@ class Method(nn.Module):
         try:
             return cls.Params.model_validate(raw or {})
         except ValidationError as exc:
-            msgs = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+            msgs = describe_errors(exc)
             known = ", ".join(cls.Params.model_fields)
             raise ClipAdaptError(f"Invalid method.params for '{cls.name}': {msgs}. Known params: {known or 'none'}.") from None
 

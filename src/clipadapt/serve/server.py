@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from clipadapt.serve.gate import Busy, InferenceGate
 from clipadapt.serve.model import ServedModel
 from clipadapt.serve.page import page_html
-from clipadapt.serve.uploads import Upload, UploadError, decode, split_body
+from clipadapt.serve.uploads import EMPTY_BODY, Upload, UploadError, decode, split_body
 
 log = logging.getLogger("clipadapt.serve")
 CLOSE_GRACE = 5.0  # seconds server_close waits for requests in progress
@@ -161,7 +161,9 @@ class Handler(BaseHTTPRequestHandler):
     def _read_body(self, limit: int, limit_mb: float) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None:
-            raise UploadError(411, "Content-Length is required (chunked uploads are not accepted).")
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raise UploadError(411, "Content-Length is required (chunked uploads are not accepted).")
+            raise UploadError(400, EMPTY_BODY)  # a POST without Content-Length sends no body
         try:
             size = int(length)
         except ValueError:

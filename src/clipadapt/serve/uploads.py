@@ -51,6 +51,10 @@ class Upload:
     data: bytes
 
 
+EMPTY_BODY = ("Empty request body: send an image as the body, or as multipart/form-data files (field name "
+              "'image'), e.g. curl --data-binary @photo.jpg URL or curl -F image=@photo.jpg URL.")
+
+
 def split_body(body: bytes, content_type: str, max_files: int) -> list[Upload]:
     """The files of a request body.
 
@@ -63,8 +67,7 @@ def split_body(body: bytes, content_type: str, max_files: int) -> list[Upload]:
             than `max_files` files (413).
     """
     if not body:
-        raise UploadError(400, "Empty request body: send an image as the body, or as multipart/form-data "
-                               "files (field name 'image').")
+        raise UploadError(400, EMPTY_BODY)
     if not content_type.lower().startswith("multipart/form-data"):
         return [Upload("upload", body)]
     if "boundary=" not in content_type:

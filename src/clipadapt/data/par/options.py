@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clipadapt.config import DataConfig
 from clipadapt.errors import ClipAdaptError
+from clipadapt.validation import describe_errors
 
 
 class ParOptions(BaseModel):
@@ -55,7 +56,7 @@ def par_options(cfg: DataConfig, options: ParOptions | dict[str, Any] | None = N
     try:
         return ParOptions.model_validate(options)
     except ValidationError as exc:
-        problems = "; ".join(f"'{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in exc.errors())
+        problems = describe_errors(exc)
         raise ClipAdaptError(
             f"Invalid data.par options: {problems}. Known keys: {', '.join(ParOptions.model_fields)}."
         ) from None
