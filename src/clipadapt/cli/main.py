@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from clipadapt.cli import help_format  # noqa: F401 - long words in --help fold instead of being cut
 from clipadapt.data.policy import BadImagePolicy
 from clipadapt.cli.engine_options import (
     ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
@@ -169,13 +170,13 @@ def predict(
     inputs: List[str] = typer.Argument(..., help="Image folders, files, glob patterns or manifests (CSV/Parquet)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet"),
-    batch_size: int = typer.Option(64, min=1),
-    device: str = typer.Option("auto"),
-    num_workers: int = typer.Option(0, min=0),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
+    num_workers: int = typer.Option(0, min=0, help="Image-decoding worker processes (0: this one)."),
     threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
-    on_bad_image: BadImagePolicy = _skip_by_default("skip: an unusable image gets ok=false and is listed in "
-                                                    "OUT-STEM.skipped_images.csv; fail: it stops the job."),
+    on_bad_image: BadImagePolicy = _skip_by_default("skip: an unusable image gets ok=false and is listed, with "
+                                                    "the reason, in a CSV next to OUT; fail: it stops the job."),
     decode: Decode = typer.Option(Decode.draft, "--decode", help="draft: large JPEGs are decoded at reduced scale "
                                   "straight to about the model's input size (fast); full: every pixel is decoded first."),
     precision: Precision = typer.Option(Precision.fp32, "--precision", help="fp32: exact. bf16 / int8: a faster, lossy "
@@ -358,10 +359,10 @@ def import_mhadapter(
     checkpoint_file: Path = typer.Argument(..., help="The authors' Dassl checkpoint (model.pth.tar-N)."),
     attribute: str = typer.Option(..., help="GSS attribute the checkpoint was trained for."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
-    backbone: str = typer.Option("ViT-B-16-quickgelu"),
-    pretrained: Optional[str] = typer.Option("openai"),
-    beta: float = typer.Option(0.2),
-    heads: int = typer.Option(4),
+    backbone: str = typer.Option("ViT-B-16-quickgelu", help="The CLIP model the checkpoint was trained on."),
+    pretrained: Optional[str] = typer.Option("openai", help="Its weights: an open_clip tag or a local file."),
+    beta: float = typer.Option(0.2, help="The blend weight the authors trained with."),
+    heads: int = typer.Option(4, help="Attention heads of the authors' adapter."),
 ):
     """Convert an authors' CLIP-MHAdapter checkpoint into a clipadapt run folder (no pickled code runs)."""
     from clipadapt.importers.dassl_mhadapter import import_mhadapter_checkpoint
