@@ -1,9 +1,9 @@
 """Row (d): `predict` end to end on real-size JPEGs (2048x1024, as street views are) vs
 the backbone alone on tensors already in memory, same images, same batch.
 
-predict decodes JPEGs in draft mode (at 1/4 scale for 2048x1024 -> 224 px) in DataLoader
-workers, so decoding overlaps the model's compute; the full-decode variant and the
-agreement of the two are printed.
+predict decodes JPEGs in draft mode (at 1/2 scale for 2048x1024 -> 224 px: never below
+twice the input size) in DataLoader workers, so decoding overlaps the model's compute;
+the full-decode variant and the agreement of the two are printed.
 """
 
 from __future__ import annotations
