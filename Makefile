@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# -q comes from pyproject.toml's addopts; a second -q would hide the "N passed" summary.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -x -q tests
+	$(VENV)/bin/python -m pytest -x tests
 
 demo: $(STAMP)
 	$(VENV)/bin/clipadapt demo --out runs/demo
