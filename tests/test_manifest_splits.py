@@ -98,3 +98,17 @@ def test_fully_labelled_manifests_say_nothing(root, caplog):
     with caplog.at_level(logging.WARNING, logger="clipadapt"):
         build_splits(manifest(root, ALL_SPLITS))
     assert caplog.text == ""
+
+
+def test_the_shipped_example_reads_the_table_its_comment_shows(root):
+    from pathlib import Path
+
+    from clipadapt.config import load_config
+
+    (root / "example.csv").write_text("img_path,split,colour,shape\n0.png,train,red,round\n1.png,train,blue,square\n"
+                                      "2.png,val,blue,square\n3.png,test,red,\n")
+    example = Path(__file__).parent.parent / "configs" / "custom" / "manifest.yaml"
+    cfg = load_config(example, [f"data.train_manifest={root / 'example.csv'}", f"data.root={root}"])
+    splits = build_splits(cfg.data)
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [2, 1, 1]
+    assert splits.test.labels.tolist() == [[1, -1]]
