@@ -41,6 +41,10 @@ class BackboneConfig(_Strict):
     preprocess: Literal["crop", "letterbox", "resize"] = "crop"
     normalise: Literal["model", "half"] = "model"  # half: mean = std = 0.5 (PromptPAR's authors)
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"  # bilinear: the PromptPAR authors' resize
+    # For a local weights file: the open_clip tag it is a copy of (e.g. laion2b_s32b_b82k),
+    # so it gets that tag's normalisation, resize rule and activation. Default: recognised
+    # from the file's path when the tag or its hub repository appears in it.
+    tag: str | None = None
 
 
 class DataConfig(_Strict):

@@ -60,7 +60,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
 
         save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
     if backbone is None:
-        backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained)
+        backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained, cfg.backbone.tag)
     apply_preprocessing(backbone, cfg.backbone)  # also on a backbone passed in
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)

@@ -53,7 +53,8 @@ class ClipBackbone(nn.Module):
             identity used in feature-store keys and checkpoint cards).
     """
 
-    def __init__(self, model: nn.Module, name: str, pretrained: str | None, weights_id: str):
+    def __init__(self, model: nn.Module, name: str, pretrained: str | None, weights_id: str,
+                 tag: str | None = None, preprocessing_known: bool = True):
         super().__init__()
         visual = getattr(model, "visual", None)
         if visual is None or not hasattr(visual, "transformer") or getattr(visual, "attn_pool", None) is not None:
@@ -67,6 +68,9 @@ class ClipBackbone(nn.Module):
         self.name = name
         self.pretrained = pretrained
         self.weights_id = weights_id
+        self.tag = tag  # the open_clip tag a local weights file is a copy of (its preprocessing applies)
+        # False: a local file of unknown origin; its normalisation is the architecture's default, a guess
+        self.preprocessing_known = preprocessing_known
         self.requires_grad_(False)
         self._tokenizer = None
         self.preprocess = "crop"  # or "letterbox" | "resize": see BackboneConfig
@@ -164,9 +168,29 @@ class ClipBackbone(nn.Module):
         """Identity of this backbone for cards and cache keys."""
         out = {"name": self.name, "pretrained": self.pretrained, "weights_id": self.weights_id,
                "preprocess": self.preprocess, "normalise": self.normalise}
-        if self.interpolation != "bicubic":  # only when not the default: older store keys and cards stay valid
+        # each only when not the default: older store keys and cards stay valid
+        if self.interpolation != "bicubic":
             out["interpolation"] = self.interpolation
+        if self.tag:
+            out["tag"] = self.tag
+        if self.resize_mode != "shortest":
+            out["resize_mode"] = self.resize_mode
+        if not self.preprocessing_known and self.normalise == "model":  # "half" sets mean/std itself
+            out["weights_preprocessing"] = "unknown: a local file of no known tag, normalised with the defaults"
         return out
+
+    @property
+    def resize_mode(self) -> str:
+        """How the weights expect the test image resized: "shortest" (short side + centre
+        crop, CLIP's) or "squash" (straight to the square, e.g. DFN's), from open_clip."""
+        return (getattr(self.visual, "preprocess_cfg", None) or {}).get("resize_mode", "shortest")
+
+    def transform_kind(self, train: bool) -> str:
+        """The preprocessing kind data/transforms builds: the chosen one, except that "crop"
+        squashes at test time for weights trained that way (training crops randomly either way)."""
+        if self.preprocess == "crop" and not train and self.resize_mode == "squash":
+            return "resize"
+        return self.preprocess
 
     # ------------------------------------------------------------------ image primitives
     def embed(self, images: torch.Tensor, ln_pre: bool = True) -> torch.Tensor:

@@ -4,7 +4,9 @@ Weights sources (`pretrained`):
 - "embedded": weights shipped with clipadapt (the tiny CLIP pretrained on synthetic data);
 - an open_clip tag such as "openai" or "laion2b_s34b_b88k" (downloaded by open_clip,
   or read from its cache when offline);
-- a local file (.safetensors, .pt, .pth, .bin) holding an open_clip state dict;
+- a local file (.safetensors, .pt, .pth, .bin) holding an open_clip state dict; the
+  open_clip tag it is a copy of (`tag`, or recognised from its path) brings that tag's
+  normalisation, resize rule and activation (backbone/tags.py);
 - None / "random": random weights (seeded, so feature caches stay valid), for benchmarks.
 A model name "hf-hub:org/repo" loads config and weights from the Hugging Face hub.
 """
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import open_clip
 import torch
+from open_clip.model import set_model_preprocess_cfg
 
 from clipadapt.backbone.clip import ClipBackbone
+from clipadapt.backbone.tags import PREPROCESSING_FIELDS, recognise_tag, tag_preprocessing
 from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_strict, read_state_dict
 from clipadapt.errors import ClipAdaptError
 
@@ -45,7 +49,7 @@ def _is_local_file(pretrained: str) -> bool:
     return Path(pretrained).expanduser().suffix in {".safetensors", ".pt", ".pth", ".bin"} or Path(pretrained).expanduser().is_file()
 
 
-def _random_model(name: str) -> torch.nn.Module:
+def _random_model(name: str, quick_gelu: bool = False) -> torch.nn.Module:
     # Seeded so that "random weights" are the same weights every time (cache keys rely on it).
     # open_clip warns "initialized randomly" on every such call; here that is the request
     # (or weights are loaded right after), so the warning is muted for this call only.
@@ -55,13 +59,15 @@ def _random_model(name: str) -> torch.nn.Module:
     try:
         with fork:
             torch.manual_seed(RANDOM_INIT_SEED)
-            return open_clip.create_model(name, pretrained=None)
+            return open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu)
     finally:
         logging.disable(previous)
 
 
-def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embedded") -> ClipBackbone:
-    """Build a frozen ClipBackbone.
+def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embedded",
+                    tag: str | None = None) -> ClipBackbone:
+    """Build a frozen ClipBackbone. `tag`: for a local weights file, the open_clip tag it
+    is a copy of (default: recognised from the file's path, see backbone/tags.py).
 
     >>> bb = create_backbone("clipadapt-micro", None)
     >>> bb.num_blocks, bb.width
@@ -82,6 +88,10 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
         close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
         raise ClipAdaptError(f"Unknown backbone '{name}'. Did you mean {close}? `clipadapt info --list-backbones` lists all.")
 
+    if tag and (pretrained in (None, "", "random", "none", "embedded") or not _is_local_file(pretrained)):
+        raise ClipAdaptError(f"backbone.tag '{tag}' names the open_clip tag a local weights FILE is a copy of; "
+                             f"backbone.pretrained is '{pretrained}'. Give the file's path, or drop backbone.tag.")
+
     if pretrained in (None, "", "random", "none"):
         return ClipBackbone(_random_model(name), name=name, pretrained=None, weights_id=f"random-seed{RANDOM_INIT_SEED}")
 
@@ -100,7 +110,8 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
         return _from_file(name, path, pretrained="embedded")
 
     if _is_local_file(pretrained):
-        return _from_file(name, Path(pretrained).expanduser(), pretrained=str(pretrained))
+        path = Path(pretrained).expanduser()
+        return _from_file(name, path, pretrained=str(pretrained), tag=tag or recognise_tag(name, path), known=False)
 
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
@@ -117,17 +128,28 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
     return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"{name}:{pretrained}")
 
 
-def _from_file(name: str, path: Path, pretrained: str) -> ClipBackbone:
-    model = _random_model(name)
+def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, known: bool = True) -> ClipBackbone:
+    """Weights from a file. With `tag`, the model takes that tag's activation and
+    preprocessing; without, the architecture's defaults (`known` says whether those are
+    right: the embedded weights were trained with them, a stranger's file may not be)."""
+    settings = tag_preprocessing(name, tag) if tag else {}
+    wants_quick_gelu = settings.get("quick_gelu", False) and not open_clip.get_model_config(name).get("quick_gelu")
+    model = _random_model(name, quick_gelu=wants_quick_gelu)
     load_strict(model, read_state_dict(path), source=str(path), name=name)
-    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"file:{file_fingerprint(path)}")
+    if tag:
+        preprocess = dict(getattr(model.visual, "preprocess_cfg", None) or {})
+        preprocess.update({k: settings[k] for k in PREPROCESSING_FIELDS if k in settings})
+        set_model_preprocess_cfg(model, preprocess)
+    weights_id = f"file:{file_fingerprint(path)}" + (f"@{tag}" if tag else "")
+    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=weights_id, tag=tag,
+                        preprocessing_known=known or bool(tag))
 
 
 def backbone_from_config(cfg) -> ClipBackbone:
     """create_backbone for a BackboneConfig (or a card's backbone dict), with its
     preprocessing (crop | letterbox) and normalisation (model | half) applied."""
     get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
-    return apply_preprocessing(create_backbone(get("name"), get("pretrained")), cfg)
+    return apply_preprocessing(create_backbone(get("name"), get("pretrained"), get("tag")), cfg)
 
 
 def apply_preprocessing(backbone: ClipBackbone, cfg) -> ClipBackbone:

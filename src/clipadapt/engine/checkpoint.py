@@ -49,7 +49,7 @@ def build_card(method: Method, **extra) -> dict:
             "image_size": bb.image_size,
             "mean": list(bb.image_mean),
             "std": list(bb.image_std),
-            "test": describe_transform("test", bb.image_size, bb.image_mean, bb.image_std, bb.preprocess,
+            "test": describe_transform("test", bb.image_size, bb.image_mean, bb.image_std, bb.transform_kind(False),
                                        bb.interpolation)["steps"],
         },
         "tap": {"block": method.needs().tap_block, "of_blocks": bb.num_blocks, "tokens": "patches (CLS dropped), before ln_post"},
@@ -152,7 +152,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
         raise ClipAdaptError(f"{run_dir} has a card but no {CHECKPOINT}; the run did not finish. Re-run or resume it.")
     want = card["backbone"]
     if backbone is None:
-        backbone = create_backbone(want["name"], want.get("pretrained"))
+        backbone = create_backbone(want["name"], want.get("pretrained"), want.get("tag"))
     check_backbone(card, backbone, source=str(run_dir))
     apply_preprocessing(backbone, want)
     try:

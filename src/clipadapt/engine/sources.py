@@ -26,8 +26,8 @@ from clipadapt.methods import FeatureNeeds
 
 
 def make_transform(backbone: ClipBackbone, train: bool):
-    return transform_for(backbone.preprocess, train, backbone.image_size, backbone.image_mean, backbone.image_std,
-                         backbone.interpolation)
+    return transform_for(backbone.transform_kind(train), train, backbone.image_size, backbone.image_mean,
+                         backbone.image_std, backbone.interpolation)
 
 
 def store_root(cfg: FeatureConfig) -> Path | None:

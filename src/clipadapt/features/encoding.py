@@ -31,7 +31,7 @@ def entry_parts(backbone: ClipBackbone, tap_block: int | None, paths: Sequence[P
     return {
         "backbone": backbone.describe(),
         "preprocessing": describe_transform("train" if augment else "test", backbone.image_size, backbone.image_mean,
-                                            backbone.image_std, backbone.preprocess, backbone.interpolation),
+                                            backbone.image_std, backbone.transform_kind(augment), backbone.interpolation),
         "tap": {"block": tap_block, "tokens": "patches"},
         "views": views,
         "view_seed": VIEW_SEED,
@@ -74,8 +74,8 @@ def view_batches(backbone: ClipBackbone, paths: Sequence[Path | str], sources: S
     """Batches (images [B, 3, H, W], item indices [B]) of view `view` of `items` (rows of an
     entry with `views` views; `paths`/`sources` aligned with `items`)."""
     augment = views > 1
-    transform = transform_for(backbone.preprocess, augment, backbone.image_size, backbone.image_mean, backbone.image_std,
-                              backbone.interpolation)
+    transform = transform_for(backbone.transform_kind(augment), augment, backbone.image_size, backbone.image_mean,
+                              backbone.image_std, backbone.interpolation)
     # View v of image i is always the same crop (seeded by (seed, i, v)), so an interrupted
     # or distributed extraction produces identical views.
     view_transform = seeded_view_transform(transform, VIEW_SEED, view) if augment else None

@@ -91,7 +91,7 @@ def write_mhadapter(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     result = explain_batch(method, batch.tensor)
     written: list[Path] = []
     for i, image in enumerate(batch.images):
-        view, stem, size = model_view(image, batch.size, method.backbone.preprocess), batch.stems[i], batch.size
+        view, stem, size = model_view(image, batch.size, method.backbone.transform_kind(False)), batch.stems[i], batch.size
         panels = []
         for attr in method.task.attributes:
             per_head_maps = result.attention[attr.name][i]
@@ -118,7 +118,7 @@ def write_promptpar(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     threshold = run_threshold(card)
     written: list[Path] = []
     for i, image in enumerate(batch.images):
-        view, stem = model_view(image, batch.size, method.backbone.preprocess), batch.stems[i]
+        view, stem = model_view(image, batch.size, method.backbone.transform_kind(False)), batch.stems[i]
         panels = []
         for g, label in enumerate(parts.labels):
             picture = overlay(view, heatmap(parts.maps[i, g], (batch.size, batch.size)), batch.alpha)
@@ -140,7 +140,7 @@ def write_microclip(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     attr = method.task.attributes[0]
     written: list[Path] = []
     for i, image in enumerate(batch.images):
-        view, stem = model_view(image, batch.size, method.backbone.preprocess), batch.stems[i]
+        view, stem = model_view(image, batch.size, method.backbone.transform_kind(False)), batch.stems[i]
         attention = overlay(view, heatmap(maps.attention[i], (batch.size, batch.size)), batch.alpha)
         written.append(save_png(attention, out_dir / f"{stem}_soap.png"))
         panels = [(f"SOAP attention\n(null token {100 * maps.null_weight[i]:.0f}%)", attention)]

@@ -70,7 +70,7 @@ def attention_overlays(method, images: Sequence[Image.Image], size: int = DISPLA
     transform = make_transform(method.backbone, train=False)
     batch = torch.stack([transform(image) for image in images])
     maps = MAP_MAKERS.get(method.name, _mhadapter)(method, batch)
-    views = [model_view(image, size, method.backbone.preprocess) for image in images]
+    views = [model_view(image, size, method.backbone.transform_kind(False)) for image in images]
     return [{label: overlay(view, blocky(per_image[i], size) if is_mask else heatmap(per_image[i], (size, size)))
              for label, (per_image, is_mask) in maps.items()}
             for i, view in enumerate(views)]
