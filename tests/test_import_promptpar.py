@@ -61,7 +61,7 @@ def test_imported_model_equals_the_authors_inference(tmp_path, visual_key):
 # --------------------------------------------------------------------------- image files
 def pedestrian_files(folder: Path, seed: int = 3) -> list[Path]:
     """Noise crops: 256 x 128 (their PA100K-like shape) as PNG, a tall JPEG and a
-    224 x 224 PNG. The JPEG stays under twice the tiny models' input, as every crop does
+    224 x 224 PNG. The JPEG stays under four times the tiny models' input, as every crop does
     for a 224-px model, so predict's draft decoding (large JPEGs only) does not apply."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
