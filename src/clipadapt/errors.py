@@ -27,3 +27,8 @@ class ClipAdaptError(Exception):
 
     def __init__(self, message: str = "", *args):
         super().__init__(_strip_worker_traceback(str(message)), *args)
+
+
+class ClipAdaptWarning(UserWarning):
+    """A run finished but its result needs the user's attention (classes the text cannot
+    tell apart, a run that did not learn). The CLI prints the message as one line."""

@@ -5,7 +5,8 @@ The CLI and the demo call these; library users can too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,14 @@ from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card, check_task, load_run, read_card, write_checkpoint
+from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
 from clipadapt.engine.io import atomic_write, write_json, write_text
+from clipadapt.engine.progress import no_progress_message, no_progress_reasons
 from clipadapt.engine.trainer import Runner, resolve_monitor, seed_everything
-from clipadapt.errors import ClipAdaptError
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.methods import build_method
+from clipadapt.methods.text_check import check_class_texts
 from clipadapt.metrics.classification import write_confusion_csv
 from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.predict.columns import prediction_columns
@@ -29,11 +33,13 @@ from clipadapt.report.html import write_report_or_warn
 
 @dataclass
 class RunOutcome:
-    """What a run wrote: its folder, test metrics (or None) and the card."""
+    """What a run wrote: its folder, test metrics (or None), the card, and the warnings it
+    raised (also in metrics.json and the card: classes the text cannot tell apart, no progress)."""
 
     run_dir: Path
     metrics: dict | None
     card: dict
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_run_dir(out: Path, resume: bool) -> Path:
@@ -63,6 +69,14 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained, cfg.backbone.tag)
     apply_preprocessing(backbone, cfg.backbone)  # also on a backbone passed in
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
+    # Classes the text classifier cannot tell apart: a training run stops here, before any
+    # work; a run that does not train (zero-shot, epochs 0) reports them with its result.
+    notes = check_class_texts(method, stop=method.trains and cfg.train.epochs > 0)
+    cfg = resolve_train_defaults(cfg, type(method), len(splits.train))
+    if main:
+        write_text(out / "config.yaml", dump_config(cfg))  # with the defaults the run resolved
+    for note in notes:
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False) and main:
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
@@ -70,9 +84,15 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     if not main:
         return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
     write_json(out / "history.json", fit.history)
+    reasons = no_progress_reasons(fit.history, fit.best_epoch)
+    if reasons:
+        notes.append(no_progress_message(method.name, reasons))
+        warnings.warn(notes[-1], ClipAdaptWarning, stacklevel=2)
+    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
+        metrics.update(flags)
         write_evaluation(out, metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, processes=runner.dist.world, config=cfg.model_dump(mode="json"),
@@ -82,6 +102,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
                    "best_epoch": fit.best_epoch, "best_score": fit.best_score,
                    "stopped_early": fit.stopped_early, "epochs_run": len(fit.history)},
         metrics=metrics["mean"] if metrics else None,
+        **flags,
     )
     write_checkpoint(out, method, card)
     if fit.history:
@@ -89,7 +110,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     for name in ("resume.safetensors", "resume.json"):  # the run is complete; resume state is spent
         (out / name).unlink(missing_ok=True)
     write_report_or_warn(out)  # after everything else: a failing figure only warns
-    return RunOutcome(out, metrics, card)
+    return RunOutcome(out, metrics, card, notes)
 
 
 def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: LabelledImages,

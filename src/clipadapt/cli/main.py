@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -21,7 +22,7 @@ from clipadapt.cli.engine_options import (
     ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
     predict_on_ray,
 )
-from clipadapt.errors import ClipAdaptError
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adapt frozen CLIP models to attribute and fine-grained classification.")
@@ -51,14 +52,27 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def run_safely(fn):
-    """Turn ClipAdaptError into one clear line on stderr and exit status 2."""
+    """Turn ClipAdaptError into one clear line on stderr and exit status 2; print every
+    ClipAdaptWarning (a run that did not learn ...) as one "warning:" line, each time."""
     try:
-        return fn()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ClipAdaptWarning)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            return fn()
     except ClipAdaptError as exc:
         # soft_wrap: paths in the message stay on one line, so they can be copied.
         # escape: a message may hold "[name]" (a key, a list), which rich would eat as markup
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+
+
+def _show_warning(fallback):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ClipAdaptWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
 
 
 @app.command()

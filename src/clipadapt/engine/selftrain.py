@@ -24,6 +24,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -474,7 +475,10 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     from clipadapt.data.formats import build_splits
     from clipadapt.engine.checkpoint import build_card, write_checkpoint
     from clipadapt.engine.io import write_json, write_text
+    from clipadapt.engine.progress import no_progress_message, no_progress_reasons
     from clipadapt.engine.trainer import Runner, seed_everything
+    from clipadapt.errors import ClipAdaptWarning
+    from clipadapt.methods.text_check import check_class_texts
     from clipadapt.methods import build_method
     from clipadapt.methods.microclip.method import resolve_descriptions
     from clipadapt.workflow import prepare_run_dir, write_evaluation
@@ -500,6 +504,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
         backbone = backbone_from_config(cfg.backbone)
     apply_preprocessing(backbone, cfg.backbone)
     method = build_method("microclip", backbone, task, params)
+    notes = check_class_texts(method, stop=cfg.train.epochs > 0)  # classes its heads cannot tell apart
     trainer = SelfTrainer(method, cfg, progress=progress)
 
     comparison: dict[str, dict] = {}
@@ -512,12 +517,18 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
             comparison["microclip_init" if name == "microclip_fused" else name] = _scores(test.labels, preds, task)
     fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo")
     write_json(out / "history.json", fit.history)
+    reasons = no_progress_reasons(fit.history, len(fit.history))
+    notes += [no_progress_message("microclip", reasons)] if reasons else []
+    for note in notes:
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
 
     metrics = None
     if test is not None:
         metrics, probs = Runner(method, cfg, progress=progress).evaluate(test, description="test")
         comparison["microclip"] = {"accuracy": metrics["mean"]["accuracy"], "macro_f1": metrics["mean"]["macro_f1"]}
         metrics["comparison"] = comparison
+        metrics.update(flags)
         write_evaluation(out, metrics, probs, test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
@@ -531,6 +542,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
         heads={**method.describe_heads(), "descriptions_file": source_file},
         self_training={"recipe": {k: getattr(cfg.train, k) for k in MICROCLIP_RECIPE},
                        "last_epoch": fit.history[-1] if fit.history else None},
+        **flags,
     )
     write_checkpoint(out, method, card)
     if fit.history:

@@ -34,6 +34,9 @@ from clipadapt.metrics.multilabel import par_metrics
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
 BEST_STATE = "checkpoint.safetensors"
+# A validation loss "improves" when it falls below its lowest value so far by more than this
+# fraction (float noise on a flat loss must not keep a run going).
+LOSS_MIN_DELTA = 1e-4
 
 
 def resolve_device(name: str) -> torch.device:
@@ -211,6 +214,10 @@ class Runner:
         patience_left = cfg.patience
         if resume and (run_dir / RESUME_STATE).is_file():
             start, result, patience_left = self._load_resume(run_dir, optimizer)
+        losses = [row["val_loss"] for row in result.history if row.get("val_loss") is not None]
+        lowest_loss = min(losses, default=float("inf"))
+        chosen = result.history[result.best_epoch - 1] if 1 <= result.best_epoch <= len(result.history) else {}
+        chosen_loss = chosen.get("val_loss", float("inf"))
         labels = torch.as_tensor(splits.train.labels)
         has_val = splits.val is not None and len(splits.val) > 0
         with distributed.main_first(self.dist):  # one process fills the store, the others read it
@@ -233,12 +240,23 @@ class Runner:
                     score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
                 else:
                     score = float(epoch)  # no validation: the last epoch is the selected one
-                score = distributed.from_main(score, self.dist)  # every rank stops and selects alike
+                val_loss = row.get("val_loss", float("inf"))
+                # every rank stops and selects alike
+                score, val_loss = distributed.from_main((score, val_loss), self.dist)
                 result.history.append(row)
-                if result.best_score is None or score > result.best_score:
-                    result.best_score, result.best_epoch = score, epoch + 1
+                # Selection: the best monitored score; a tie (a flat macro-F1 on small data) goes
+                # to the lower validation loss. Patience: an epoch counts against it only when
+                # neither the score nor the validation loss improved, so a run whose loss still
+                # falls while its score is flat is not stopped.
+                loss_improved = val_loss < lowest_loss * (1 - LOSS_MIN_DELTA)
+                lowest_loss = min(lowest_loss, val_loss)
+                if (result.best_score is None or score > result.best_score
+                        or (score == result.best_score and val_loss < chosen_loss)):
+                    result.best_score, result.best_epoch, chosen_loss = score, epoch + 1, val_loss
                     if self.dist.is_main:
                         save_state(run_dir / BEST_STATE, method.trained_state())
+                    patience_left = cfg.patience
+                elif loss_improved:
                     patience_left = cfg.patience
                 elif patience_left is not None:
                     patience_left -= 1

@@ -61,6 +61,8 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
     trains: ClassVar[bool] = True  # False: no gradient training (zero-shot, majority)
+    # train.* values for the keys a config does not set (clipadapt.engine.defaults)
+    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, backbone: ClipBackbone, task: TaskSpec, params: MethodParams):
         super().__init__()
@@ -114,6 +116,17 @@ class Method(nn.Module):
     def prompts(self) -> dict[str, list[str]]:
         """Class prompts per attribute, for the run card."""
         return {a.name: a.prompts() for a in self.task.attributes}
+
+    def text_classifier_rows(self) -> list[torch.Tensor] | None:
+        """The classifier rows [K, E] per attribute as built from text (before training), for
+        the check that the classes are told apart (`methods.text_check`); None: the method's
+        classifier does not come from class names (linear probe, majority)."""
+        text = getattr(self, "text", None)
+        return [text.weights(a) for a in range(len(self.task))] if isinstance(text, TextClassifier) else None
+
+    def class_sentences(self) -> list[list[list[str]]]:
+        """Per attribute, per class, the sentences its text classifier is built from."""
+        return [[[p] for p in a.prompts()] for a in self.task.attributes]
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names to exclude from weight decay (default: none)."""

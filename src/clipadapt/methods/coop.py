@@ -46,6 +46,9 @@ class CoOp(Method):
         x = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1)
         return self.backbone.encode_text_embeddings(x, getattr(self, f"eot_{attribute}"))
 
+    def text_classifier_rows(self):
+        return [self.class_text_features(a) for a in range(len(self.task))]
+
     def prompts(self):
         ctx = " ".join(["[ctx]"] * self.params.n_ctx)
         return {a.name: [f"{ctx} {a.words(c)}." for c in a.classes] for a in self.task.attributes}

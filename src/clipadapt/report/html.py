@@ -13,9 +13,10 @@ from pathlib import Path
 
 from clipadapt.engine.checkpoint import read_card
 from clipadapt.engine.io import write_text
-from clipadapt.errors import ClipAdaptError
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.report.sections import (
     card_section, confusion_section, curves_section, metrics_section, per_class_section, read_json, summary,
+    warnings_banner,
 )
 from clipadapt.report.thumbnails import gallery_section
 
@@ -42,6 +43,7 @@ tr.mean th, tr.mean td { font-weight: 700; border-top: 2px solid var(--ink); }
 img.figure { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
 figure { margin: .5rem 0 1rem; }
 .note { color: var(--muted); font-style: italic; }
+.banner { border: 2px solid var(--wrong); border-radius: 4px; padding: 0 1rem; margin: 1rem 0; background: #fff4ec; }
 .grid { display: flex; flex-wrap: wrap; gap: .8rem; }
 .item { margin: 0; padding: .4rem; border: 2px solid var(--line); border-radius: 4px; font-size: .8rem; }
 .item.wrong { border-color: var(--wrong); } .item.right { border-color: var(--right); }
@@ -79,6 +81,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
     if metrics is not None and not isinstance(metrics, dict):
         metrics, why = None, "metrics.json does not hold a metrics object"
     body = "\n".join([
+        warnings_banner(card, metrics),
         summary(card, run_dir),
         metrics_section(metrics, why),
         per_class_section(metrics),
@@ -94,7 +97,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
     return target
 
 
-class ReportWarning(UserWarning):
+class ReportWarning(ClipAdaptWarning):
     """A run finished but its HTML report could not be written."""
 
 

@@ -76,6 +76,16 @@ def summary(card: dict, run_dir: Path) -> str:
     return f'<dl class="facts">\n{rows}\n</dl>'
 
 
+def warnings_banner(card: dict, metrics: dict | None) -> str:
+    """The run's warnings (a run that did not learn, classes its text cannot tell apart),
+    first on the page, so that nobody reads its scores as a result."""
+    messages = list(dict.fromkeys([*(card.get("warnings") or []), *((metrics or {}).get("warnings") or [])]))
+    if card.get("no_progress") and not messages:
+        messages = ["This run did not learn: its scores are those of an untrained model (see history.json)."]
+    items = "".join(f"<p><strong>Warning:</strong> {escape(str(m))}</p>" for m in messages)
+    return f'<div class="banner" role="alert">{items}</div>' if items else ""
+
+
 # ------------------------------------------------------------------ metrics
 def metrics_section(metrics: dict | None, why_missing: str | None) -> str:
     """The test metrics table: one row per attribute and a mean row."""

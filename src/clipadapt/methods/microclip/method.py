@@ -347,6 +347,14 @@ class MicroCLIP(Method):
         words = [self.attribute.words(c) for c in self.attribute.classes]
         return {self.attribute.name: [" | ".join(t.format(w) for t in self.templates()) for w in words]}
 
+    def text_classifier_rows(self) -> list[torch.Tensor]:
+        return [self.classifier()]
+
+    def class_sentences(self) -> list[list[list[str]]]:
+        described = self.class_descriptions()
+        templates = self.templates()
+        return [[[t.format(self.attribute.words(c)) for t in templates] + described[c] for c in self.attribute.classes]]
+
     def describe_heads(self) -> dict:
         """Facts about the text heads, for the run card."""
         return {"templates": self.templates(), "descriptions_per_class": dict(zip(self.attribute.classes,
