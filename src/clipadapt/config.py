@@ -106,19 +106,22 @@ class FeatureConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """The optimisation recipe (defaults: the CLIP-MHAdapter authors' configuration)."""
+    """The optimisation recipe (defaults: the CLIP-MHAdapter authors' configuration; a
+    method may bring its own for the keys a config leaves unset, e.g. linear_probe lr 1e-2)."""
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = Field(0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1)  # unset: 16-256, for >= 8 steps per epoch (clipadapt.engine.defaults)
     epochs: int = Field(100, ge=0)
     warmup_epochs: int = Field(5, ge=0)
     warmup_lr: float = Field(1e-5, ge=0)
     min_lr: float = Field(0.0, ge=0)
-    patience: int | None = Field(10, ge=1)  # early stopping on the validation monitor; null = off
+    # early stopping: epochs in which neither the validation monitor nor the validation loss
+    # improved (a tie in the monitor selects the lower loss); null = off
+    patience: int | None = Field(10, ge=1)
     # auto: macro_f1 for single-label tasks, mA for multi-label ones
     monitor: Literal["auto", "macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "mA",
                      "instance_f1", "loss"] = "auto"
