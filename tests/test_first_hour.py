@@ -120,6 +120,16 @@ def test_training_on_unseen_class_names_stops_with_one_line(tmp_path, tiny, cach
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
+def test_label_free_adaptation_on_unseen_class_names_stops_too(tmp_path, tiny, cache):
+    from clipadapt.engine.selftrain import adapt_run
+
+    root = write_photo_classes(tmp_path / "data", n_train=4, n_test=2, names=UNSEEN)
+    cfg = validate_config(photo_config(root, cache, "microclip"))
+    with pytest.raises(ClipAdaptError, match="microclip cannot tell classes apart .* classes china, coffee, flower"):
+        adapt_run(cfg, tmp_path / "run", progress=False, backbone=tiny)
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
 def test_cli_prints_the_refusal_and_exits_2(tmp_path, cache):
     root = write_photo_classes(tmp_path / "data", n_train=4, n_test=2, names=UNSEEN)
     config = tmp_path / "run.yaml"
