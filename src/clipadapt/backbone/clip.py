@@ -56,14 +56,7 @@ class ClipBackbone(nn.Module):
     def __init__(self, model: nn.Module, name: str, pretrained: str | None, weights_id: str,
                  tag: str | None = None, preprocessing_known: bool = True):
         super().__init__()
-        visual = getattr(model, "visual", None)
-        if visual is None or not hasattr(visual, "transformer") or getattr(visual, "attn_pool", None) is not None:
-            raise ClipAdaptError(
-                f"Backbone '{name}' is not a CLIP ViT with [CLS] pooling; clipadapt needs a ViT image tower "
-                "(e.g. ViT-B-16, ViT-L-14)."
-            )
-        if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
-            raise ClipAdaptError(f"Backbone '{name}' pools its image tokens differently from CLIP; not supported.")
+        self.check_tower(model, name)
         self.model = model.eval()
         self.name = name
         self.pretrained = pretrained
@@ -78,9 +71,24 @@ class ClipBackbone(nn.Module):
         self.interpolation = "bicubic"  # or "bilinear" (the PromptPAR authors' transforms)
         # forward_features takes the fused path (backbone/fast.py) when the blocks allow it;
         # set False to run open_clip's own block modules instead (same numbers, slower).
-        self.fast = supports_fast_path(model.visual)
+        self.fast = self.family == "clip" and supports_fast_path(model.visual)
         self.precision = "fp32"  # or a lossy opt-in for inference: see set_precision
         self._lossy_tower = None
+
+    family = "clip"  # open_clip's own ViT with [CLS] pooling (OpenAI, LAION, DataComp, DFN, MetaCLIP)
+    num_prefix_tokens = 1  # [CLS] before the patches
+
+    @staticmethod
+    def check_tower(model: nn.Module, name: str) -> None:
+        """Refuse a model whose image tower this class cannot run (one clear line)."""
+        visual = getattr(model, "visual", None)
+        if visual is None or not hasattr(visual, "transformer") or getattr(visual, "attn_pool", None) is not None:
+            raise ClipAdaptError(
+                f"Backbone '{name}' is not a CLIP ViT with [CLS] pooling nor a supported timm tower "
+                "(`clipadapt list backbones` shows the families)."
+            )
+        if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
+            raise ClipAdaptError(f"Backbone '{name}' pools its image tokens differently from CLIP; not supported.")
 
     def set_preprocessing(self, preprocess: str = "crop", normalise: str = "model",
                           interpolation: str = "bicubic") -> "ClipBackbone":
@@ -269,12 +277,19 @@ class ClipBackbone(nn.Module):
         return self.tokenizer(texts)
 
     @property
+    def text_token_embedding(self) -> nn.Embedding:
+        """The text tower's token embedding table (CLIP keeps it on the model; models with a
+        custom text tower, e.g. SigLIP and EVA02, on `model.text`)."""
+        table = getattr(self.model, "token_embedding", None)
+        return table if table is not None else self.model.text.token_embedding
+
+    @property
     def text_width(self) -> int:
-        return self.model.token_embedding.weight.shape[1]
+        return self.text_token_embedding.weight.shape[1]
 
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """Input embeddings [K, T, W] of token ids (for learned-context prompts, CoOp)."""
-        return self.model.token_embedding(tokens.to(self.model.token_embedding.weight.device))
+        return self.text_token_embedding(tokens.to(self.text_token_embedding.weight.device))
 
     def encode_text_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
         """Text features [K, E] from input embeddings [K, T, W]; features are read at
@@ -311,6 +326,6 @@ class ClipBackbone(nn.Module):
     @torch.no_grad()
     def encode_text(self, texts: list[str], normalise: bool = True) -> torch.Tensor:
         """Frozen text features [K, E] of `texts` (computed once per run by methods)."""
-        device = self.model.token_embedding.weight.device
+        device = self.text_token_embedding.weight.device
         feats = self.model.encode_text(self.tokenize(texts).to(device))
         return F.normalize(feats, dim=-1) if normalise else feats

@@ -23,6 +23,7 @@ from open_clip.model import set_model_preprocess_cfg
 
 from clipadapt.backbone.clip import ClipBackbone
 from clipadapt.backbone.tags import PREPROCESSING_FIELDS, recognise_tag, tag_preprocessing
+from clipadapt.backbone.timm_tower import TimmTowerBackbone, timm_family
 from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_strict, read_state_dict
 from clipadapt.errors import ClipAdaptError
 
@@ -32,11 +33,19 @@ _configs_added = False
 
 
 def _register_configs() -> None:
-    """Make clipadapt's own architectures (tiny CLIPs) known to open_clip, once."""
+    """Make clipadapt's own architectures (tiny CLIPs, micro timm towers) known to open_clip, once."""
     global _configs_added
     if not _configs_added:
+        import clipadapt.backbone.micro_towers  # noqa: F401  (registers the micro towers with timm)
+
         open_clip.add_model_config(CONFIG_DIR)
         _configs_added = True
+
+
+def wrap(model: torch.nn.Module, **identity) -> ClipBackbone:
+    """The backbone class of the model's image tower: CLIP's own ViT, or a timm tower
+    (SigLIP, EVA02); anything else is one clear error naming the families."""
+    return (TimmTowerBackbone if timm_family(model) else ClipBackbone)(model, **identity)
 
 
 def list_backbones() -> list[str]:
@@ -82,7 +91,7 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
                 f"Could not load '{name}' from the Hugging Face hub ({exc}). Offline? Download the repository "
                 "once and pass backbone.name=<open_clip model name> with backbone.pretrained=<path to its weights file>."
             ) from None
-        return ClipBackbone(model, name=name, pretrained=None, weights_id=name)
+        return wrap(model, name=name, pretrained=None, weights_id=name)
 
     if name not in open_clip.list_models():
         close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
@@ -93,7 +102,7 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
                              f"backbone.pretrained is '{pretrained}'. Give the file's path, or drop backbone.tag.")
 
     if pretrained in (None, "", "random", "none"):
-        return ClipBackbone(_random_model(name), name=name, pretrained=None, weights_id=f"random-seed{RANDOM_INIT_SEED}")
+        return wrap(_random_model(name), name=name, pretrained=None, weights_id=f"random-seed{RANDOM_INIT_SEED}")
 
     if pretrained == "embedded":
         path = EMBEDDED_WEIGHTS.get(name)
@@ -125,7 +134,7 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
             f"Could not load weights '{pretrained}' for '{name}' ({type(exc).__name__}: {exc}). Offline? Download "
             "the checkpoint once and pass its path as backbone.pretrained."
         ) from None
-    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=f"{name}:{pretrained}")
+    return wrap(model, name=name, pretrained=pretrained, weights_id=f"{name}:{pretrained}")
 
 
 def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, known: bool = True) -> ClipBackbone:
@@ -141,7 +150,7 @@ def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, k
         preprocess.update({k: settings[k] for k in PREPROCESSING_FIELDS if k in settings})
         set_model_preprocess_cfg(model, preprocess)
     weights_id = f"file:{file_fingerprint(path)}" + (f"@{tag}" if tag else "")
-    return ClipBackbone(model, name=name, pretrained=pretrained, weights_id=weights_id, tag=tag,
+    return wrap(model, name=name, pretrained=pretrained, weights_id=weights_id, tag=tag,
                         preprocessing_known=known or bool(tag))
 
 

@@ -335,8 +335,8 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
             from clipadapt.methods import METHODS
             names = METHODS.names()
         elif what == "backbones":
-            from clipadapt.backbone import list_backbones
-            names = list_backbones()
+            from clipadapt.backbone.families import backbones_by_family
+            names = backbones_by_family()
         elif what == "formats":
             from clipadapt.data.formats import DATA_FORMATS
             names = DATA_FORMATS.names()

@@ -5,8 +5,12 @@ from clipadapt.methods.base import METHODS, FeatureNeeds, Method, MethodParams, 
 
 
 def build_method(name: str, backbone, task, params: dict | None = None) -> Method:
-    """Instantiate method `name` with validated params."""
+    """Instantiate method `name` with validated params; a method refused on the
+    backbone's family (`backbone/families.py`) is one clear error, before any work."""
+    from clipadapt.backbone.families import check_method
+
     cls = METHODS.get(name)
+    check_method(name, backbone)
     return cls(backbone, task, cls.parse_params(params or {}))
 
 

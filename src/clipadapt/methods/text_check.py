@@ -58,7 +58,7 @@ class TextCollision:
 def untrained_token_ids(backbone) -> set[int]:
     """Token ids whose input embedding is all zero: never trained. The embedded tiny CLIP
     ships its ~235 trained rows only (the others are zeroed); a real CLIP has none."""
-    weight = backbone.model.token_embedding.weight.detach()
+    weight = backbone.text_token_embedding.weight.detach()
     return set((weight.abs().sum(dim=1) == 0).nonzero().flatten().tolist())
 
 
@@ -92,7 +92,7 @@ def known_words(backbone) -> list[str] | None:
     from open_clip.tokenizer import SimpleTokenizer
 
     decoder = SimpleTokenizer().decoder
-    weight_rows = backbone.model.token_embedding.weight.shape[0]
+    weight_rows = backbone.text_token_embedding.weight.shape[0]
     return sorted(decoder[i][:-4] for i in range(min(weight_rows, len(decoder)))
                   if i not in untrained and decoder[i].endswith("</w>") and decoder[i][:-4].isalpha())
 
