@@ -94,4 +94,4 @@ def test_supported_methods_learn_on_street_views(tmp_path, family):
         outcome = train_run(cfg, tmp_path / method, progress=False)
         losses = [row["train_loss"] for row in json.loads((outcome.run_dir / "history.json").read_text())]
         assert losses[-1] < losses[0] - 0.05, (method, losses)  # measured drops: 0.09 (clip_adapter) to 0.3
-        assert outcome.card["backbone"]["name"] == MICRO[family]
+        assert outcome.card["backbone"]["name"] == MICRO[family] and outcome.card["backbone"]["family"] == family

@@ -179,6 +179,8 @@ class ClipBackbone(nn.Module):
         # each only when not the default: older store keys and cards stay valid
         if self.interpolation != "bicubic":
             out["interpolation"] = self.interpolation
+        if self.family != "clip":
+            out["family"] = self.family
         if self.tag:
             out["tag"] = self.tag
         if self.resize_mode != "shortest":
