@@ -89,6 +89,12 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     shots: int | None = Field(None, ge=1)  # K-shot training subset (per class of the first attribute)
     split_seed: int = 42
+    # format benchmark: which data set (imagenet, caltech101, oxford_pets, ... docs/benchmarks.md);
+    # its K-shot subsets are Dassl's for the seed data.split_seed.
+    dataset: str | None = None
+    # Base-to-novel (CoCoOp): the labels sorted, the first ceil(n / 2) are base, the rest novel,
+    # each relabelled from 0. all = every class.
+    class_subset: Literal["all", "base", "novel"] = "all"
     synthetic: dict[str, Any] = Field(default_factory=dict)  # options of the synthetic renderer
     # Pedestrian-attribute readers (pa100k, peta, rap, wider, par-pickle): split_index,
     # uncertain (ignore|negative), annotation, image_dir, check_images; validated by

@@ -10,7 +10,9 @@ from typing import Callable
 
 from clipadapt.config import DataConfig
 from clipadapt.data.bad_images import drop_bad_images
+from clipadapt.data.benchmark import read_benchmark
 from clipadapt.data.dataset import DataSplits, LabelledImages
+from clipadapt.data.fewshot import class_subset
 from clipadapt.data.folder import read_folder
 from clipadapt.data.gss import read_gss
 from clipadapt.data.images import IMAGE_EXTENSIONS
@@ -35,6 +37,8 @@ DATA_FORMATS.register("peta", read_peta)
 DATA_FORMATS.register("rap", read_rap)
 DATA_FORMATS.register("wider", read_wider)
 DATA_FORMATS.register("par-pickle", read_par_pickle)
+# The field's classification benchmarks (data.dataset) with their split files; Dassl's K-shot subsets.
+DATA_FORMATS.register("benchmark", read_benchmark)
 
 
 def _synthetic_root(cfg: DataConfig, fmt: str, allowed: set[str]) -> Path:
@@ -87,9 +91,10 @@ def read_synthetic_finegrained(cfg: DataConfig):
 
 def build_splits(cfg: DataConfig) -> DataSplits:
     """Read cfg.format, leave out unusable images (data.on_bad_image=skip), then make the
-    stratified validation split (if the source has none) and the K-shot training subset
-    (if cfg.shots)."""
-    train, val, test = DATA_FORMATS.get(cfg.format)(cfg)
+    stratified validation split (if the source has none), the K-shot training subset
+    (if cfg.shots) and the base or novel classes (data.class_subset)."""
+    reader = DATA_FORMATS.get(cfg.format)
+    train, val, test = reader(cfg)
     skipped: list = []
     if cfg.on_bad_image == "skip":
         # Before the val split and the shots, so both are drawn from usable images only.
@@ -106,9 +111,10 @@ def build_splits(cfg: DataConfig) -> DataSplits:
     if val is None and cfg.val_fraction > 0:
         keep, held = stratified_split(train.labels[:, 0], cfg.val_fraction, cfg.split_seed)
         train, val = train.subset(keep), train.subset(held)
-    if cfg.shots:
+    if cfg.shots and not getattr(reader, "draws_shots", False):  # a reader may draw them its own way
         check_shots(train, cfg.shots)
         train = train.subset(sample_shots(train.labels[:, 0], cfg.shots, cfg.split_seed))
+    train, val, test = class_subset(cfg.class_subset, train, val, test)
     splits = DataSplits(train, val, test, skipped)
     report_unlabelled(splits)
     return splits
