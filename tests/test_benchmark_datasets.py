@@ -438,6 +438,14 @@ def test_own_format_sets_name_the_missing_file(tmp_path, key, missing):
     assert_tree_error(excinfo, key, f"{target} is missing")
 
 
+def test_a_bad_cub_class_number_is_named(tmp_path):
+    root = write_cub(tmp_path)
+    (root / "image_class_labels.txt").write_text((root / "image_class_labels.txt").read_text().replace("3 3\n", "3 three\n"))
+    with pytest.raises(ClipAdaptError) as excinfo:
+        read(root, "cub200")
+    assert_tree_error(excinfo, "cub200", "image_class_labels.txt: 'three' is not a number")
+
+
 def test_an_imagenet_folder_missing_from_classnames_txt_is_named(tmp_path):
     root = write_imagenet(tmp_path)
     put(root / "images" / "train" / "n99999999" / "x.JPEG")
