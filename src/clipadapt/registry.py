@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Callable, Generic, Iterator, TypeVar
 
-from clipadapt.errors import ClipAdaptError
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 
 T = TypeVar("T")
 
@@ -23,6 +24,26 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}  # former name -> current name
+
+    def alias(self, former: str, current: str) -> None:
+        """Keep a renamed entry reachable under its former name, so saved runs and configs
+        that use it still load (each lookup by the former name says what it is called now).
+
+        >>> reg = Registry("colour")
+        >>> _ = reg.register("crimson", "red")
+        >>> reg.alias("red", "crimson")
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     reg.get("red")
+        'red'
+        """
+        if current not in self._items:
+            raise ClipAdaptError(f"Cannot alias {self.kind} '{former}' to '{current}': '{current}' is not registered.")
+        if former in self._items:
+            raise ClipAdaptError(f"{self.kind} '{former}' is registered; an alias cannot shadow it.")
+        self._aliases[former] = current
 
     def register(self, name: str, obj: T | None = None, *, overwrite: bool = False):
         def add(item: T) -> T:
@@ -34,6 +55,11 @@ class Registry(Generic[T]):
         return add(obj) if obj is not None else add
 
     def get(self, name: str) -> T:
+        if name in self._aliases:
+            current = self._aliases[name]
+            warnings.warn(f"{self.kind} '{name}' is now called '{current}'; using it. Write '{current}' in new "
+                          "configs.", ClipAdaptWarning, stacklevel=2)
+            return self._items[current]
         if name not in self._items:
             close = difflib.get_close_matches(name, list(self._items), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -46,7 +72,7 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

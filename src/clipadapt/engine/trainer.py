@@ -21,7 +21,7 @@ from clipadapt.config import RunConfig
 from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.data.bad_images import record_skipped
 from clipadapt.engine import distributed
-from clipadapt.engine.checkpoint import read_state, save_state
+from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
 from clipadapt.engine.schedule import set_epoch_lr
@@ -267,10 +267,10 @@ class Runner:
                 if patience_left is not None and patience_left <= 0 and has_val:
                     result.stopped_early = True
                     break
-        from safetensors.torch import load_file
-
         if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
-            method.load_state_dict(load_file(str(run_dir / BEST_STATE), device=str(self.device)), strict=False)
+            # the best epoch's trained tensors, strictly: a missing or foreign key is an error, not a silent skip
+            load_state_strict(method, read_state(run_dir / BEST_STATE, device=str(self.device))[0],
+                              source=str(run_dir / BEST_STATE))
         return result
 
     def _train_epoch(self, source, labels: torch.Tensor, criterion, optimizer, epoch: int) -> float:
