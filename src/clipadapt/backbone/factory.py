@@ -8,6 +8,9 @@ Weights sources (`pretrained`):
   open_clip tag it is a copy of (`tag`, or recognised from its path) brings that tag's
   normalisation, resize rule and activation (backbone/tags.py);
 - None / "random": random weights (seeded, so feature caches stay valid), for benchmarks.
+- a folder written by transformers' `save_pretrained` (CLIPModel / SiglipModel), or
+  "hf-transformers:org/repo": converted to the open_clip architecture its config.json
+  describes (name "auto") or checks against (backbone/hf_transformers.py);
 A model name "hf-hub:org/repo" loads config and weights from the Hugging Face hub.
 """
 
@@ -22,6 +25,7 @@ import torch
 from open_clip.model import set_model_preprocess_cfg
 
 from clipadapt.backbone.clip import ClipBackbone
+from clipadapt.backbone.hf_transformers import AUTO_NAME, TransformersFolder, is_transformers_source
 from clipadapt.backbone.tags import PREPROCESSING_FIELDS, recognise_tag, tag_preprocessing
 from clipadapt.backbone.timm_tower import TimmTowerBackbone, timm_family
 from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_strict, read_state_dict
@@ -83,6 +87,12 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
     (2, 64)
     """
     _register_configs()
+    if is_transformers_source(pretrained):
+        return _from_transformers(name, pretrained, tag)
+    if name == AUTO_NAME:
+        raise ClipAdaptError(f"backbone.name '{AUTO_NAME}' takes the architecture from a transformers folder's "
+                             f"config.json, and backbone.pretrained {pretrained!r} is not such a folder (save_pretrained's "
+                             "output, or hf-transformers:org/repo). Name the open_clip model instead.")
     if name.startswith("hf-hub:"):
         try:
             model = open_clip.create_model(name)
@@ -152,6 +162,20 @@ def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, k
     weights_id = f"file:{file_fingerprint(path)}" + (f"@{tag}" if tag else "")
     return wrap(model, name=name, pretrained=pretrained, weights_id=weights_id, tag=tag,
                         preprocessing_known=known or bool(tag))
+
+
+def _from_transformers(name: str, pretrained: str, tag: str | None) -> ClipBackbone:
+    """A transformers CLIPModel / SiglipModel folder (or hub repository) converted into
+    open_clip architecture `name` ("auto": the one its config.json describes)."""
+    if tag:
+        raise ClipAdaptError(f"backbone.tag '{tag}' is for open_clip weights files; the transformers folder "
+                             f"'{pretrained}' brings its own preprocessing (preprocessor_config.json). Drop backbone.tag.")
+    source = TransformersFolder.open(pretrained)
+    name = source.architecture(name)
+    model = _random_model(name)
+    source.load_into(model, name)
+    return wrap(model, name=name, pretrained=pretrained, weights_id=source.weights_id,
+                preprocessing_known=source.preprocessing() is not None)
 
 
 def backbone_from_config(cfg) -> ClipBackbone:
