@@ -205,12 +205,11 @@ def predict(
     """Predict every attribute of every image: one row per image with class and probabilities
     (multi-label runs: every attribute's probability and its 0/1 decision)."""
     from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
-    from clipadapt.data.bad_images import write_skipped
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.checkpoint import load_run
     from clipadapt.engine.trainer import resolve_device
-    from clipadapt.predict import predict_images, write_table
-    from clipadapt.predict.local import skipped_list_path, skipped_rows
+    from clipadapt.predict import predict_images
+    from clipadapt.predict.tables import write_predictions
 
     def go():
         paths = [p for spec in inputs for p in collect_images(spec)]
@@ -232,13 +231,7 @@ def predict(
                                decode=decode.value, precision=precision.value)
         if table.attrs.get("agreement") is not None:
             out_console.print(table.attrs["agreement"].describe(), highlight=False, soft_wrap=True)
-        write_table(table, out)
-        skipped = skipped_rows(table)
-        listed = skipped_list_path(out)
-        if skipped:
-            write_skipped(listed, skipped)
-        else:  # no list when nothing was skipped (and none left over from an earlier run to the same OUT)
-            listed.unlink(missing_ok=True)
+        skipped, listed = write_predictions(table, out)  # + the skip list when anything was skipped
         out_console.print(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
                           + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
                           highlight=False, soft_wrap=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 from pathlib import Path
 from typing import Callable
@@ -15,11 +14,10 @@ from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.data.fewshot import class_subset
 from clipadapt.data.folder import read_folder
 from clipadapt.data.gss import read_gss
-from clipadapt.data.images import IMAGE_EXTENSIONS
+from clipadapt.data.inputs import collect_images
 from clipadapt.data.manifest import read_manifest
 from clipadapt.data.par import read_pa100k, read_par_pickle, read_peta, read_rap, read_wider
 from clipadapt.data.splits import sample_shots, stratified_split
-from clipadapt.data.tables import read_table
 from clipadapt.errors import ClipAdaptError
 from clipadapt.registry import Registry
 from clipadapt.task import MISSING
@@ -149,29 +147,6 @@ def check_shots(train: LabelledImages, shots: int) -> None:
             f"(after the validation split). Lower data.shots to at most {int(counts.min())}, lower data.val_fraction, "
             "or add images."
         )
-
-
-def collect_images(spec: str | Path) -> list[Path]:
-    """Images named by a folder (recursive), a file, a glob pattern, or a manifest
-    (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder)."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not found:
-            raise ClipAdaptError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {path}.")
-        return found
-    if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq"):
-        table = read_table(path)
-        column = next((c for c in ("img_path", "path", "image") if c in table.columns), None)
-        if column is None:
-            raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
-        return [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column] if v)]
-    if path.is_file():
-        return [path]
-    matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
-    if not matches:
-        raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
-    return matches
 
 
 __all__ = ["DATA_FORMATS", "build_splits", "collect_images"]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
+from clipadapt.data.pil_transforms import PREPROCESSING, pad_to_square
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 BICUBIC = T.InterpolationMode.BICUBIC
-PREPROCESSING = ("crop", "letterbox", "resize")
 INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
 
@@ -58,16 +59,6 @@ class LetterBox:
 
     def __call__(self, image):
         return self.resize(pad_to_square(image))
-
-
-def pad_to_square(image):
-    """`image` (PIL) centred on a black RGB square of side max(width, height)."""
-    from PIL import Image
-
-    side = max(image.size)
-    square = Image.new("RGB", (side, side))
-    square.paste(image.convert("RGB"), ((side - image.width) // 2, (side - image.height) // 2))
-    return square
 
 
 def _shape_step(preprocess: str, image_size: int, interpolation: str):

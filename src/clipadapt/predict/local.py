@@ -14,9 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from clipadapt.data.bad_images import SKIPPED_FILE, SkippedImage, check_image
 from clipadapt.data.images import ImageDataset
-from clipadapt.engine.io import atomic_write
 from clipadapt.engine.sources import make_transform
 from clipadapt.engine.trainer import progress_bar
 from clipadapt.errors import ClipAdaptError
@@ -76,29 +74,3 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
     frame = pd.DataFrame(table)
     frame.attrs["agreement"] = agreement
     return frame
-
-
-def skipped_rows(table: pd.DataFrame) -> list[SkippedImage]:
-    """The rows of a prediction table whose image could not be used, as a skip list."""
-    bad = table[~table["ok"].astype(bool)]
-    # the short reason (re-read: only bad rows, so cheap), the full message when it cannot be had
-    return [SkippedImage(p, check_image(p) or e) for p, e in zip(bad["path"], bad["error"])]
-
-
-def skipped_list_path(out: Path) -> Path:
-    """Where `predict --out OUT` lists skipped images: OUT's folder, OUT's stem + '.skipped_images.csv'."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.{SKIPPED_FILE}")
-
-
-def write_table(table: pd.DataFrame, out: Path) -> Path:
-    """Write CSV or Parquet by suffix, atomically."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        atomic_write(out, lambda p: table.to_csv(p, index=False))
-    elif suffix in (".parquet", ".pq"):
-        atomic_write(out, lambda p: table.to_parquet(p, index=False))
-    else:
-        raise ClipAdaptError(f"--out {out}: use a .csv or .parquet file name.")
-    return out

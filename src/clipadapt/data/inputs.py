@@ -1,0 +1,37 @@
+"""The images a prediction job is given: folders, files, glob patterns, manifests.
+
+Free of torch and of the data-format readers, so the ONNX runtime lists inputs the same way.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from clipadapt.data.images import IMAGE_EXTENSIONS
+from clipadapt.errors import ClipAdaptError
+
+
+def collect_images(spec: str | Path) -> list[Path]:
+    """Images named by a folder (recursive), a file, a glob pattern, or a manifest
+    (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not found:
+            raise ClipAdaptError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {path}.")
+        return found
+    if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq"):
+        from clipadapt.data.tables import read_table  # pandas: only for manifests
+
+        table = read_table(path)
+        column = next((c for c in ("img_path", "path", "image") if c in table.columns), None)
+        if column is None:
+            raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
+        return [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column] if v)]
+    if path.is_file():
+        return [path]
+    matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    if not matches:
+        raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
+    return matches
