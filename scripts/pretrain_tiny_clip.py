@@ -25,7 +25,7 @@ scored on the named look-alike classes.
 `--dense-weight` / `--patch-weight` (not in the shipped recipe) add the same contrastive
 loss on the last block's value-path patch embeddings (their mean / one random patch per
 image), so that microCLIP's SOAP pools text-aligned features as it does in a web-scale
-CLIP; the README's microCLIP section gives what a third stage with them measured.
+CLIP; docs/experiments/microclip-demo.md gives what a third stage with them measured.
 """
 
 from __future__ import annotations
