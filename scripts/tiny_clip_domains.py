@@ -12,7 +12,7 @@ draw a labelled image, how to caption it, and how to score zero-shot on it.
   or two of their parts and a kind word (finch, warbler, ...), never by a class name.
   It imitates how a web-scale CLIP meets fine-grained species: it learns the parts from
   everyday captions and rarely sees the species' names. (Not in the shipped recipe: here
-  zero-shot with the class descriptions rose as fast as a probe on the features; the
+  zero-shot with the class descriptions rose as fast as a probe on the features;
   docs/experiments/microclip-demo.md has the figures.)
 Captions name only part of what is in the picture, so zero-shot is above chance with
 room left for adaptation.
