@@ -95,6 +95,10 @@ class DataConfig(_Strict):
     # Base-to-novel (CoCoOp): the labels sorted, the first ceil(n / 2) are base, the rest novel,
     # each relabelled from 0. all = every class.
     class_subset: Literal["all", "base", "novel"] = "all"
+    # Drop the classes no split has an image of (one single-label attribute), relabelled from 0:
+    # ImageNet-A / -R then hold their 200 classes, scored 200-way as in the papers.
+    # null = true for format benchmark, false for the others.
+    restrict_to_present_classes: bool | None = None
     synthetic: dict[str, Any] = Field(default_factory=dict)  # options of the synthetic renderer
     # Pedestrian-attribute readers (pa100k, peta, rap, wider, par-pickle): split_index,
     # uncertain (ignore|negative), annotation, image_dir, check_images; validated by

@@ -16,7 +16,7 @@ from clipadapt.backbone import apply_preprocessing, backbone_from_config, create
 from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
-from clipadapt.engine.checkpoint import build_card, check_task, load_run, read_card, write_checkpoint
+from clipadapt.engine.checkpoint import build_card, load_run, read_card, write_checkpoint
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
 from clipadapt.engine.io import atomic_write, write_json, write_text
@@ -149,18 +149,29 @@ def predictions_table(images: LabelledImages, probs: list[np.ndarray], threshold
     return pd.DataFrame(ordered)
 
 
-def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True) -> dict:
-    """Evaluate a trained run on the test split of `cfg.data` (default: the run's own data)."""
+def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True,
+             backbone=None) -> dict:
+    """Evaluate a trained run on the test split of `cfg.data` (default: the run's own data).
+    Other classes than the run's (another data set, the novel classes) are scored as
+    `engine.class_lists.method_for_classes` allows; metrics["notes"] then says how.
+    `backbone`: one already built, to reuse (it must be the run's)."""
+    from clipadapt.engine.class_lists import method_for_classes
+
     card = read_card(run_dir)
     if cfg is None:
         cfg = RunConfig.model_validate(card["config"])
-    method, card = load_run(run_dir)
+    method, card = load_run(run_dir, backbone=backbone)
     splits = build_splits(cfg.data)
-    check_task(method.task, splits.task, source=str(run_dir))
+    method, notes = method_for_classes(method, splits.task, source=str(run_dir))
+    if notes:  # rebuilt for other class names: those may be ones its text side cannot tell apart
+        for note in check_class_texts(method, stop=False) if method.scores_any_classes else []:
+            warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     if splits.test is None or not len(splits.test):
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
     runner = Runner(method, cfg, progress=progress)
     metrics, probs = runner.evaluate(splits.test, description="test")
+    if notes:
+        metrics["notes"] = notes
     results = Path(out or Path(run_dir) / "eval")
     write_evaluation(results, metrics, probs, splits.test, cfg.train.threshold)
     write_report_or_warn(run_dir, results=results)

@@ -154,7 +154,9 @@ def _print_metrics(metrics: dict | None, title: str) -> None:
 @app.command("eval")
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `clipadapt train`."),
-    config: Optional[Path] = typer.Option(None, help="Data to evaluate on (default: the run's own config)."),
+    config: Optional[Path] = typer.Option(None, help="Data to evaluate on (default: the run's own config); another "
+                                          "data set's or the novel classes need a method whose classifier comes from "
+                                          "the class names (docs/benchmarks.md)."),
     set_: List[str] = typer.Option([], "--set", help="Override a setting of the config."),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics (default RUN_DIR/eval)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
@@ -171,6 +173,8 @@ def eval_cmd(
             cfg = validate_overridden(read_card(run_dir)["config"], set_, source=f"{run_dir}/card.json")
         started = time.time()
         metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
+        for note in metrics.get("notes", []):  # another class list than the run's: how it was scored
+            console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         _print_metrics(metrics, title=f"{run_dir}: test")
         results = Path(out or Path(run_dir) / "eval")
         written = sorted(p.name for p in results.iterdir() if p.is_file() and p.stat().st_mtime >= started - 1)

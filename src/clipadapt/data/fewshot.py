@@ -72,12 +72,32 @@ def class_subset(which: str, train: LabelledImages, *others: LabelledImages | No
     if len(present) < 2:
         raise ClipAdaptError(f"data.class_subset={which} needs at least 2 classes in train; it has {len(present)}.")
     half = math.ceil(len(present) / 2)
-    kept = present[:half] if which == "base" else present[half:]
-    attr = task.attributes[0]
+    return keep_classes(present[:half] if which == "base" else present[half:], train, *others)
+
+
+def present_classes(train: LabelledImages, *others: LabelledImages | None):
+    """Keep only the classes that have an image in some split, relabelled from 0 in label
+    order (data.restrict_to_present_classes): ImageNet-A and -R hold 200 of ImageNet's
+    1,000 classes and are scored 200-way, as CoOp does. Returns (train, *others) unchanged
+    when every class is present, or for a multi-label task."""
+    task = train.task
+    if task.multilabel or len(task) != 1:
+        return (train, *others)
+    labels = np.concatenate([images.labels[:, 0] for images in (train, *others) if images is not None])
+    present = sorted(set(int(v) for v in labels if v >= 0))
+    if len(present) == task.attributes[0].num_classes:
+        return (train, *others)
+    return keep_classes(present, train, *others)
+
+
+def keep_classes(kept: Sequence[int], train: LabelledImages, *others: LabelledImages | None):
+    """Every split narrowed to the images of the labels `kept` (sorted), relabelled 0..len-1;
+    the attribute's classes (hence its prompts) follow. Returns (train, *others)."""
+    attr = train.task.attributes[0]
     new_task = TaskSpec((Attribute(attr.name, tuple(attr.classes[k] for k in kept), attr.template,
                                    dict(attr.class_words)),))
     relabel = np.full(attr.num_classes, -1, dtype=np.int64)
-    relabel[kept] = np.arange(len(kept))
+    relabel[list(kept)] = np.arange(len(kept))
 
     def narrow(images: LabelledImages | None) -> LabelledImages | None:
         if images is None:

@@ -11,7 +11,7 @@ from clipadapt.config import DataConfig
 from clipadapt.data.bad_images import drop_bad_images
 from clipadapt.data.benchmark import read_benchmark
 from clipadapt.data.dataset import DataSplits, LabelledImages
-from clipadapt.data.fewshot import class_subset
+from clipadapt.data.fewshot import class_subset, present_classes
 from clipadapt.data.folder import read_folder
 from clipadapt.data.gss import read_gss
 from clipadapt.data.inputs import collect_images
@@ -103,6 +103,9 @@ def build_splits(cfg: DataConfig) -> DataSplits:
                 skipped += dropped
             splits[name] = images
         train, val, test = splits["train"], splits["val"], splits["test"]
+    restrict = cfg.restrict_to_present_classes
+    if restrict or (restrict is None and cfg.format == "benchmark"):
+        train, val, test = present_classes(train, val, test)
     if len(train) == 0:
         left_out = f" ({len(skipped)} unusable images were left out)" if skipped else ""
         raise ClipAdaptError(f"The train split of format '{cfg.format}' is empty{left_out}.")

@@ -173,18 +173,3 @@ def check_backbone(card: dict, backbone, source: str) -> None:
             f"{source} was trained on backbone {want['name']} (weights {want.get('weights_id')}), but the backbone "
             f"given is {backbone.name} (weights {backbone.weights_id}). Use the same backbone and weights."
         )
-
-
-def check_task(card_task: TaskSpec, data_task: TaskSpec, source: str) -> None:
-    """A checkpoint only evaluates data with the same attributes and class lists."""
-    if card_task.names != data_task.names:
-        raise ClipAdaptError(
-            f"{source} predicts attributes {card_task.names}, but the data has {data_task.names}. "
-            "Evaluate on data with the same label columns."
-        )
-    for mine, theirs in zip(card_task.attributes, data_task.attributes):
-        if list(mine.classes) != list(theirs.classes):
-            raise ClipAdaptError(
-                f"{source} was trained for {mine.name} classes {list(mine.classes)}, but the data's classes are "
-                f"{list(theirs.classes)}. A checkpoint only evaluates the classes it was trained on."
-            )

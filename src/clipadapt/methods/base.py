@@ -61,6 +61,10 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
     trains: ClassVar[bool] = True  # False: no gradient training (zero-shot, majority)
+    # True: the classifier is built from the class names (text) and nothing trained is per
+    # class, so a trained run scores any class list, its text side rebuilt for it (another
+    # data set, the novel classes). False: trained rows per class (linear probe, majority).
+    scores_any_classes: ClassVar[bool] = False
     # train.* values for the keys a config does not set (clipadapt.engine.defaults)
     train_defaults: ClassVar[dict] = {}
 

@@ -19,6 +19,7 @@ class ClipAdapter(Method):
     131,072 trainable parameters for E = 512."""
 
     Params = ClipAdapterParams
+    scores_any_classes = True
 
     def __init__(self, backbone, task, params: ClipAdapterParams):
         super().__init__(backbone, task, params)

@@ -24,6 +24,7 @@ class CoOpParams(MethodParams):
 @register_method("coop")
 class CoOp(Method):
     Params = CoOpParams
+    scores_any_classes = True  # the context is shared by all classes
 
     def __init__(self, backbone, task, params: CoOpParams):
         super().__init__(backbone, task, params)

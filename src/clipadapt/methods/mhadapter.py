@@ -76,6 +76,7 @@ class MHAdapterHead(nn.Module):
 @register_method("mhadapter")
 class MHAdapter(Method):
     Params = MHAdapterParams
+    scores_any_classes = True  # the adapters work on the image side only
 
     def __init__(self, backbone, task, params: MHAdapterParams):
         super().__init__(backbone, task, params)

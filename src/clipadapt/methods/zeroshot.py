@@ -10,6 +10,7 @@ class ZeroShot(Method):
     """logits = exp(logit_scale) * cos(g, t_k), g the CLIP image embedding."""
 
     trains = False
+    scores_any_classes = True
 
     def __init__(self, backbone, task, params):
         super().__init__(backbone, task, params)
