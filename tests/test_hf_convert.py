@@ -173,3 +173,27 @@ def test_other_transformers_models_and_tags_are_refused(tmp_path, clip_folder):
         create_backbone("auto", str(clip_folder[0]), tag="openai")
     with pytest.raises(ClipAdaptError, match="backbone.name 'auto' takes the architecture"):
         create_backbone("auto", None)
+
+
+def test_a_run_config_names_the_folder_with_name_auto(clip_folder):
+    from clipadapt.backbone import backbone_from_config
+    from clipadapt.config import validate_config
+
+    cfg = validate_config({"backbone": {"name": "auto", "pretrained": str(clip_folder[0])}})
+    assert backbone_from_config(cfg.backbone).name == "clipadapt-micro"
+
+
+def test_a_siglip_folder_encodes_text_with_the_tokenizer_saved_in_it(tmp_path):
+    """SigLIP's open_clip tokenizer comes from the hub; the one save_pretrained wrote serves offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    raw = Tokenizer(models.WordLevel({"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "photo": 4, "of": 5, "cat": 6},
+                                     unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>",
+                                         unk_token="<unk>").save_pretrained(tmp_path)
+    transformers.SiglipConfig().save_pretrained(tmp_path)
+    source = TransformersFolder.open(str(tmp_path))
+    ids = source.tokenizer("ViT-B-16-SigLIP")(["A photo of a Cat."])  # open_clip's cleaning: lower case, no dots
+    assert ids.shape == (1, 64) and ids[0, :6].tolist() == [3, 4, 5, 3, 6, 0]
+    assert source.tokenizer("clipadapt-micro-map") is None  # CLIP's tokenizer ships with open_clip

@@ -27,7 +27,10 @@ class BackboneConfig(_Strict):
 
     `pretrained` is one of: "embedded" (the tiny CLIP shipped with clipadapt), an
     open_clip tag ("openai", "laion2b_s34b_b88k", ...), a local checkpoint file
-    (.safetensors / .pt / .bin, open_clip state dict), or null for random weights.
+    (.safetensors / .pt / .bin, open_clip state dict), a folder written by transformers'
+    `save_pretrained` (CLIPModel / SiglipModel) or "hf-transformers:org/repo" (converted to
+    open_clip; then `name` may be "auto": the architecture its config.json describes,
+    docs/backbones.md), or null for random weights.
     `name` may also be "hf-hub:org/repo" (then `pretrained` is ignored).
     """
 

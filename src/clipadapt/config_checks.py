@@ -52,9 +52,11 @@ def _check_method(cfg) -> None:
 def _check_backbone_fit(cfg) -> None:
     """Method params that must agree with the backbone's shape, read from its architecture
     file (no weights are loaded)."""
+    from clipadapt.backbone.hf_transformers import AUTO_NAME
+
     name = cfg.backbone.name
-    if name.startswith("hf-hub:"):
-        return  # its architecture is only known once downloaded
+    if name.startswith("hf-hub:") or name == AUTO_NAME:
+        return  # its architecture is only known once downloaded, or read from the transformers folder
     import open_clip
 
     from clipadapt.backbone.factory import list_backbones

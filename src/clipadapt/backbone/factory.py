@@ -174,8 +174,10 @@ def _from_transformers(name: str, pretrained: str, tag: str | None) -> ClipBackb
     name = source.architecture(name)
     model = _random_model(name)
     source.load_into(model, name)
-    return wrap(model, name=name, pretrained=pretrained, weights_id=source.weights_id,
-                preprocessing_known=source.preprocessing() is not None)
+    backbone = wrap(model, name=name, pretrained=pretrained, weights_id=source.weights_id,
+                    preprocessing_known=source.preprocessing() is not None)
+    backbone._tokenizer = source.tokenizer(name)  # None: the architecture's own, as for any open_clip model
+    return backbone
 
 
 def backbone_from_config(cfg) -> ClipBackbone:

@@ -48,6 +48,8 @@ _DEFAULTS = {
 _FAMILY = {"clip": "clip", "siglip": "siglip"}  # transformers model_type -> clipadapt family
 _KIND = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 _CONVERT = {"clip": convert_clip, "siglip": convert_siglip}
+# what save_pretrained of a tokenizer (or of a whole processor) writes
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 # PIL's resample codes transformers' image processors store
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}
 # the open_clip config keys a plain converted tower may have (anything else changes the architecture)
@@ -78,7 +80,7 @@ def _download(pretrained: str) -> Path:
 
     repo = pretrained[len(HUB_PREFIX):].strip("/")
     wanted = ["config.json", "preprocessor_config.json", "model.safetensors", "model.safetensors.index.json",
-              "model-*.safetensors"]
+              "model-*.safetensors", *_TOKENIZER_FILES, "special_tokens_map.json"]
     errors = []
     for offline in (False, True):
         try:
@@ -184,6 +186,29 @@ def _differences(want: dict, have: dict) -> list[str]:
 
 def _summary(geometry: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in geometry.items() if "eps" not in k)
+
+
+class FolderTokenizer:
+    """The tokenizer saved beside the weights, wrapped as open_clip wraps the hub tokenizer
+    of the architecture (its context length and text cleaning), so a SigLIP folder needs no
+    download to encode text. Built on first use (it needs `transformers`)."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name, self._tokenizer = folder, name, None
+
+    def __call__(self, texts, context_length: int | None = None) -> torch.Tensor:
+        if self._tokenizer is None:
+            from open_clip.tokenizer import HFTokenizer
+
+            text_cfg = open_clip.get_model_config(self.name)["text_cfg"]
+            try:
+                self._tokenizer = HFTokenizer(str(self.folder), context_length=text_cfg["context_length"],
+                                              **text_cfg.get("tokenizer_kwargs", {}))
+            except Exception as exc:  # transformers or sentencepiece missing, unreadable files
+                raise ClipAdaptError(f"The tokenizer saved in {self.folder} could not be loaded ({type(exc).__name__}: "
+                                     f"{exc}); it needs `pip install transformers` (and sentencepiece for "
+                                     "spiece.model).") from None
+        return self._tokenizer(texts, context_length)
 
 
 @dataclass
@@ -315,6 +340,13 @@ class TransformersFolder:
             log.warning("%s prepares %s px images for a %s px model; clipadapt prepares %s px.",
                         path, final.get("height"), image_size, image_size)
         return out
+
+    def tokenizer(self, name: str) -> FolderTokenizer | None:
+        """The folder's own tokenizer where architecture `name` would fetch one from the hub
+        (SigLIP's); None where open_clip's shipped one serves (CLIP's BPE is transformers' too)."""
+        hub_tokenizer = (open_clip.get_model_config(name) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
+        has_files = any((self.folder / f).is_file() for f in _TOKENIZER_FILES)
+        return FolderTokenizer(self.folder, name) if hub_tokenizer and has_files else None
 
     def load_into(self, model: torch.nn.Module, name: str) -> None:
         """Convert the weights into `model` (open_clip architecture `name`), strictly, with
