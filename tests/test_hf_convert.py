@@ -197,3 +197,26 @@ def test_a_siglip_folder_encodes_text_with_the_tokenizer_saved_in_it(tmp_path):
     ids = source.tokenizer("ViT-B-16-SigLIP")(["A photo of a Cat."])  # open_clip's cleaning: lower case, no dots
     assert ids.shape == (1, 64) and ids[0, :6].tolist() == [3, 4, 5, 3, 6, 0]
     assert source.tokenizer("clipadapt-micro-map") is None  # CLIP's tokenizer ships with open_clip
+
+
+def test_a_hub_name_is_fetched_then_converted_and_offline_says_so(clip_folder, monkeypatch):
+    """hf-transformers:org/repo goes through huggingface_hub.snapshot_download (faked here: no hub)."""
+    import huggingface_hub
+
+    calls = []
+
+    def snapshot(repo, allow_patterns, local_files_only):
+        calls.append((repo, local_files_only))
+        return str(clip_folder[0])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    backbone = create_backbone("auto", "hf-transformers:someone/tiny-clip")
+    assert (backbone.name, backbone.pretrained) == ("clipadapt-micro", "hf-transformers:someone/tiny-clip")
+    assert calls == [("someone/tiny-clip", False)]
+
+    def offline(repo, allow_patterns, local_files_only):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ClipAdaptError, match=r"Could not fetch 'someone/tiny-clip'.*huggingface-cli download"):
+        create_backbone("auto", "hf-transformers:someone/tiny-clip")
