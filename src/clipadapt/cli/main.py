@@ -186,7 +186,9 @@ def eval_cmd(
 @app.command()
 def predict(
     inputs: List[str] = typer.Argument(..., help="Image folders, files, glob patterns or manifests (CSV/Parquet)."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Instead of --checkpoint: an .onnx file written by "
+                                         "`clipadapt export`, run with onnxruntime (docs/export.md)."),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet"),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
@@ -216,7 +218,15 @@ def predict(
     from clipadapt.predict.tables import write_predictions
 
     def go():
+        if (checkpoint is None) == (model is None):
+            raise ClipAdaptError("predict needs either --checkpoint or --model (one of them): a run folder, or an "
+                                 ".onnx file written by `clipadapt export`.")
         paths = [p for spec in inputs for p in collect_images(spec)]
+        if model is not None:
+            from clipadapt.cli.export_command import predict_with_model
+
+            return predict_with_model(model, paths, out, threshold, batch_size, num_workers, on_bad_image.value,
+                                      decode.value, precision.value, engine.value, device, out_console)
         # a CPU-only precision (int8): 'auto' then means the CPU, not a GPU
         dev = resolve_device("cpu" if device == "auto" and precision.value in CPU_ONLY_PRECISIONS else device)
         method, card = load_run(checkpoint, device=dev)
@@ -428,6 +438,7 @@ def import_promptpar(
 # Reporting commands live in their own module; registered here so `clipadapt --help` lists them.
 from clipadapt.cli.adapt_command import adapt_command  # noqa: E402
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
+from clipadapt.cli.export_command import export_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
 from clipadapt.cli.serve_command import serve_command  # noqa: E402
 
@@ -436,6 +447,7 @@ app.command("explain")(explain_command)
 app.command("describe")(describe_command)
 app.command("adapt")(adapt_command)
 app.command("serve")(serve_command)
+app.command("export")(export_command)
 
 
 def main() -> None:  # pragma: no cover

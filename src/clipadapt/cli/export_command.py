@@ -1,0 +1,72 @@
+"""`clipadapt export`, as a plain function with typer parameters (cli/main.py registers it)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `clipadapt train` (or adapt / import-*)."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx: one file, images in, every "
+                                        "attribute's probabilities out; preprocessing and classes in its metadata."),
+    out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="The .onnx file to write."),
+    int8: bool = typer.Option(False, "--int8", help="Quantise the weights to int8 (onnxruntime dynamic "
+                              "quantisation; lossy, opt-in): its agreement with fp32 is measured and printed."),
+    images: List[str] = typer.Option([], "--images", help="Images for the int8 agreement check (folder, files, glob "
+                                     "or manifest; default: the run's test images)."),
+    batch_size: int = typer.Option(32, min=1, help="Images in the int8 agreement check."),
+):
+    """Export a trained run for inference without clipadapt's torch code: an ONNX file that
+    `clipadapt predict --model` or `python -m clipadapt.runtime` (no torch) runs with
+    onnxruntime (docs/export.md)."""
+    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.data.inputs import collect_images
+    from clipadapt.export import export_run
+
+    def go():
+        _quiet_libraries()
+        paths: Optional[list] = [p for spec in images for p in collect_images(spec)] or None
+        result = export_run(run_dir, out, int8=int8, images=paths, batch_size=batch_size)
+        for note in result.notes:
+            out_console.print(note, highlight=False, soft_wrap=True)
+        if result.agreement is not None:
+            out_console.print(result.agreement.describe(), highlight=False, soft_wrap=True)
+        meta = result.metadata
+        out_console.print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, {meta['precision']}): "
+                          f"{meta['method']}, {len(meta['attributes'])} attribute(s), input [B, 3, "
+                          f"{meta['preprocessing']['image_size']}, {meta['preprocessing']['image_size']}]",
+                          highlight=False, soft_wrap=True)
+
+    run_safely(go)
+
+
+def predict_with_model(model, paths, out, threshold, batch_size, num_workers, on_bad_image, decode, precision, engine,
+                       device, console):
+    """`clipadapt predict --model FILE.onnx`: the exported file through onnxruntime (CPU)."""
+    from clipadapt.errors import ClipAdaptError
+    from clipadapt.predict.tables import write_predictions
+    from clipadapt.runtime import OnnxModel, predict_onnx
+
+    if engine != "local":
+        raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
+    if precision != "fp32":
+        raise ClipAdaptError("--precision applies to --checkpoint; an int8 ONNX file is made with "
+                             "`clipadapt export --int8` and predicted with --model like any other.")
+    if device not in ("auto", "cpu"):
+        raise ClipAdaptError(f"--model runs on onnxruntime's CPU provider; --device {device} needs --checkpoint.")
+    onnx_model = OnnxModel(model)
+    table = predict_onnx(onnx_model, paths, batch_size=batch_size, threshold=threshold, on_bad_image=on_bad_image,
+                         decode=decode, num_workers=num_workers)
+    skipped, listed = write_predictions(table, out)
+    console.print(f"wrote {len(table)} rows to {out} (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')}); "
+                  f"{len(skipped)} of {len(table)} images skipped"
+                  + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
+                  highlight=False, soft_wrap=True)
