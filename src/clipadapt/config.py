@@ -254,19 +254,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply dotted key=value overrides to a raw config dict (in place) and return it."""
-    if isinstance(raw.get("method"), str):  # the `method: coop` shorthand
-        raw["method"] = {"name": raw["method"]}
     for text in overrides:
         keys, value = parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            if node.get(k) is None:
-                node[k] = {}
-            if not isinstance(node[k], dict):
-                raise ClipAdaptError(f"--set {text}: '{k}' is a value, not a section.")
-            node = node[k]
-        node[keys[-1]] = value
+        set_setting(raw, keys, value, f"--set {text}")
     return raw
+
+
+def set_setting(raw: dict, keys: list[str], value: Any, where: str) -> None:
+    """raw[keys[0]][keys[1]]... = value, making sections as needed (in place); `where`
+    names the setting in the error when a key on the way is a value, not a section."""
+    if isinstance(raw.get("method"), str):  # the `method: coop` shorthand
+        raw["method"] = {"name": raw["method"]}
+    node = raw
+    for k in keys[:-1]:
+        if node.get(k) is None:
+            node[k] = {}
+        if not isinstance(node[k], dict):
+            raise ClipAdaptError(f"{where}: '{k}' is a value, not a section.")
+        node = node[k]
+    node[keys[-1]] = value
 
 
 def load_config(path: Path | str | None, overrides: list[str] | None = None) -> RunConfig:
