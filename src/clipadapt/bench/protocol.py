@@ -10,7 +10,8 @@ Three protocols, as the CLIP-adaptation papers run them (docs/benchmarks.md):
 
 Each cell is one run folder under OUT; its settings are, later winning: the `config` file,
 `set`, train.epochs from `epochs` for its K, the data set's settings, the method's settings,
-then the cell's own (data.shots, data.split_seed = train.seed = the seed, data.class_subset).
+the cell's own (data.shots, data.split_seed = train.seed = the seed, data.class_subset), then
+the command line's --set. Relative paths in the protocol are relative to its file.
 A method that neither trains nor depends on the images (zeroshot) is one cell per data set.
 """
 
@@ -24,7 +25,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from clipadapt.config import RunConfig, _resolve_relative_paths, load_config, set_setting, validate_config
+from clipadapt.config import (
+    RunConfig, _resolve_relative_paths, apply_overrides, load_config, set_setting, validate_config,
+)
 from clipadapt.errors import ClipAdaptError
 from clipadapt.validation import describe_errors
 
@@ -107,11 +110,6 @@ def read_protocol(path: Path, overrides: list[str] | None = None) -> Protocol:
     base_file = spec.config if spec.config is None or spec.config.is_absolute() else path.parent / spec.config
     base = _base_config(base_file)
     everywhere = _flat(spec.set, "set", path)
-    for text in overrides or []:
-        from clipadapt.config import parse_override
-
-        keys, value = parse_override(text)
-        everywhere[".".join(keys)] = value
     methods = _named(spec.methods, "methods", path)
     datasets = _named(spec.datasets, "datasets", path)
     shots = _shots(spec, path)
@@ -121,7 +119,7 @@ def read_protocol(path: Path, overrides: list[str] | None = None) -> Protocol:
                              f"(CoOp's: {COOP_EPOCHS}).")
     source = _source(spec, datasets, path)
     _check_methods(spec.protocol, methods, path)
-    builder = _CellBuilder(base, everywhere, spec.epochs, path)
+    builder = _CellBuilder(base, everywhere, spec.epochs, path, overrides or [])
     cells = []
     trained_on = [source] if spec.protocol == "transfer" else list(datasets)
     for dataset in trained_on:
@@ -226,8 +224,9 @@ def needs_no_training(config: RunConfig) -> bool:
 
 
 class _CellBuilder:
-    def __init__(self, base: dict, everywhere: Settings, epochs: dict[int, int], path: Path):
+    def __init__(self, base: dict, everywhere: Settings, epochs: dict[int, int], path: Path, overrides: list[str]):
         self.base, self.everywhere, self.epochs, self.path = base, everywhere, epochs, path
+        self.overrides = overrides  # --set: applied last, paths relative to the working folder
 
     def config(self, dataset: str, dataset_settings: Settings, method: str, method_settings: Settings,
                cell: Settings, source: str, epochs: int | None = None) -> RunConfig:
@@ -244,8 +243,8 @@ class _CellBuilder:
         settings.update({**dataset_settings, "method.name": method, **method_settings, **cell})
         for key, value in settings.items():
             set_setting(raw, key.split("."), copy.deepcopy(value), f"{self.path}: setting {key}")
-        _resolve_relative_paths(raw, self.path.parent)
-        return validate_config(raw, source=f"{self.path} ({source})")
+        _resolve_relative_paths(raw, self.path.parent)  # the protocol's paths: relative to its file
+        return validate_config(apply_overrides(raw, self.overrides), source=f"{self.path} ({source})")
 
     def cells(self, kind: str, dataset: str, datasets: dict[str, Settings], method: str, method_settings: Settings,
               shots: list[int], seeds: list[int]) -> list[Cell]:

@@ -17,7 +17,7 @@ def bench_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the cells' run folders and the tables; run the same "
                                                       "command again to resume where it stopped."),
     set_: List[str] = typer.Option([], "--set", help="A setting for every cell, e.g. --set features.dir=/cache "
-                                                     "(repeatable; wins over the protocol's set)."),
+                                                     "(repeatable; applied last, over the protocol's settings)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and which are finished; run nothing."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):

@@ -87,6 +87,21 @@ def read_synthetic_finegrained(cfg: DataConfig):
     return read_folder(cfg)
 
 
+@DATA_FORMATS.register("synthetic-coop")
+def read_synthetic_coop(cfg: DataConfig):
+    """Render the synthetic birds in CoOp's Caltech101 layout under data.root (once;
+    clipadapt.data.synthetic.coop_layout) and read them as format benchmark does, with its
+    split file and Dassl's K-shot draws (data.shots, data.split_seed)."""
+    from clipadapt.data.synthetic.coop_layout import write_coop_birds
+
+    allowed = {"n_train", "n_val", "n_test", "seed", "image_size", "species_tones"}
+    root = write_coop_birds(_synthetic_root(cfg, "synthetic-coop", allowed), **cfg.synthetic)
+    return read_benchmark(cfg.model_copy(update={"dataset": "caltech101", "root": root}))
+
+
+read_synthetic_coop.draws_shots = True
+
+
 def build_splits(cfg: DataConfig) -> DataSplits:
     """Read cfg.format, leave out unusable images (data.on_bad_image=skip), then make the
     stratified validation split (if the source has none), the K-shot training subset
