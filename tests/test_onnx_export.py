@@ -43,8 +43,9 @@ RUNS = {
     "zeroshot": ("zeroshot", STREETS, {}, "crop", "bicubic"),
     "majority": ("majority", STREETS, {}, "crop", "bicubic"),
     "promptpar": ("promptpar", PEDESTRIANS, SMALL_FUSION, "letterbox", "bilinear"),
-    "microclip-mean-query": ("microclip", BIRDS, {"query": "mean"}, "crop", "bicubic"),
-    "microclip-cls-only": ("microclip", BIRDS, {"use_soap": False}, "crop", "bicubic"),
+    # logit_scale 2 (not 100): probabilities away from 0 / 1, so a difference in the logits shows
+    "microclip-mean-query": ("microclip", BIRDS, {"query": "mean", "logit_scale": 2.0}, "crop", "bicubic"),
+    "microclip-cls-only": ("microclip", BIRDS, {"use_soap": False, "logit_scale": 2.0}, "crop", "bicubic"),
 }
 
 
@@ -208,3 +209,13 @@ def test_cli_export_int8_prints_its_agreement_and_predict_model_runs_it(exported
     assert len(table) == 7 and table["ok"].sum() == 6
     result = runner.invoke(app, ["predict", str(folder), "--model", str(fp32_file), "--checkpoint", str(run)])
     assert result.exit_code == 2 and "either --checkpoint or --model" in result.output
+
+
+def test_the_benchmark_runs_on_the_micro_clip():
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "onnx_export.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--repeats", "1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert set(result["speed_vs_torch_fp32"]) == {"onnx_fp32", "onnx_int8"}
+    assert result["agreement_with_torch_fp32"]["onnx_fp32"]["max_abs_probability_difference"] < PARITY

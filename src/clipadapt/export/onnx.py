@@ -50,7 +50,7 @@ def refusal(method: Method) -> str | None:
     if method.name == "microclip" and soap is not None and soap.needs_ncut:
         return ("microclip with the Normalised Cut (query 'ncut' or pooling 'ncut_mean') cannot be exported: its "
                 "eigen-solve (torch.linalg.eigh) has no ONNX operator, and a fixed-graph solver cannot pick eigh's "
-                "eigenvector where eigenvalues repeat (they do on untrained towers), so the foreground mask could "
+                "eigenvector where eigenvalues repeat (3 of 24 synthetic birds on the embedded CLIP), so the mask can "
                 "differ; runs with query 'mean' or 'cls', or use_soap false, export.")
     if getattr(method.backbone, "precision", "fp32") != "fp32":
         return "the backbone is set to a lossy precision; export the fp32 model (--int8 quantises the file)."
