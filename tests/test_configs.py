@@ -13,7 +13,8 @@ from clipadapt.data.formats import DATA_FORMATS
 from clipadapt.methods import METHODS
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
-RUN_CONFIGS = [p for p in CONFIGS if not p.name.endswith("-attributes.yaml")]
+PROTOCOLS = [p for p in CONFIGS if p.name.endswith("-protocol.yaml")]  # `clipadapt bench` files
+RUN_CONFIGS = [p for p in CONFIGS if not p.name.endswith(("-attributes.yaml", "-protocol.yaml"))]
 
 
 def test_configs_exist():
@@ -27,6 +28,14 @@ def test_config_validates(path):
     cfg = load_config(path)
     assert cfg.data.format in DATA_FORMATS.names()
     METHODS.get(cfg.method.name).parse_params(cfg.method.params)
+
+
+@pytest.mark.parametrize("path", PROTOCOLS, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
+def test_bench_protocol_validates(path, tmp_path):
+    from clipadapt.bench import read_protocol
+
+    protocol = read_protocol(path, [f"data.root={tmp_path}"])  # every cell's config, nothing rendered
+    assert protocol.cells and all(cell.config.data.format in DATA_FORMATS.names() for cell in protocol.cells)
 
 
 def test_custom_attribute_file_is_found_next_to_its_config():
