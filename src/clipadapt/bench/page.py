@@ -105,7 +105,7 @@ def shots_figure(protocol: Protocol, results: list[CellResult]) -> bytes:
             ax.set_xlabel("training images per class")
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
-        axes[0].legend(frameon=False, fontsize=7)
+        _legend(fig, axes[0])
         return figure_png(fig)
 
 
@@ -119,6 +119,12 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, axis="y")
+
+
+def _legend(fig, ax) -> None:
+    """One legend beside the panels, where it covers no bar."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", frameon=False, fontsize=7)
 
 
 def _mean_of(grouped, key: tuple, split: str) -> float | None:
@@ -144,7 +150,7 @@ def base_novel_figure(protocol: Protocol, results: list[CellResult]) -> bytes:
                 series[method] = [None if v is None else 100 * v for v in (b, n, h)]
             _bars(ax, ["base", "novel", "H"], series)
             ax.set_title(dataset)
-        axes[0].legend(frameon=False, fontsize=7)
+        _legend(fig, axes[0])
         return figure_png(fig)
 
 
@@ -162,5 +168,5 @@ def transfer_figure(protocol: Protocol, results: list[CellResult]) -> bytes:
             series[method] = [None if v is None else 100 * v for v in values]
         _bars(ax, names, series)
         ax.tick_params(axis="x", labelrotation=30)
-        ax.legend(frameon=False, fontsize=7)
+        _legend(fig, ax)
         return figure_png(fig)
