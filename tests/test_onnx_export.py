@@ -46,13 +46,15 @@ RUNS = {
     # logit_scale 2 (not 100): probabilities away from 0 / 1, so a difference in the logits shows
     "microclip-mean-query": ("microclip", BIRDS, {"query": "mean", "logit_scale": 2.0}, "crop", "bicubic"),
     "microclip-cls-only": ("microclip", BIRDS, {"use_soap": False, "logit_scale": 2.0}, "crop", "bicubic"),
+    "mhadapter-eva": ("mhadapter", STREETS, {}, "crop", "bicubic", "clipadapt-micro-eva"),  # timm tower, rotary
 }
 
 
-def make_run(folder: Path, method_name: str, task: TaskSpec, params: dict, preprocess: str, interpolation: str) -> Path:
-    """A run folder of the micro CLIP whose trained tensors are random (not their init), so
+def make_run(folder: Path, method_name: str, task: TaskSpec, params: dict, preprocess: str, interpolation: str,
+             backbone_name: str = "clipadapt-micro") -> Path:
+    """A run folder of a micro tower whose trained tensors are random (not their init), so
     every trained piece shows in the outputs."""
-    backbone = create_backbone("clipadapt-micro", None).set_preprocessing(preprocess, interpolation=interpolation)
+    backbone = create_backbone(backbone_name, None).set_preprocessing(preprocess, interpolation=interpolation)
     method = build_method(method_name, backbone, task, params)
     g = torch.Generator().manual_seed(1)
     state = {}

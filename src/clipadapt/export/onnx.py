@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -113,6 +114,9 @@ def export_graph(method: Method, path: Path) -> None:
     # logit_scale is read as a Python float, and torch.export prints a page-long graph dump
     # about that data-dependent value (a constant of the file either way): kept off the terminal
     chatter = io.StringIO()
+    optimiser_log = logging.getLogger("onnxscript")  # notes on constant folding it skipped (timm towers)
+    saved_level = optimiser_log.level
+    optimiser_log.setLevel(logging.ERROR)
     with (traceable(method), torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(chatter),
           contextlib.redirect_stderr(chatter)):
         warnings.simplefilter("ignore")
@@ -125,6 +129,8 @@ def export_graph(method: Method, path: Path) -> None:
         except Exception as exc:  # the exporter's own error types; the first line says what failed
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClipAdaptError(f"method '{method.name}' could not be exported to ONNX ({first}).") from None
+        finally:
+            optimiser_log.setLevel(saved_level)
 
 
 def file_sha256(path: Path) -> str:
