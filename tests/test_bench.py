@@ -80,9 +80,11 @@ def test_a_killed_grid_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert all(cell_state(out, c) == "done" for c in protocol.cells)
 
     epochs.clear()
-    again = run_protocol(read_protocol(path), out)  # a finished grid only re-reads
-    assert not any(r.ran for r in again) and not epochs
+    again = run_protocol(read_protocol(path, ["features.dir=" + str(tmp_path / "elsewhere")]), out)
+    assert not any(r.ran for r in again) and not epochs  # a finished grid only re-reads
     assert [r.scores for r in again] == [r.scores for r in results]
+    with pytest.raises(ClipAdaptError, match=r"linear_probe/1shot-seed1 was run with other settings .*train.lr: 0.0005 -> 0.5"):
+        run_protocol(read_protocol(path, ["train.lr=0.5"]), out)  # its scores would not be the protocol's
 
 
 def test_a_zero_shot_method_is_one_cell_per_data_set_shown_at_every_k(tmp_path):

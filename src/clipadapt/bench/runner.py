@@ -54,7 +54,7 @@ def run_protocol(protocol: Protocol, out: Path, progress: bool = False,
         state = cell_state(out, cell)
         where = f"[{number}/{len(protocol.cells)}] {cell.label}"
         if state == "done":
-            results.append(CellResult(cell, read_result(out / cell.folder), ran=False))
+            results.append(CellResult(cell, read_result(out / cell.folder, cell), ran=False))
             continue
         notify(f"{where}: {'resuming' if state == 'started' else 'evaluating' if state == 'trained' else 'running'}")
         scores = run_cell(cell, out / cell.folder, _backbone(backbones, cell), progress)
@@ -82,12 +82,49 @@ def run_cell(cell: Cell, folder: Path, backbone, progress: bool) -> dict[str, di
         else:
             scores[name] = _scores(eval_run(folder, config, out=results, progress=progress, backbone=backbone))
     write_json(folder / RESULT, {"dataset": cell.dataset, "method": cell.method, "shots": cell.shots,
-                                 "seed": cell.seed, "scores": scores})
+                                 "seed": cell.seed, "scores": scores, "config": _compared(cell.config)})
     return scores
 
 
-def read_result(folder: Path) -> dict[str, dict[str, float]]:
-    return _read_json(folder / RESULT)["scores"]
+# Settings that do not change a cell's result: a finished cell stays valid when they change.
+NOT_COMPARED = {"features": None, "train": ("device", "num_workers", "eval_batch_size")}
+
+
+def _compared(config) -> dict:
+    from clipadapt.bench.protocol import needs_no_training
+
+    raw = config.model_dump(mode="json")
+    if needs_no_training(config):  # zeroshot: no train.* setting changes it
+        raw.pop("train", None)
+    for section, keys in NOT_COMPARED.items():
+        for key in keys or list(raw.get(section, {})):
+            raw.get(section, {}).pop(key, None)
+    return raw
+
+
+def read_result(folder: Path, cell: Cell) -> dict[str, dict[str, float]]:
+    """A finished cell's scores; a cell run with other settings than the protocol's now is
+    an error (its scores would be mixed into the table unseen)."""
+    result = _read_json(folder / RESULT)
+    stored, wanted = result.get("config"), _compared(cell.config)
+    if stored is not None and stored != wanted:
+        changed = sorted(_differences(stored, wanted))
+        raise ClipAdaptError(
+            f"{folder} was run with other settings than the protocol gives it now ({', '.join(changed[:6])}"
+            f"{' ...' if len(changed) > 6 else ''}). Delete that folder to run it again, or use another --out.")
+    return result["scores"]
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = set(a) | set(b)
+    out = []
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}: {x!r} -> {y!r}")
+    return out
 
 
 def _scores(metrics: dict) -> dict[str, float]:
