@@ -28,7 +28,7 @@ import torch
 
 from bench_common import Row, machine, matmul_rate, quiet
 
-ROWS = "abcdef"  # g is computed with a
+ROWS = "abcdefh"  # g is computed with a
 
 
 @dataclass
@@ -49,13 +49,14 @@ class Context:
 def row_modules(letters: str) -> list:
     import row_eight_attributes
     import row_encode
+    import row_families
     import row_predict_jpeg
     import row_steps
     import row_store_epoch
     import row_store_memory
 
     table = {"a": row_encode, "b": row_store_epoch, "c": row_eight_attributes, "d": row_predict_jpeg,
-             "e": row_store_memory, "f": row_steps}
+             "e": row_store_memory, "f": row_steps, "h": row_families}
     return [table[x] for x in letters]
 
 

@@ -95,3 +95,19 @@ def test_supported_methods_learn_on_street_views(tmp_path, family):
         losses = [row["train_loss"] for row in json.loads((outcome.run_dir / "history.json").read_text())]
         assert losses[-1] < losses[0] - 0.05, (method, losses)  # measured drops: 0.09 (clip_adapter) to 0.3
         assert outcome.card["backbone"]["name"] == MICRO[family] and outcome.card["backbone"]["family"] == family
+
+
+@pytest.mark.parametrize("family", ["siglip", "eva", "clip"])
+def test_the_text_tower_runs_from_token_embeddings_as_open_clip_does(family):
+    """What learned text context (CoOp, PromptPAR's text prompts) builds on: token
+    embeddings in, the tower's own pooling out (SigLIP: the last position, no causal mask)."""
+    backbone = create_backbone(MICRO[family], None)
+    tokens = backbone.tokenize(["a photo of a dog.", "a rainy street at night"])
+    with torch.no_grad():
+        reference = backbone.model.encode_text(tokens)
+        index = backbone.pooled_text_index(tokens)
+        plain = backbone.encode_text_embeddings(backbone.token_embeddings(tokens), index)
+        deep = backbone.encode_text_deep(backbone.token_embeddings(tokens), index, lambda block, x: x)
+    assert (plain - reference).abs().max() < 1e-5 and (deep - reference).abs().max() < 1e-5
+    expected = {"siglip": tokens.shape[1] - 1, "eva": int(tokens[0].argmax()), "clip": int(tokens[0].argmax())}
+    assert int(index[0]) == expected[family]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-ROW_KEYS = {"a", "a-lossy", "g", "b", "c", "d", "e", "f-promptpar", "f-microclip"}
+ROW_KEYS = {"a", "a-lossy", "g", "b", "c", "d", "e", "f-promptpar", "f-microclip", "h-siglip", "h-eva"}
 
 
 @pytest.fixture()
@@ -34,6 +34,7 @@ def test_every_suite_row_runs_on_tiny_shapes(benchmarks, tmp_path):
     assert rows["a"]["details"]["cosine_vs_fp32_eager"]["clipadapt_tap"] >= 0.999
     assert 0 <= rows["d"]["details"]["draft_vs_full"]["same_class_fraction"] <= 1
     assert all(run["peak_epoch_mib"] > 0 for run in rows["e"]["details"]["runs"])
+    assert rows["h-siglip"]["details"]["max_abs_diff"] < 1e-4 and rows["h-eva"]["details"]["max_abs_diff"] < 1e-4
     table = (tmp_path / "suite.md").read_text()
     assert all(f"| {key} |" in table for key in ROW_KEYS)
 

@@ -279,11 +279,53 @@ class ClipBackbone(nn.Module):
         return self.tokenizer(texts)
 
     @property
+    def text_tower(self) -> nn.Module:
+        """The module that holds the text transformer: the CLIP model itself, or `model.text`
+        for models with a custom text tower (SigLIP, EVA02)."""
+        return self.model if getattr(self.model, "token_embedding", None) is not None else self.model.text
+
+    @property
     def text_token_embedding(self) -> nn.Embedding:
-        """The text tower's token embedding table (CLIP keeps it on the model; models with a
-        custom text tower, e.g. SigLIP and EVA02, on `model.text`)."""
-        table = getattr(self.model, "token_embedding", None)
-        return table if table is not None else self.model.text.token_embedding
+        """The text tower's token embedding table."""
+        return self.text_tower.token_embedding
+
+    def pooled_text_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Position [K] whose output is the text feature of each row of token ids: the
+        end-of-text token (CLIP: the largest id), the last position (SigLIP), the first,
+        or the tokenizer's end-of-sequence id, as the text tower pools."""
+        tower = self.text_tower
+        kind = getattr(tower, "text_pool_type", None) or getattr(tower, "pool_type", "argmax")
+        if kind == "argmax":
+            return tokens.argmax(dim=-1)
+        if kind in ("last", "first"):
+            return torch.full((tokens.shape[0],), tokens.shape[1] - 1 if kind == "last" else 0, dtype=torch.long)
+        if kind == "eos":
+            eos = getattr(tower, "text_eos_id", None) or getattr(tower, "eos_id", None)
+            return (tokens == eos).int().argmax(dim=-1)
+        raise ClipAdaptError(f"The text tower of {self.name} pools its tokens as {kind!r}; learned text context "
+                             "does not know where to read the feature.")
+
+    @property
+    def text_prefix_tokens(self) -> int:
+        """Tokens the tokenizer puts before the text: 1 for CLIP's start-of-text, 0 for
+        tokenizers without one (SigLIP's). Learned context goes right after them."""
+        return 1 if getattr(self.tokenizer, "sot_token_id", None) is not None else 0
+
+    def _text_mask(self):
+        tower = self.text_tower
+        if getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False):
+            raise ClipAdaptError(f"The text tower of {self.name} appends a class token or masks padding (CoCa-style); "
+                                 "learned text context is not supported on it.")
+        return getattr(tower, "attn_mask", None)
+
+    def _text_output(self, x: torch.Tensor, pooled_index: torch.Tensor) -> torch.Tensor:
+        tower = self.text_tower
+        x = tower.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), pooled_index.to(x.device)]
+        proj = tower.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
 
     @property
     def text_width(self) -> int:
@@ -293,32 +335,25 @@ class ClipBackbone(nn.Module):
         """Input embeddings [K, T, W] of token ids (for learned-context prompts, CoOp)."""
         return self.text_token_embedding(tokens.to(self.text_token_embedding.weight.device))
 
-    def encode_text_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+    def encode_text_embeddings(self, x: torch.Tensor, pooled_index: torch.Tensor) -> torch.Tensor:
         """Text features [K, E] from input embeddings [K, T, W]; features are read at
-        `eot_index` (position of the end-of-text token in each row)."""
-        m = self.model
-        x = x + m.positional_embedding.to(x.dtype)
-        x = m.transformer(x, attn_mask=m.attn_mask)
-        x = m.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot_index]
-        proj = m.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        `pooled_index` (`pooled_text_index` of the token ids: CLIP's end-of-text token)."""
+        tower, mask = self.text_tower, self._text_mask()
+        x = x + tower.positional_embedding[:x.shape[1]].to(x.dtype)
+        return self._text_output(tower.transformer(x, attn_mask=mask), pooled_index)
 
-    def encode_text_deep(self, x: torch.Tensor, eot_index: torch.Tensor, inject) -> torch.Tensor:
+    def encode_text_deep(self, x: torch.Tensor, pooled_index: torch.Tensor, inject) -> torch.Tensor:
         """encode_text_embeddings with `inject(i, x) -> x` before text block i (deep text
         prompts placed before the end-of-text token, so the causal mask lets EOT see them)."""
-        m = self.model
-        x = x + m.positional_embedding.to(x.dtype)
-        for i, block in enumerate(m.transformer.resblocks):
-            x = block(inject(i, x), attn_mask=m.attn_mask)
-        x = m.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot_index]
-        proj = m.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        tower, mask = self.text_tower, self._text_mask()
+        x = x + tower.positional_embedding[:x.shape[1]].to(x.dtype)
+        for i, block in enumerate(tower.transformer.resblocks):
+            x = block(inject(i, x), attn_mask=mask)
+        return self._text_output(x, pooled_index)
 
     @property
     def text_blocks(self) -> int:
-        return len(self.model.transformer.resblocks)
+        return len(self.text_tower.transformer.resblocks)
 
     @property
     def patch_size(self) -> int:
