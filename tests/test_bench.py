@@ -117,6 +117,9 @@ def test_base_to_novel_through_the_command_line(tmp_path):
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "Base-to-novel" in page
     assert "| coop |" in (out / "table.md").read_text()
+    listed = CliRunner().invoke(app, ["bench", str(path), "--out", str(out), "--dry-run"])
+    assert listed.exit_code == 0 and listed.output.split().count("done") == 3  # zero-shot + 2 seeds of coop
+    assert "(+ scored on novel)" in listed.output
 
 
 def test_transfer_scores_each_target_with_its_own_class_names(tmp_path):

@@ -115,3 +115,23 @@ def test_other_attribute_names_are_still_refused(tmp_path):
     method, _ = load_run(outcome.run_dir)
     with pytest.raises(ClipAdaptError, match=r"predicts attributes \['class'\], but the data has \['species'\]"):
         method_for_classes(method, TaskSpec((Attribute("species", ("a", "b")),)), "run")
+
+
+def test_eval_config_on_the_command_line_says_how_it_scored(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from clipadapt.cli.main import app
+
+    outcome, cfg = trained(tmp_path, "oxford_pets", "clip_adapter")
+    other = tmp_path / "dtd.yaml"
+    other.write_text(yaml.safe_dump(run_config(write_set(tmp_path / "data", "dtd"), "dtd", "clip_adapter")
+                                    .model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["eval", str(outcome.run_dir), "--config", str(other), "--out",
+                                      str(tmp_path / "eval-dtd"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "note: scored with the data's class list (class: 3 classes (trained on 3)): clip_adapter's text side " \
+           "was rebuilt" in " ".join(result.output.split())
+    probe, _ = trained(tmp_path, "oxford_pets", "linear_probe")
+    result = CliRunner().invoke(app, ["eval", str(probe.run_dir), "--config", str(other), "--quiet"])
+    assert result.exit_code == 2 and "has a trained output per class" in result.output
