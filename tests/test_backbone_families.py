@@ -78,7 +78,7 @@ def test_every_method_runs_or_is_refused_with_its_reason(family):
 def test_list_backbones_shows_the_families_and_their_methods():
     text = "\n".join(backbones_by_family())
     assert "siglip: SigLIP" in text and "ViT-SO400M-14-SigLIP" in text and "EVA02-B-16" in text
-    assert "refused: coop, promptpar, microclip" in text and "RN50" in text.split("not supported")[1]
+    assert "refused: promptpar, microclip" in text and "RN50" in text.split("not supported")[1]
 
 
 @pytest.mark.parametrize("family", ["siglip", "eva"])
@@ -89,11 +89,17 @@ def test_supported_methods_learn_on_street_views(tmp_path, family):
                      "synthetic": {"n_train": 60, "n_test": 20, "seed": 0, "image_size": 40}},
             "train": {"epochs": 8, "batch_size": 16, "lr": 2e-2, "warmup_epochs": 0, "patience": None, "device": "cpu"},
             "features": {"dir": str(tmp_path / "cache")}}
-    for method in ("linear_probe", "clip_adapter", "mhadapter"):
-        cfg = validate_config({**base, "method": {"name": method}})
+    # CoOp moves the text side of a random micro tower slowly: it gets a larger step
+    for method, lr in (("linear_probe", 2e-2), ("clip_adapter", 2e-2), ("mhadapter", 2e-2), ("coop", 2e-1)):
+        cfg = validate_config({**base, "method": {"name": method}, "train": {**base["train"], "lr": lr}})
         outcome = train_run(cfg, tmp_path / method, progress=False)
         losses = [row["train_loss"] for row in json.loads((outcome.run_dir / "history.json").read_text())]
-        assert losses[-1] < losses[0] - 0.05, (method, losses)  # measured drops: 0.09 (clip_adapter) to 0.3
+        # measured drops over 8 epochs: 0.09 (clip_adapter) to 0.3; coop, whose context moves a
+        # random one-block text tower, 0.03, falling every epoch
+        if method == "coop":
+            assert losses[-1] < losses[0] - 0.02 and all(b < a for a, b in zip(losses, losses[1:])), losses
+        else:
+            assert losses[-1] < losses[0] - 0.05, (method, losses)
         assert outcome.card["backbone"]["name"] == MICRO[family] and outcome.card["backbone"]["family"] == family
 
 

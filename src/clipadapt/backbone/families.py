@@ -19,7 +19,6 @@ _PROMPTS_INSIDE = ("its deep prompts and part tokens run inside CLIP's own block
                    "per-token projection, which this tower does not have yet")
 _VALUE_PATH = ("SOAP pools value-path patch features through CLIP's per-token projection (MaskCLIP on [CLS]); "
                "its counterpart on this tower is not built yet")
-_TEXT_CONTEXT = "learned text context needs the text tower's token-level forward, which is not wired for this family yet"
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,9 @@ class Family:
 FAMILIES = {
     "clip": Family("clip", "open_clip's ViT with a [CLS] token: OpenAI (QuickGELU), LAION, DataComp, DFN, MetaCLIP"),
     "siglip": Family("siglip", "SigLIP / SigLIP2: timm ViT, no [CLS], attention-pool (MAP) head, text pooled at the "
-                     "last token", refused={"coop": _TEXT_CONTEXT, "promptpar": _PROMPTS_INSIDE,
-                                            "microclip": _VALUE_PATH}),
+                     "last token", refused={"promptpar": _PROMPTS_INSIDE, "microclip": _VALUE_PATH}),
     "eva": Family("eva", "EVA02-CLIP: timm EVA blocks, rotary position embeddings, SwiGLU, [CLS] pooling",
-                  refused={"coop": _TEXT_CONTEXT, "promptpar": _PROMPTS_INSIDE, "microclip": _VALUE_PATH}),
+                  refused={"promptpar": _PROMPTS_INSIDE, "microclip": _VALUE_PATH}),
 }
 
 

@@ -2,6 +2,9 @@
 
 Prompt = [SOS] ctx_1 ... ctx_M <class words> . [EOS]; the context is shared by all
 classes of an attribute (one context per attribute), randomly initialised (std 0.02).
+The context goes right after the tokenizer's own prefix (CLIP's start token; none for
+SigLIP's tokenizer) and the feature is read where the text tower pools (CLIP: EOS;
+SigLIP: the last position, which sees every token: its text tower has no causal mask).
 The frozen text encoder runs on every step because its input is being learned.
 """
 
@@ -37,14 +40,15 @@ class CoOp(Method):
             tokens = backbone.tokenize(texts)
             # Frozen pieces of the prompt: embeddings of everything but the context slots.
             self.register_buffer(f"embeds_{i}", backbone.token_embeddings(tokens).detach(), persistent=False)
-            self.register_buffer(f"eot_{i}", tokens.argmax(dim=-1), persistent=False)
+            self.register_buffer(f"eot_{i}", backbone.pooled_text_index(tokens), persistent=False)
+        self.prefix = backbone.text_prefix_tokens
 
     def class_text_features(self, attribute: int) -> torch.Tensor:
         """Text features [K, E] of one attribute's prompts with the current context."""
         embeds = getattr(self, f"embeds_{attribute}")
         ctx = self.contexts[attribute].to(embeds.dtype).expand(embeds.shape[0], -1, -1)
-        n = ctx.shape[1]
-        x = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1)
+        n, p = ctx.shape[1], self.prefix
+        x = torch.cat([embeds[:, :p], ctx, embeds[:, p + n:]], dim=1)
         return self.backbone.encode_text_embeddings(x, getattr(self, f"eot_{attribute}"))
 
     def text_classifier_rows(self):
