@@ -54,7 +54,7 @@ def test_micro_towers_encode_as_open_clip_does(family):
     assert embedding < 1e-4 and taps < 1e-4
 
 
-@pytest.mark.parametrize("name", ["ViT-B-16-SigLIP", "EVA02-B-16"])
+@pytest.mark.parametrize("name", ["ViT-B-16-SigLIP"])  # EVA02-B-16 (14 s here) measured 0.0 too: docs/backbones.md
 def test_full_size_towers_encode_as_open_clip_does(name):
     embedding, taps = check_parity(name, batch=1)
     assert embedding < 1e-4 and taps < 1e-4

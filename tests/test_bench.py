@@ -162,11 +162,11 @@ def test_few_shot_mhadapter_beats_zero_shot_on_birds_in_a_coop_layout(tmp_path):
         "set": {"backbone.name": "clipadapt-tiny", "backbone.pretrained": "embedded", "train.device": "cpu",
                 "train.lr": 1e-3, "train.warmup_epochs": 2, "data.format": "synthetic-coop", "data.root": "birds",
                 "data.synthetic": {"species_tones": True, "n_test": 20}},
-        "methods": ["zeroshot", "mhadapter"], "datasets": ["birds"], "shots": [16], "seeds": [1], "epochs": {16: 30}}))
+        "methods": ["zeroshot", "mhadapter"], "datasets": ["birds"], "shots": [16], "seeds": [1], "epochs": {16: 20}}))
     protocol = read_protocol(path)
     results = run_protocol(protocol, tmp_path / "out")
     split = json.loads((tmp_path / "birds" / "caltech-101" / "split_zhou_Caltech101.json").read_text())
     assert [len(split[s]) for s in ("train", "val", "test")] == [160, 40, 200]
     zero_shot, adapted = (r.scores["test"]["accuracy"] for r in results)
     assert 0.2 < zero_shot < 0.55  # knows the names, not the colours (measured 0.38)
-    assert adapted > zero_shot + 0.1, (zero_shot, adapted)  # measured 0.615
+    assert adapted > zero_shot + 0.1, (zero_shot, adapted)  # measured 0.62 (20 epochs; 0.615 at 30)
