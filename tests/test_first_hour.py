@@ -150,6 +150,11 @@ def test_zeroshot_reports_them_with_its_result(tmp_path, tiny, cache):
     for record in (json.loads((run / "metrics.json").read_text()), json.loads((run / "card.json").read_text())):
         assert "cannot tell classes apart" in record["warnings"][0] and record["no_progress"] is False
     assert 'class="banner"' in (run / "report.html").read_text()
+    # predicting with that run checks again, and says so before the table is written
+    image = next((root / "test" / UNSEEN[0]).iterdir())
+    said = CliRunner().invoke(app, ["predict", str(image), "--checkpoint", str(run), "--out", str(tmp_path / "p.csv"),
+                                    "--quiet"]).output
+    assert "warning: zeroshot cannot tell classes apart" in said and "wrote 1 rows" in said
 
 
 # ------------------------------------------------------------------ a run that did not learn

@@ -230,6 +230,10 @@ def predict(
         # a CPU-only precision (int8): 'auto' then means the CPU, not a GPU
         dev = resolve_device("cpu" if device == "auto" and precision.value in CPU_ONLY_PRECISIONS else device)
         method, card = load_run(checkpoint, device=dev)
+        from clipadapt.methods.text_check import check_class_texts
+
+        for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind
+            warnings.warn(note, ClipAdaptWarning, stacklevel=1)
         cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
         if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors
             if precision is not Precision.fp32:
