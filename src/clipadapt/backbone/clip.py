@@ -57,6 +57,7 @@ class ClipBackbone(nn.Module):
                  tag: str | None = None, preprocessing_known: bool = True):
         super().__init__()
         self.check_tower(model, name)
+        self.family = self.tower_family(model)  # see backbone/families.py
         self.model = model.eval()
         self.name = name
         self.pretrained = pretrained
@@ -75,8 +76,12 @@ class ClipBackbone(nn.Module):
         self.precision = "fp32"  # or a lossy opt-in for inference: see set_precision
         self._lossy_tower = None
 
-    family = "clip"  # open_clip's own ViT with [CLS] pooling (OpenAI, LAION, DataComp, DFN, MetaCLIP)
     num_prefix_tokens = 1  # [CLS] before the patches
+
+    @staticmethod
+    def tower_family(model: nn.Module) -> str:
+        """open_clip's own ViT with [CLS] pooling (OpenAI, LAION, DataComp, DFN, MetaCLIP)."""
+        return "clip"
 
     @staticmethod
     def check_tower(model: nn.Module, name: str) -> None:
@@ -264,7 +269,7 @@ class ClipBackbone(nn.Module):
         for i in range(self.num_blocks if embedding else tap_block):
             x = self.block(i, x)
             if tap_block is not None and i + 1 == tap_block:
-                tapped = x[:, 1:]
+                tapped = x[:, self.num_prefix_tokens:]
         return ImageFeatures(tapped, self.pool(x) if embedding else None)
 
     # ------------------------------------------------------------------ text

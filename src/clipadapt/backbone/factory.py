@@ -161,7 +161,7 @@ def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, k
         set_model_preprocess_cfg(model, preprocess)
     weights_id = f"file:{file_fingerprint(path)}" + (f"@{tag}" if tag else "")
     return wrap(model, name=name, pretrained=pretrained, weights_id=weights_id, tag=tag,
-                        preprocessing_known=known or bool(tag))
+                preprocessing_known=known or bool(tag))
 
 
 def _from_transformers(name: str, pretrained: str, tag: str | None) -> ClipBackbone:

@@ -44,9 +44,7 @@ class TimmTowerBackbone(ClipBackbone):
             raise ClipAdaptError(f"Backbone '{name}' has an image tower clipadapt does not know "
                                  "(`clipadapt list backbones` shows the families).")
 
-    @property
-    def family(self) -> str:
-        return timm_family(self.model)
+    tower_family = staticmethod(timm_family)
 
     @property
     def trunk(self) -> nn.Module:
@@ -86,9 +84,15 @@ class TimmTowerBackbone(ClipBackbone):
 
     # ------------------------------------------------------------------ image primitives
     def _rope(self) -> torch.Tensor | None:
-        """EVA's rotary embedding of the patch grid (None for SigLIP)."""
+        """EVA's rotary embedding of the patch grid (None for SigLIP), computed once per
+        device: it depends on the fixed grid only, and every block of every pass uses it."""
         rope = getattr(self.trunk, "rope", None)
-        return rope.get_embed() if rope is not None else None
+        if rope is None:
+            return None
+        device = next(self.trunk.parameters()).device
+        if getattr(self, "_rope_cache", None) is None or self._rope_cache.device != device:
+            self._rope_cache = rope.get_embed().to(device)
+        return self._rope_cache
 
     def embed(self, images: torch.Tensor, ln_pre: bool = True) -> torch.Tensor:
         """Patchify, prefix tokens and positions, norm_pre: [B, prefix + N, D]."""
@@ -118,25 +122,6 @@ class TimmTowerBackbone(ClipBackbone):
 
     def value_path_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
         raise ClipAdaptError(f"{self.name} ({self.family}): the value-path block is not defined on timm towers yet.")
-
-    def forward_features(self, images: torch.Tensor, tap_block: int | None = None, embedding: bool = True):
-        """Patch tokens after block `tap_block` (1-based; prefix tokens dropped) and the
-        pooled embedding, by the explicit loop (no fused path for timm towers)."""
-        from clipadapt.backbone.clip import ImageFeatures
-
-        if tap_block is not None and not 1 <= tap_block <= self.num_blocks:
-            raise ClipAdaptError(f"tap_block must be in 1..{self.num_blocks} for {self.name}, got {tap_block}.")
-        if not embedding and tap_block is None:
-            raise ClipAdaptError("forward_features(embedding=False) needs a tap_block: it would compute nothing.")
-        if self.precision != "fp32":
-            raise ClipAdaptError(f"precision {self.precision} runs on CLIP's own ViT blocks only; use fp32.")
-        x = self.embed(images)
-        tapped = None
-        for i in range(self.num_blocks if embedding else tap_block):
-            x = self.block(i, x)
-            if tap_block is not None and i + 1 == tap_block:
-                tapped = x[:, self.num_prefix_tokens:]
-        return ImageFeatures(tapped, self.pool(x) if embedding else None)
 
     # ------------------------------------------------------------------ text
     @property
