@@ -183,13 +183,18 @@ def _from_transformers(name: str, pretrained: str, tag: str | None) -> ClipBackb
 def backbone_from_config(cfg) -> ClipBackbone:
     """create_backbone for a BackboneConfig (or a card's backbone dict), with its
     preprocessing (crop | letterbox) and normalisation (model | half) applied."""
-    get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
+    get = _setting_reader(cfg)
     return apply_preprocessing(create_backbone(get("name"), get("pretrained"), get("tag")), cfg)
+
+
+def _setting_reader(cfg):
+    """get(key) on a BackboneConfig or on a card's backbone dict alike (None when unset)."""
+    return cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
 
 
 def apply_preprocessing(backbone: ClipBackbone, cfg) -> ClipBackbone:
     """Set the preprocessing, normalisation and interpolation a BackboneConfig (or a
     card's backbone dict) names on `backbone`; unset ones take the defaults."""
-    get = cfg.get if isinstance(cfg, dict) else (lambda key, default=None: getattr(cfg, key, default))
+    get = _setting_reader(cfg)
     return backbone.set_preprocessing(get("preprocess") or "crop", get("normalise") or "model",
                                       get("interpolation") or "bicubic")

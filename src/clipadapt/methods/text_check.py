@@ -142,12 +142,13 @@ def text_collisions(method) -> list[TextCollision]:
         text = F.normalize(features[a].detach().float(), dim=-1)
         cos = (text @ text.t()).cpu()
         per_class = sentences[a]
-        flat = [s for group in per_class for s in group]
-        ids = iter(_token_ids(backbone, flat))
-        skeletons = [tuple(_skeleton(next(ids), untrained) for _ in group) for group in per_class]
+        skeletons = None
+        if untrained:  # only a text side with never-learned tokens (the embedded model) needs them
+            ids = iter(_token_ids(backbone, [s for group in per_class for s in group]))
+            skeletons = [tuple(_skeleton(next(ids), untrained) for _ in group) for group in per_class]
         k = attr.num_classes
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)
-                 if cos[i, j] >= SAME_TEXT_COSINE or (untrained and skeletons[i] == skeletons[j])]
+                 if cos[i, j] >= SAME_TEXT_COSINE or (skeletons is not None and skeletons[i] == skeletons[j])]
         for group in _groups(pairs, k):
             worst = max(float(cos[i, j]) for i in group for j in group if i < j)
             words = list(dict.fromkeys(w for i in group for w in unknown_words(backbone, attr.words(attr.classes[i]),
