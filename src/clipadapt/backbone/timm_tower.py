@@ -84,15 +84,10 @@ class TimmTowerBackbone(ClipBackbone):
 
     # ------------------------------------------------------------------ image primitives
     def _rope(self) -> torch.Tensor | None:
-        """EVA's rotary embedding of the patch grid (None for SigLIP), computed once per
-        device: it depends on the fixed grid only, and every block of every pass uses it."""
+        """EVA's rotary embedding of the patch grid (None for SigLIP). Computed each call, as
+        timm does: a cached copy becomes a foreign constant in the ONNX export's graph."""
         rope = getattr(self.trunk, "rope", None)
-        if rope is None:
-            return None
-        device = next(self.trunk.parameters()).device
-        if getattr(self, "_rope_cache", None) is None or self._rope_cache.device != device:
-            self._rope_cache = rope.get_embed().to(device)
-        return self._rope_cache
+        return rope.get_embed() if rope is not None else None
 
     def embed(self, images: torch.Tensor, ln_pre: bool = True) -> torch.Tensor:
         """Patchify, prefix tokens and positions, norm_pre: [B, prefix + N, D]."""
