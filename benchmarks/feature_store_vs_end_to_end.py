@@ -37,7 +37,7 @@ def render_images(folder: Path, n: int, size: int = 256, frame: tuple[int, int] 
     size with fine grain added, so JPEG decoding costs what a real photo of that size costs."""
     from PIL import Image
 
-    from clipadapt.data.synthetic.streets import render_street_scene, sample_scene_labels
+    from clipadapt.synthetic.streets import render_street_scene, sample_scene_labels
 
     rng = np.random.default_rng(0)
     attr = gss_attribute("weather", GSS_SCHEMA["weather"][1])

@@ -28,20 +28,20 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
-from clipadapt.data.synthetic.finegrained import (
+from clipadapt.synthetic.finegrained import (
     FINEGRAINED_CLASSES,
     FINEGRAINED_DESCRIPTIONS,
     render_bird,
     render_specimen,
 )
-from clipadapt.data.synthetic.finegrained_parts import BLACK, HORN, RED, WHITE, YELLOW, Traits
-from clipadapt.data.synthetic.pedestrians import (
+from clipadapt.synthetic.finegrained_parts import BLACK, HORN, RED, WHITE, YELLOW, Traits
+from clipadapt.synthetic.pedestrians import (
     PEDESTRIAN_ATTRIBUTES,
     PEDESTRIAN_SENTENCES,
     render_pedestrian,
     sample_pedestrian_labels,
 )
-from clipadapt.data.synthetic.streets import ATTRIBUTES, caption_for, render_street_scene, sample_scene_labels
+from clipadapt.synthetic.streets import ATTRIBUTES, caption_for, render_street_scene, sample_scene_labels
 from clipadapt.task import negated_sentence
 
 

@@ -27,7 +27,7 @@ def cli(*args: str):
 
 @pytest.fixture(scope="module")
 def gss_root(tmp_path_factory) -> Path:
-    from clipadapt.data.synthetic.streets import write_gss_dataset
+    from clipadapt.synthetic.streets import write_gss_dataset
 
     root = tmp_path_factory.mktemp("gss")
     write_gss_dataset(root, n_train=320, n_test=160, seed=3, image_size=64)

@@ -101,7 +101,7 @@ def test_bad_value_names_the_key():
 
 
 def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
-    from clipadapt.engine.io import write_text
+    from clipadapt.io import write_text
 
     write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")

@@ -16,7 +16,7 @@ from clipadapt.workflow import eval_run, train_run
 
 @pytest.fixture(scope="module")
 def gss_root(tmp_path_factory) -> Path:
-    from clipadapt.data.synthetic.streets import write_gss_dataset
+    from clipadapt.synthetic.streets import write_gss_dataset
 
     return write_gss_dataset(tmp_path_factory.mktemp("gss"), n_train=40, n_test=20, seed=1, image_size=32)
 

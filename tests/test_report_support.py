@@ -17,7 +17,7 @@ from PIL import Image
 from clipadapt.config import RunConfig
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
 from clipadapt.engine.checkpoint import build_card, write_checkpoint
-from clipadapt.engine.io import write_json
+from clipadapt.io import write_json
 from clipadapt.methods import build_method
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.plots import plot_confusion, plot_curves

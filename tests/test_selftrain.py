@@ -308,7 +308,7 @@ def test_adapt_with_skip_lists_the_unusable_images(tmp_path):
     import pandas as pd
 
     from clipadapt.config import validate_config
-    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+    from clipadapt.synthetic.finegrained import write_finegrained_dataset
     from clipadapt.engine.selftrain import adapt_run
 
     root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=2, n_test_per_class=1, image_size=32)
@@ -330,7 +330,7 @@ def test_adapt_true_labels_is_the_labelled_upper_bound_and_says_so(tmp_path):
     """`clipadapt adapt --true-labels`: the same run learning from the training labels; the
     card records it and the printed table is titled as the upper bound, not label-free."""
     from clipadapt.cli.main import app
-    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+    from clipadapt.synthetic.finegrained import write_finegrained_dataset
 
     root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=2, n_test_per_class=1, image_size=32)
     config = tmp_path / "birds.yaml"

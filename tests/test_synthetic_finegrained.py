@@ -15,14 +15,14 @@ from threadpoolctl import threadpool_limits
 
 from clipadapt.config import DataConfig
 from clipadapt.data.folder import read_folder
-from clipadapt.data.synthetic.finegrained import (
+from clipadapt.synthetic.finegrained import (
     FINEGRAINED_CLASSES,
     FINEGRAINED_DESCRIPTIONS,
     render_bird,
     render_specimen,
     write_finegrained_dataset,
 )
-from clipadapt.data.synthetic.finegrained_parts import RED, Traits
+from clipadapt.synthetic.finegrained_parts import RED, Traits
 from clipadapt.errors import ClipAdaptError
 
 
@@ -63,7 +63,7 @@ def test_render_is_deterministic_and_seed_dependent():
 def test_a_made_up_bird_is_drawn_by_the_same_painter_as_a_class():
     """render_bird takes any Traits (the pretraining world of made-up birds): a class's own
     traits give that class's picture, and a red throat on a wren's bill changes the bird."""
-    from clipadapt.data.synthetic.finegrained import _TRAITS
+    from clipadapt.synthetic.finegrained import _TRAITS
 
     wren = _TRAITS["long billed wren"]
     assert render_bird(wren, np.random.default_rng(3)).tobytes() == \

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from clipadapt.data.synthetic.pedestrians import (
+from clipadapt.synthetic.pedestrians import (
     LOWER_BODY,
     PEDESTRIAN_ATTRIBUTES,
     PEDESTRIAN_SENTENCES,

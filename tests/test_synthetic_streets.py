@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
-from clipadapt.data.synthetic.streets import (
+from clipadapt.synthetic.streets import (
     ATTRIBUTES,
     PRIORS,
     caption_for,

@@ -19,7 +19,7 @@ from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card, load_run, read_card, write_checkpoint
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
-from clipadapt.engine.io import atomic_write, write_json, write_text
+from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.engine.progress import no_progress_message, no_progress_reasons
 from clipadapt.engine.trainer import Runner, resolve_monitor, seed_everything
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from clipadapt.bench.protocol import Cell, Protocol
-from clipadapt.engine.io import write_json
+from clipadapt.io import write_json
 from clipadapt.errors import ClipAdaptError
 
 RESULT = "bench.json"

@@ -31,12 +31,12 @@ def adapt_command(
     --true-labels asks for the upper bound that learns from them)."""
     from rich.table import Table
 
-    from clipadapt.cli.main import _quiet_libraries, out_console, percent, run_safely
+    from clipadapt.cli.common import quiet_libraries, out_console, percent, run_safely
     from clipadapt.config import load_config
     from clipadapt.engine.selftrain import COMPARISON_ROWS, adapt_run
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         cfg = load_config(config, set_)
         outcome = adapt_run(cfg, out, progress=not quiet, config_dir=Path(config).expanduser().resolve().parent,
                             true_labels=true_labels)

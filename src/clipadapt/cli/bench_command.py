@@ -24,13 +24,13 @@ def bench_command(
     """Run a benchmark protocol (few-shot K x seeds, base-to-novel, transfer): one resumable
     run folder per cell (finished cells are not re-run), then the paper-style table as
     OUT/table.md, OUT/results.csv and OUT/report.html (with accuracy against shots)."""
-    from clipadapt.cli.main import _quiet_libraries, console, out_console, run_safely
+    from clipadapt.cli.common import quiet_libraries, console, out_console, run_safely
 
     def go():
         from clipadapt.bench import cell_state, read_protocol, run_protocol
         from clipadapt.bench.page import write_outputs
 
-        _quiet_libraries()
+        quiet_libraries()
         protocol = read_protocol(protocol_file, set_)
         if dry_run:
             for cell in protocol.cells:

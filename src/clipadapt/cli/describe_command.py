@@ -37,7 +37,7 @@ def describe_command(
     file microCLIP's heads are built from). Works with any OpenAI-compatible
     chat-completions server; answers are cached, and the output is written only once
     every class is described."""
-    from clipadapt.cli.main import console, out_console, run_safely
+    from clipadapt.cli.common import console, out_console, run_safely
     from clipadapt.describe import ChatClient, generate_descriptions, read_class_names, save_descriptions
 
     def go():

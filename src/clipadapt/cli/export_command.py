@@ -27,12 +27,12 @@ def export_command(
     """Export a trained run for inference without clipadapt's torch code: an ONNX file that
     `clipadapt predict --model` or `python -m clipadapt.runtime` (no torch) runs with
     onnxruntime (docs/export.md)."""
-    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.cli.common import quiet_libraries, out_console, run_safely
     from clipadapt.data.inputs import collect_images
     from clipadapt.export import export_run
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         paths: Optional[list] = [p for spec in images for p in collect_images(spec)] or None
         result = export_run(run_dir, out, int8=int8, images=paths, batch_size=batch_size)
         for note in result.notes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 import warnings
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -22,57 +20,13 @@ from clipadapt.cli.engine_options import (
     ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
     predict_on_ray,
 )
+from clipadapt.cli.common import (
+    console, out_console, parse_seeds, print_metrics, quiet_libraries, run_safely, skip_by_default,
+)
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adapt frozen CLIP models to attribute and fine-grained classification.")
-console = Console(stderr=True)
-out_console = Console()
-
-
-def _quiet_libraries() -> None:
-    # open_clip logs a warning for every randomly initialised model; users chose that.
-    logging.getLogger().setLevel(logging.ERROR)
-
-
-def _skip_by_default(help: str):
-    """--on-bad-image for the commands that leave unusable images out unless told to stop."""
-    return typer.Option(BadImagePolicy.skip, "--on-bad-image", help=help)
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """'0,1,2' -> (0, 1, 2); a clear error for anything else."""
-    try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ClipAdaptError(f"--seeds {text!r}: give whole numbers separated by commas, e.g. --seeds 0,1,2.") from None
-    if not seeds:
-        raise ClipAdaptError("--seeds: give at least one seed, e.g. --seeds 0,1,2.")
-    return seeds
-
-
-def run_safely(fn):
-    """Turn ClipAdaptError into one clear line on stderr and exit status 2; print every
-    ClipAdaptWarning (a run that did not learn ...) as one "warning:" line, each time."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", ClipAdaptWarning)
-            warnings.showwarning = _show_warning(warnings.showwarning)
-            return fn()
-    except ClipAdaptError as exc:
-        # soft_wrap: paths in the message stay on one line, so they can be copied.
-        # escape: a message may hold "[name]" (a key, a list), which rich would eat as markup
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
-
-
-def _show_warning(fallback):
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ClipAdaptWarning):
-            console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-        else:
-            fallback(message, category, filename, lineno, file, line)
-    return show
 
 
 @app.command()
@@ -99,14 +53,14 @@ def train(
         outcome = train_run(cfg, out, resume=resume, progress=not quiet)
         if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 reports
             return
-        _print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
+        print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
         out_console.print(f"run folder: {outcome.run_dir}")
 
     run_safely(go)
 
 
 def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
-    from clipadapt.engine.io import write_json
+    from clipadapt.io import write_json
     from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
     from clipadapt.workflow import train_run
 
@@ -129,26 +83,6 @@ def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
             entry = summary["mean"][key]
             table.add_row(key, format_mean_std(entry["mean"], entry["std"]))
         out_console.print(table)
-
-
-def percent(value: float | None) -> str:
-    """A score as a percentage; n/a where it is undefined (no labels, a single class)."""
-    return "n/a" if value is None else f"{100 * value:.2f}"
-
-
-def _print_metrics(metrics: dict | None, title: str) -> None:
-    if not metrics:
-        out_console.print("(no test split: nothing evaluated)")
-        return
-    table = Table(title=title)
-    for col in ("attribute", "accuracy", "macro-F1", "weighted-F1", "bal. acc (adj.)", "n"):
-        table.add_column(col, justify="right" if col != "attribute" else "left")
-    keys = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
-    for name, m in metrics["attributes"].items():
-        table.add_row(name, *(percent(m[k]) for k in keys), str(m["n"]))
-    if len(metrics["attributes"]) > 1:
-        table.add_row("mean", *(percent(metrics["mean"][k]) for k in keys), "")
-    out_console.print(table)
 
 
 @app.command("eval")
@@ -175,7 +109,7 @@ def eval_cmd(
         metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
         for note in metrics.get("notes", []):  # another class list than the run's: how it was scored
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
-        _print_metrics(metrics, title=f"{run_dir}: test")
+        print_metrics(metrics, title=f"{run_dir}: test")
         results = Path(out or Path(run_dir) / "eval")
         written = sorted(p.name for p in results.iterdir() if p.is_file() and p.stat().st_mtime >= started - 1)
         out_console.print(f"wrote {len(written)} files to {results}: {', '.join(written)}", highlight=False, soft_wrap=True)
@@ -195,7 +129,7 @@ def predict(
     num_workers: int = typer.Option(0, min=0, help="Image-decoding worker processes (0: this one)."),
     threshold: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
-    on_bad_image: BadImagePolicy = _skip_by_default("skip: an unusable image gets ok=false and is listed, with "
+    on_bad_image: BadImagePolicy = skip_by_default("skip: an unusable image gets ok=false and is listed, with "
                                                     "the reason, in a CSV next to OUT; fail: it stops the job."),
     decode: Decode = typer.Option(Decode.draft, "--decode", help="draft: large JPEGs are decoded at reduced scale "
                                   "straight to about the model's input size (fast); full: every pixel is decoded first."),
@@ -261,7 +195,7 @@ def predict(
 def extract(
     config: Path = typer.Argument(..., help="YAML run config."),
     set_: List[str] = typer.Option([], "--set", help="Override a setting."),
-    on_bad_image: BadImagePolicy = _skip_by_default("skip: unusable images are left out and listed in the store "
+    on_bad_image: BadImagePolicy = skip_by_default("skip: unusable images are left out and listed in the store "
                                                     "entries; fail: the first one stops. Training reuses these "
                                                     "features only with the same data.on_bad_image."),
     engine: Engine = ENGINE,
@@ -309,7 +243,7 @@ def info(
     from clipadapt.task import TaskSpec
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         if attribute not in GSS_SCHEMA:
             raise ClipAdaptError(f"--attribute must be one of {sorted(GSS_SCHEMA)}, got '{attribute}'.")
         bb = create_backbone(backbone, pretrained)

@@ -20,13 +20,13 @@ def serve_command(
     """Serve a run over HTTP: a web page at / where you drop an image and see every attribute's
     prediction with its attention overlay, and a JSON API (POST /api/predict, GET /api/info,
     GET /healthz; see docs/serve.md). The model is loaded once."""
-    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.cli.common import quiet_libraries, out_console, run_safely
     from clipadapt.engine.trainer import resolve_device
     from clipadapt.errors import ClipAdaptError
     from clipadapt.serve import ServedModel, ServeSettings, make_server
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         model = ServedModel(checkpoint, device=resolve_device(device))
         settings = ServeSettings(max_upload_mb=max_upload_mb, max_batch=max_batch, request_timeout=timeout,
                                  waiting=queue)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import BadImage, load_image
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 
 LOG = logging.getLogger("clipadapt")
 

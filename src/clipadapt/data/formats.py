@@ -55,7 +55,7 @@ SPLIT_SIZES = {"n_train", "n_test", "seed", "image_size", "label_fraction"}
 @DATA_FORMATS.register("synthetic-gss")
 def read_synthetic_gss(cfg: DataConfig):
     """Render a GSS-layout folder at data.root (once) and read it with the gss reader."""
-    from clipadapt.data.synthetic.streets import write_gss_dataset
+    from clipadapt.synthetic.streets import write_gss_dataset
 
     write_gss_dataset(_synthetic_root(cfg, "synthetic-gss", SPLIT_SIZES), **cfg.synthetic)
     return read_gss(cfg)
@@ -65,7 +65,7 @@ def read_synthetic_gss(cfg: DataConfig):
 def read_synthetic_par(cfg: DataConfig):
     """Render synthetic pedestrian crops at data.root (once) and read them as a multi-label
     manifest (train.csv / test.csv + attributes.json)."""
-    from clipadapt.data.synthetic.pedestrians import write_par_dataset
+    from clipadapt.synthetic.pedestrians import write_par_dataset
 
     root = _synthetic_root(cfg, "synthetic-par", SPLIT_SIZES)
     write_par_dataset(root, **cfg.synthetic)
@@ -80,7 +80,7 @@ def read_synthetic_par(cfg: DataConfig):
 def read_synthetic_finegrained(cfg: DataConfig):
     """Render the synthetic fine-grained birds at data.root (once; root/{train,test}/<class>/,
     classnames.txt, descriptions.json) and read them with the folder reader."""
-    from clipadapt.data.synthetic.finegrained import write_finegrained_dataset
+    from clipadapt.synthetic.finegrained import write_finegrained_dataset
 
     allowed = {"n_train_per_class", "n_test_per_class", "seed", "image_size", "species_tones"}
     write_finegrained_dataset(_synthetic_root(cfg, "synthetic-finegrained", allowed), **cfg.synthetic)
@@ -90,9 +90,9 @@ def read_synthetic_finegrained(cfg: DataConfig):
 @DATA_FORMATS.register("synthetic-coop")
 def read_synthetic_coop(cfg: DataConfig):
     """Render the synthetic birds in CoOp's Caltech101 layout under data.root (once;
-    clipadapt.data.synthetic.coop_layout) and read them as format benchmark does, with its
+    clipadapt.synthetic.coop_layout) and read them as format benchmark does, with its
     split file and Dassl's K-shot draws (data.shots, data.split_seed)."""
-    from clipadapt.data.synthetic.coop_layout import write_coop_birds
+    from clipadapt.synthetic.coop_layout import write_coop_birds
 
     allowed = {"n_train", "n_val", "n_test", "seed", "image_size", "species_tones"}
     root = write_coop_birds(_synthetic_root(cfg, "synthetic-coop", allowed), **cfg.synthetic)

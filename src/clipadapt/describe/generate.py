@@ -20,7 +20,7 @@ from typing import Sequence
 from clipadapt.describe.client import ChatClient
 from clipadapt.describe.files import check_distinct_names
 from clipadapt.describe.prompting import build_messages, parse_descriptions
-from clipadapt.engine.io import atomic_write, write_json
+from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 
 __all__ = ["AnswerCache", "DescribeResult", "default_cache_dir", "generate_descriptions", "save_descriptions"]

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipadapt.engine.io import atomic_write, write_json
+from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 
 PLAN_FILE = "_plan.json"  # leading underscore: Parquet dataset readers skip it

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 import clipadapt
 from clipadapt.backbone import apply_preprocessing, create_backbone
 from clipadapt.data.transforms import describe_transform
-from clipadapt.engine.io import atomic_write, write_json
+from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
 from clipadapt.task import TaskSpec

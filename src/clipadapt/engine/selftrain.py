@@ -474,7 +474,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     from clipadapt.data.bad_images import record_skipped
     from clipadapt.data.formats import build_splits
     from clipadapt.engine.checkpoint import build_card, write_checkpoint
-    from clipadapt.engine.io import write_json, write_text
+    from clipadapt.io import write_json, write_text
     from clipadapt.engine.progress import no_progress_message, no_progress_reasons
     from clipadapt.engine.trainer import Runner, seed_everything
     from clipadapt.errors import ClipAdaptWarning

@@ -36,7 +36,7 @@ import clipadapt
 from clipadapt.backbone import ImageFeatures
 from clipadapt.backbone import fast
 from clipadapt.engine.checkpoint import CHECKPOINT, load_run
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.predict.agreement import Agreement

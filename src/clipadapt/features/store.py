@@ -40,7 +40,7 @@ from numpy.lib.format import open_memmap
 
 from clipadapt import __version__
 from clipadapt.config import FeatureConfig
-from clipadapt.engine.io import remove_stale_temps, temp_path, write_bytes
+from clipadapt.io import remove_stale_temps, temp_path, write_bytes
 from clipadapt.errors import ClipAdaptError
 from clipadapt.features.extract import extract
 from clipadapt.features.keys import canonical_json, feature_key, image_list_fingerprint

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import MISSING, TaskSpec
 

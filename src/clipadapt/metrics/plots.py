@@ -20,7 +20,7 @@ from cycler import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.metrics.classification import MetricsInputError, row_normalised
 
 # ------------------------------------------------------------------ shared style

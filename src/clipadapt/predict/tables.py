@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from clipadapt.data.bad_images import SKIPPED_FILE, SkippedImage, check_image, write_skipped
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 
 

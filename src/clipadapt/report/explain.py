@@ -22,7 +22,7 @@ from PIL import Image
 
 from clipadapt.data.images import load_image
 from clipadapt.engine.checkpoint import load_run, read_card
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.engine.sources import make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.report.attention import (

@@ -19,7 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.metrics.plots import DPI, OKABE_ITO, SEQUENTIAL_CMAP, plot_style
 
 BAR_COLOUR = OKABE_ITO[3]  # one quantity per chart, so one colour (blue, safe for all)

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from clipadapt.engine.checkpoint import read_card
-from clipadapt.engine.io import write_text
+from clipadapt.io import write_text
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.report.sections import (
     card_section, confusion_section, curves_section, metrics_section, per_class_section, read_json, summary,

@@ -21,7 +21,7 @@ from clipadapt.data.par.record import ParRecord, record_from_fields
 from clipadapt.data.par.safe_unpickle import load_plain_pickle
 from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.data.paths import is_inside
-from clipadapt.engine.io import atomic_write
+from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
 
 CONVERTED = "par.json"

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clipadapt.data.synthetic.finegrained_parts import (
+from clipadapt.synthetic.finegrained_parts import (
     PLUMAGE,
     RED,
     SUPERSAMPLE,
@@ -50,7 +50,7 @@ from clipadapt.data.synthetic.finegrained_parts import (
     paint_perch,
     place_bird,
 )
-from clipadapt.engine.io import write_json, write_text
+from clipadapt.io import write_json, write_text
 from clipadapt.errors import ClipAdaptError
 
 # Sorted, so the order here is also the order the folder reader gives the classes.
@@ -237,7 +237,7 @@ def write_finegrained_dataset(root: Path, n_train_per_class: int = 60, n_test_pe
     """
     root = Path(root)
     _check_params(n_train_per_class, n_test_per_class, image_size, species_tones)
-    params = {"generator": "clipadapt.data.synthetic.finegrained", "version": GENERATOR_VERSION,
+    params = {"generator": "clipadapt.synthetic.finegrained", "version": GENERATOR_VERSION,
               "n_train_per_class": int(n_train_per_class), "n_test_per_class": int(n_test_per_class),
               "seed": int(seed), "image_size": int(image_size), "species_tones": species_tones}
     root.mkdir(parents=True, exist_ok=True)

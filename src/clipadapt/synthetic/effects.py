@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from clipadapt.data.synthetic.atmosphere import smooth_noise
+from clipadapt.synthetic.atmosphere import smooth_noise
 
 
 def _blend(arr: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:

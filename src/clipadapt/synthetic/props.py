@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipadapt.data.synthetic.camera import Camera
-from clipadapt.data.synthetic.layout import Prop
-from clipadapt.data.synthetic.surfaces import PROP, Frame, hash01
+from clipadapt.synthetic.camera import Camera
+from clipadapt.synthetic.layout import Prop
+from clipadapt.synthetic.surfaces import PROP, Frame, hash01
 
 
 class Canvas:

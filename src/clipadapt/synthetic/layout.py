@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clipadapt.data.synthetic.camera import Camera, rotation
+from clipadapt.synthetic.camera import Camera, rotation
 
 # Half-width (m) of the strip the camera stands on, per platform.
 STRIP_HALF = {

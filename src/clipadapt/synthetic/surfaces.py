@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipadapt.data.synthetic.layout import FacadeRow, Street, Tunnel
+from clipadapt.synthetic.layout import FacadeRow, Street, Tunnel
 
 SKY, GROUND, FACADE, TUNNEL, PROP, RIG = range(6)  # what each pixel shows
 FAR = 3000.0  # metres: a ray that hits nothing nearer is sky

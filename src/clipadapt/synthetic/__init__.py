@@ -5,6 +5,6 @@ them in the GSS folder layout; the other modules are its parts (camera, layout,
 surfaces, props, atmosphere, effects).
 """
 
-from clipadapt.data.synthetic.streets import caption_for, render_street_scene, sample_scene_labels, write_gss_dataset
+from clipadapt.synthetic.streets import caption_for, render_street_scene, sample_scene_labels, write_gss_dataset
 
 __all__ = ["caption_for", "render_street_scene", "sample_scene_labels", "write_gss_dataset"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from clipadapt.data.synthetic.surfaces import GROUND, PROP, SKY, Frame
+from clipadapt.synthetic.surfaces import GROUND, PROP, SKY, Frame
 
 # lighting -> (sky at the horizon, sky at the zenith, light on surfaces)
 LIGHTING = {

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipadapt.data.par.sentences import PA100K
-from clipadapt.data.synthetic.pedestrian_parts import (
+from clipadapt.synthetic.pedestrian_parts import (
     SUPERSAMPLE,
     camera_finish,
     choose_outfit,
@@ -38,7 +38,7 @@ from clipadapt.data.synthetic.pedestrian_parts import (
     place_figure,
     street_backdrop,
 )
-from clipadapt.engine.io import atomic_write, write_json, write_text
+from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.errors import ClipAdaptError
 
 # PA100K file order, restricted to attributes that stay visible at 64 px.
@@ -213,7 +213,7 @@ def write_par_dataset(root: Path, n_train: int = 800, n_test: int = 400, seed: i
         raise ClipAdaptError(f"synthetic PAR: image_size must be >= 32 pixels (got {image_size}).")
     if not 0 < label_fraction <= 1:
         raise ClipAdaptError(f"synthetic PAR: label_fraction must be in (0, 1] (got {label_fraction}).")
-    options = {"generator": "clipadapt.data.synthetic.pedestrians", "version": GENERATOR_VERSION,
+    options = {"generator": "clipadapt.synthetic.pedestrians", "version": GENERATOR_VERSION,
                "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed), "image_size": int(image_size),
                "label_fraction": float(label_fraction), "attributes": list(PEDESTRIAN_ATTRIBUTES)}
     root.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clipadapt.data.synthetic.finegrained import FINEGRAINED_CLASSES, GENERATOR_VERSION, render_specimen
-from clipadapt.engine.io import write_json
+from clipadapt.synthetic.finegrained import FINEGRAINED_CLASSES, GENERATOR_VERSION, render_specimen
+from clipadapt.io import write_json
 
 FOLDER, IMAGES, SPLIT_FILE = "caltech-101", "101_ObjectCategories", "split_zhou_Caltech101.json"
 
@@ -29,7 +29,7 @@ def write_coop_birds(base: Path, n_train: int = 16, n_val: int = 4, n_test: int 
     `species_tones`: each class also has a body colour of its own that its name does not
     say (`render_specimen`): what a few labelled images can teach and zero-shot cannot see."""
     root = Path(base) / FOLDER
-    params = {"generator": "clipadapt.data.synthetic.coop_layout", "version": GENERATOR_VERSION, "n_train": n_train,
+    params = {"generator": "clipadapt.synthetic.coop_layout", "version": GENERATOR_VERSION, "n_train": n_train,
               "n_val": n_val, "n_test": n_test, "seed": seed, "image_size": image_size, "classes": list(classes),
               "species_tones": species_tones}
     marker = root / "synthetic.json"

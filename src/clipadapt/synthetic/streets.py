@@ -26,11 +26,11 @@ import numpy as np
 from PIL import Image
 
 from clipadapt.data.gss_schema import GSS_ATTRIBUTES, GSS_SCHEMA, gss_attribute
-from clipadapt.data.synthetic.atmosphere import LIT_WINDOWS, SKY_LEVEL, compose
-from clipadapt.data.synthetic.effects import degrade, glare, rain, reflection, snowfall
-from clipadapt.data.synthetic.layout import build_camera, build_street
-from clipadapt.data.synthetic.props import Canvas, draw_props
-from clipadapt.data.synthetic.surfaces import RIG, trace
+from clipadapt.synthetic.atmosphere import LIT_WINDOWS, SKY_LEVEL, compose
+from clipadapt.synthetic.effects import degrade, glare, rain, reflection, snowfall
+from clipadapt.synthetic.layout import build_camera, build_street
+from clipadapt.synthetic.props import Canvas, draw_props
+from clipadapt.synthetic.surfaces import RIG, trace
 from clipadapt.errors import ClipAdaptError
 
 ATTRIBUTES: tuple[str, ...] = GSS_ATTRIBUTES
@@ -244,7 +244,7 @@ def write_gss_dataset(root: Path, n_train: int = 600, n_test: int = 300, seed: i
     """
     root = Path(root)
     _check_params(n_train, n_test, image_size, label_fraction)
-    params = {"generator": "clipadapt.data.synthetic.streets", "version": GENERATOR_VERSION, "n_train": int(n_train),
+    params = {"generator": "clipadapt.synthetic.streets", "version": GENERATOR_VERSION, "n_train": int(n_train),
               "n_test": int(n_test), "seed": int(seed), "image_size": int(image_size), "label_fraction": float(label_fraction)}
     root.mkdir(parents=True, exist_ok=True)
     if _prepare_root(root, params):

@@ -1,0 +1,85 @@
+"""What every `clipadapt` command shares: the two consoles, one-line errors and warnings,
+seed parsing and the metric table printer. main.py only assembles the commands."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from clipadapt.data.policy import BadImagePolicy
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+
+console = Console(stderr=True)
+out_console = Console()
+
+
+def quiet_libraries() -> None:
+    """Silence library log chatter below errors."""
+    # open_clip logs a warning for every randomly initialised model; users chose that.
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+def skip_by_default(help: str):
+    """--on-bad-image for the commands that leave unusable images out unless told to stop."""
+    return typer.Option(BadImagePolicy.skip, "--on-bad-image", help=help)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); a clear error for anything else."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ClipAdaptError(f"--seeds {text!r}: give whole numbers separated by commas, e.g. --seeds 0,1,2.") from None
+    if not seeds:
+        raise ClipAdaptError("--seeds: give at least one seed, e.g. --seeds 0,1,2.")
+    return seeds
+
+
+def run_safely(fn):
+    """Turn ClipAdaptError into one clear line on stderr and exit status 2; print every
+    ClipAdaptWarning (a run that did not learn ...) as one "warning:" line, each time."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ClipAdaptWarning)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            return fn()
+    except ClipAdaptError as exc:
+        # soft_wrap: paths in the message stay on one line, so they can be copied.
+        # escape: a message may hold "[name]" (a key, a list), which rich would eat as markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _show_warning(fallback):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ClipAdaptWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
+
+
+def percent(value: float | None) -> str:
+    """A score as a percentage; n/a where it is undefined (no labels, a single class)."""
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def print_metrics(metrics: dict | None, title: str) -> None:
+    """The test metrics of a run as a table: one row per attribute, plus their mean."""
+    if not metrics:
+        out_console.print("(no test split: nothing evaluated)")
+        return
+    table = Table(title=title)
+    for col in ("attribute", "accuracy", "macro-F1", "weighted-F1", "bal. acc (adj.)", "n"):
+        table.add_column(col, justify="right" if col != "attribute" else "left")
+    keys = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+    for name, m in metrics["attributes"].items():
+        table.add_row(name, *(percent(m[k]) for k in keys), str(m["n"]))
+    if len(metrics["attributes"]) > 1:
+        table.add_row("mean", *(percent(metrics["mean"][k]) for k in keys), "")
+    out_console.print(table)
