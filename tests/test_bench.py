@@ -17,7 +17,7 @@ from clipadapt.bench import cell_state, read_protocol, run_protocol
 from clipadapt.bench.page import write_outputs
 from clipadapt.bench.tables import harmonic_mean, tables
 from clipadapt.cli.main import app
-from clipadapt.engine.trainer import Runner
+from clipadapt.engine.trainer import SupervisedSteps
 from clipadapt.errors import ClipAdaptError
 from test_benchmark_datasets import write_set
 
@@ -54,7 +54,7 @@ def test_a_killed_grid_resumes_where_it_stopped(tmp_path, monkeypatch):
     out = tmp_path / "out"
 
     epochs, kill_at = [], [11]
-    real_epoch = Runner._train_epoch
+    real_epoch = SupervisedSteps.start_epoch
 
     def killed(self, *args, **kwargs):  # the 11th epoch is the 2nd of the 4th training cell: killed there
         epochs.append(1)
@@ -62,7 +62,7 @@ def test_a_killed_grid_resumes_where_it_stopped(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real_epoch(self, *args, **kwargs)
 
-    monkeypatch.setattr(Runner, "_train_epoch", killed)
+    monkeypatch.setattr(SupervisedSteps, "start_epoch", killed)
     with pytest.raises(RuntimeError, match="killed"):
         run_protocol(protocol, out)
     states = [cell_state(out, c) for c in protocol.cells]

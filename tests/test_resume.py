@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from clipadapt.config import validate_config
 from clipadapt.data.dataset import DataSplits, LabelledImages
-from clipadapt.engine.trainer import Runner
+from clipadapt.engine.trainer import Runner, SupervisedSteps
 from clipadapt.methods import build_method
 
 
@@ -46,17 +46,17 @@ def test_resume_matches_uninterrupted(tmp_path, micro_backbone, weather_task, sp
     result = straight.fit(splits, tmp_path / "straight")
 
     broken = make_runner(micro_backbone, weather_task, tmp_path)
-    original = Runner._train_epoch
+    original = SupervisedSteps.start_epoch
 
-    def stop_at_epoch_3(self, source, labels, criterion, optimizer, epoch):
+    def stop_at_epoch_3(self, epoch):
         if epoch == 3:
             raise Interrupt()
-        return original(self, source, labels, criterion, optimizer, epoch)
+        return original(self, epoch)
 
-    monkeypatch.setattr(Runner, "_train_epoch", stop_at_epoch_3)
+    monkeypatch.setattr(SupervisedSteps, "start_epoch", stop_at_epoch_3)
     with pytest.raises(Interrupt):
         broken.fit(splits, tmp_path / "resumed")
-    monkeypatch.setattr(Runner, "_train_epoch", original)
+    monkeypatch.setattr(SupervisedSteps, "start_epoch", original)
     resumed = make_runner(micro_backbone, weather_task, tmp_path)
     result2 = resumed.fit(splits, tmp_path / "resumed", resume=True)
 

@@ -147,7 +147,7 @@ def predict(
     from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.checkpoint import load_run
-    from clipadapt.engine.trainer import resolve_device
+    from clipadapt.engine.devices import resolve_device
     from clipadapt.predict import predict_images
     from clipadapt.predict.tables import write_predictions
 

@@ -45,7 +45,7 @@ def explain_command(
     _mask.png. Every image also gets <image>_panel.png with the predictions."""
     from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
     from clipadapt.data.formats import collect_images
-    from clipadapt.engine.trainer import resolve_device
+    from clipadapt.engine.devices import resolve_device
     from clipadapt.report import explain_images
 
     def go():

@@ -21,7 +21,7 @@ def serve_command(
     prediction with its attention overlay, and a JSON API (POST /api/predict, GET /api/info,
     GET /healthz; see docs/serve.md). The model is loaded once."""
     from clipadapt.cli.common import quiet_libraries, out_console, run_safely
-    from clipadapt.engine.trainer import resolve_device
+    from clipadapt.engine.devices import resolve_device
     from clipadapt.errors import ClipAdaptError
     from clipadapt.serve import ServedModel, ServeSettings, make_server
 

@@ -22,7 +22,7 @@ from clipadapt.distributed.ray_runtime import RayOptions, run_shards, shard_summ
 from clipadapt.distributed.shards import (
     DEFAULT_SHARD_SIZE, Shard, ShardPlan, claim_folder, make_plan, pending, read_shards, shard_metadata, write_shard,
 )
-from clipadapt.engine.trainer import progress_bar
+from clipadapt.bars import progress_bar
 from clipadapt.errors import ClipAdaptError
 from clipadapt.features.encoding import entry_parts, frozen_encoder, token_shape, view_batches
 from clipadapt.features.store import FeatureSet, FeatureStore, feature_key

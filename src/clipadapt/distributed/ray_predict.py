@@ -19,7 +19,7 @@ from clipadapt.distributed.shards import (
     DEFAULT_SHARD_SIZE, Shard, claim_folder, make_plan, pending, read_shards, write_shard,
 )
 from clipadapt.engine.checkpoint import CHECKPOINT
-from clipadapt.engine.trainer import progress_bar
+from clipadapt.bars import progress_bar
 from clipadapt.errors import ClipAdaptError
 
 

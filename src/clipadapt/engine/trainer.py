@@ -1,5 +1,6 @@
-"""The training loop: epochs over a batch source, warm-up + cosine, early stopping on
-validation, resumable state, and prediction.
+"""Supervised training and evaluation of a method: batch sources, the supervised step
+(run by the shared loop in `engine.loop`), validation and selection, resumable state,
+and prediction.
 
 The loop owns devices, precision, schedule, logging and checkpoints; the method owns
 its math (Lightning's split).
@@ -8,20 +9,21 @@ its math (Lightning's split).
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from clipadapt.backbone import ImageFeatures
 from clipadapt.config import RunConfig
 from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.data.bad_images import record_skipped
 from clipadapt.engine import distributed
+from clipadapt.bars import progress_bar
 from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
+from clipadapt.engine.devices import autocast_for, resolve_device, seed_everything  # noqa: F401 - re-exported
+from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, train_epochs
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
 from clipadapt.engine.schedule import set_epoch_lr
@@ -33,28 +35,7 @@ from clipadapt.metrics.multilabel import par_metrics
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
-BEST_STATE = "checkpoint.safetensors"
-# A validation loss "improves" when it falls below its lowest value so far by more than this
-# fraction (float noise on a flat loss must not keep a run going).
-LOSS_MIN_DELTA = 1e-4
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (validated)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ClipAdaptError(f"train.device={name} but no CUDA device is available here. Use train.device=auto or cpu.")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
+BEST_STATE = BestCheckpoint.FILE
 def resolve_monitor(monitor: str, multilabel: bool) -> str:
     """The validation score that "auto" stands for: mA for multi-label tasks, macro-F1 otherwise."""
     if monitor == "auto":
@@ -63,14 +44,6 @@ def resolve_monitor(monitor: str, multilabel: bool) -> str:
         raise ClipAdaptError(f"train.monitor={monitor} is a multi-label score; this task is single-label. "
                              "Use macro_f1, accuracy, weighted_f1, balanced_accuracy or loss.")
     return monitor
-
-
-def progress_bar(enabled: bool = True) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=False,
-    )
 
 
 @dataclass
@@ -135,9 +108,7 @@ class Runner:
         return self.method.training_forward_images(batch.to(self.device, non_blocking=True))
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        return autocast_for(self.device)
 
     # --------------------------------------------------------------- prediction
     @torch.no_grad()
@@ -205,100 +176,26 @@ class Runner:
         if not method.trains or cfg.epochs == 0:
             return FitResult()
         seed_everything(cfg.seed)
-        counts = [splits.train.class_counts(a) for a in range(len(method.task))]
-        criterion = AttributeLoss(resolve_loss(cfg.loss, method.task.multilabel), counts, gamma=cfg.focal_gamma,
-                                  cb_beta=cfg.cb_beta)
-        monitor = resolve_monitor(cfg.monitor, method.task.multilabel)
         optimizer = build_optimizer(method, cfg)
-        result, start = FitResult(), 0
-        patience_left = cfg.patience
+        result, start, selection = FitResult(), 0, Selection(cfg.patience)
         if resume and (run_dir / RESUME_STATE).is_file():
             start, result, patience_left = self._load_resume(run_dir, optimizer)
-        losses = [row["val_loss"] for row in result.history if row.get("val_loss") is not None]
-        lowest_loss = min(losses, default=float("inf"))
-        chosen = result.history[result.best_epoch - 1] if 1 <= result.best_epoch <= len(result.history) else {}
-        chosen_loss = chosen.get("val_loss", float("inf"))
-        labels = torch.as_tensor(splits.train.labels)
+            selection.restore(result.history, result.best_epoch, result.best_score, patience_left)
         has_val = splits.val is not None and len(splits.val) > 0
         with distributed.main_first(self.dist):  # one process fills the store, the others read it
             train_src = self.source(splits.train, train=True)
             if has_val:
                 self.source(splits.val, train=False)  # fill the store before the progress bar starts
         self._training_pass = distributed.wrap_training(self.training_logits, method, self.device, self.dist)
-        with progress_bar(self.progress) as bar:
-            task = bar.add_task("train", total=cfg.epochs, completed=start, info="")
-            for epoch in range(start, cfg.epochs):
-                lr = set_epoch_lr(optimizer, epoch, cfg)
-                train_loss = distributed.mean_over_ranks(self._train_epoch(train_src, labels, criterion, optimizer, epoch),
-                                                         self.dist)
-                row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
-                if has_val:
-                    val_metrics, _ = self.evaluate(splits.val, description="validate", show=False)
-                    row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
-                    row["val_loss"] = val_metrics["loss"]
-                    score = -val_metrics["loss"] if monitor == "loss" else val_metrics["mean"].get(monitor)
-                    score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
-                else:
-                    score = float(epoch)  # no validation: the last epoch is the selected one
-                val_loss = row.get("val_loss", float("inf"))
-                # every rank stops and selects alike
-                score, val_loss = distributed.from_main((score, val_loss), self.dist)
-                result.history.append(row)
-                # Selection: the best monitored score; a tie (a flat macro-F1 on small data) goes
-                # to the lower validation loss. Patience: an epoch counts against it only when
-                # neither the score nor the validation loss improved, so a run whose loss still
-                # falls while its score is flat is not stopped.
-                loss_improved = val_loss < lowest_loss * (1 - LOSS_MIN_DELTA)
-                lowest_loss = min(lowest_loss, val_loss)
-                if (result.best_score is None or score > result.best_score
-                        or (score == result.best_score and val_loss < chosen_loss)):
-                    result.best_score, result.best_epoch, chosen_loss = score, epoch + 1, val_loss
-                    if self.dist.is_main:
-                        save_state(run_dir / BEST_STATE, method.trained_state())
-                    patience_left = cfg.patience
-                elif loss_improved:
-                    patience_left = cfg.patience
-                elif patience_left is not None:
-                    patience_left -= 1
-                if self.dist.is_main:
-                    self._save_resume(run_dir, optimizer, epoch + 1, result, patience_left)
-                info = f"loss {train_loss:.3f}" + (f" val {monitor} {row.get('val_' + monitor) or 0:.3f}" if has_val else "")
-                bar.update(task, advance=1, info=info)
-                if patience_left is not None and patience_left <= 0 and has_val:
-                    result.stopped_early = True
-                    break
+        best = BestCheckpoint(run_dir, method, write=self.dist.is_main)
+        plan = SupervisedSteps(self, splits, train_src, optimizer, selection, best, result)
+        train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
+                     epochs=range(start, cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip,
+                     progress=self.progress)
+        result.best_epoch, result.best_score = selection.best_epoch, selection.best_score
         if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
-            # the best epoch's trained tensors, strictly: a missing or foreign key is an error, not a silent skip
-            load_state_strict(method, read_state(run_dir / BEST_STATE, device=str(self.device))[0],
-                              source=str(run_dir / BEST_STATE))
+            best.restore(self.device)
         return result
-
-    def _train_epoch(self, source, labels: torch.Tensor, criterion, optimizer, epoch: int) -> float:
-        method, cfg = self.method, self.cfg.train
-        method.train()
-        method.backbone.eval()  # frozen backbone: no dropout / BN updates inside it
-        # Order and dropout depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one.
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(len(labels)).numpy()
-        batch_size = distributed.local_batch_size(cfg.batch_size, self.dist)
-        if self.dist.active:  # the same permutation, each rank taking every WORLD_SIZE-th row of it
-            order = distributed.epoch_rows(len(labels), cfg.seed * 1000, epoch, self.dist)
-        total, batches = 0.0, 0
-        for batch, idx in source.batches(order, batch_size, epoch):
-            target = labels[idx].to(self.device)
-            with self.autocast():
-                logits, extra = self._training_pass(batch)
-            loss = criterion(logits, target)
-            for weight, aux in extra:  # auxiliary branches (PromptPAR's region aggregation)
-                loss = loss + weight * criterion(aux, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.grad_clip)
-            optimizer.step()
-            total += float(loss.detach())
-            batches += 1
-        return total / max(batches, 1)
 
     # --------------------------------------------------------------- resume
     def _save_resume(self, run_dir: Path, optimizer, epoch: int, result: FitResult, patience_left) -> None:
@@ -318,10 +215,78 @@ class Runner:
                                  "Delete it to train this run from the start.")
         info = json.loads(metadata["resume"])
         model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        from clipadapt.engine.checkpoint import load_state_strict
-
         load_state_strict(self.method, model, source=str(run_dir / RESUME_STATE))
         load_optimizer_state(optimizer, {k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")},
                              info["optimizer"])
         result = FitResult(info["history"], info["best_epoch"], info["best_score"])
         return info["epoch"], result, info["patience_left"]
+
+
+class SupervisedSteps:
+    """The supervised step for `engine.loop.train_epochs`: labelled batches in a seeded
+    order, the method's (weighted) loss, then validation, selection, the best state and the
+    resume state after every epoch."""
+
+    def __init__(self, runner: Runner, splits: DataSplits, source, optimizer, selection: Selection,
+                 best: BestCheckpoint, result: FitResult):
+        cfg = runner.cfg.train
+        self.runner, self.splits, self.source, self.optimizer = runner, splits, source, optimizer
+        self.selection, self.best, self.result = selection, best, result
+        self.labels = torch.as_tensor(splits.train.labels)
+        counts = [splits.train.class_counts(a) for a in range(len(runner.method.task))]
+        self.criterion = AttributeLoss(resolve_loss(cfg.loss, runner.method.task.multilabel), counts,
+                                       gamma=cfg.focal_gamma, cb_beta=cfg.cb_beta)
+        self.monitor = resolve_monitor(cfg.monitor, runner.method.task.multilabel)
+        self.has_val = splits.val is not None and len(splits.val) > 0
+        self.steps_per_epoch = None  # the bar moves once per epoch
+
+    def start_epoch(self, epoch: int):
+        runner, cfg = self.runner, self.runner.cfg.train
+        runner.method.train()
+        runner.method.backbone.eval()  # frozen backbone: no dropout / BN updates inside it
+        # Order and dropout depend on (seed, epoch) only, so a resumed run repeats an uninterrupted one.
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = torch.randperm(len(self.labels)).numpy()
+        if runner.dist.active:  # the same permutation, each rank taking every WORLD_SIZE-th row of it
+            order = distributed.epoch_rows(len(self.labels), cfg.seed * 1000, epoch, runner.dist)
+        return self.source.batches(order, distributed.local_batch_size(cfg.batch_size, runner.dist), epoch)
+
+    def set_lr(self, optimizer, epoch: int, step: int) -> float:
+        return set_epoch_lr(optimizer, epoch, self.runner.cfg.train)
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        batch, idx = batch
+        target = self.labels[idx].to(self.runner.device)
+        with self.runner.autocast():
+            logits, extra = self.runner._training_pass(batch)
+        loss = self.criterion(logits, target)
+        for weight, aux in extra:  # auxiliary branches (PromptPAR's region aggregation)
+            loss = loss + weight * self.criterion(aux, target)
+        return loss, {}
+
+    def end_epoch(self, totals: EpochTotals) -> tuple[bool, str]:
+        runner, epoch = self.runner, totals.epoch
+        train_loss = distributed.mean_over_ranks(totals.mean(), runner.dist)
+        row = {"epoch": epoch + 1, "lr": totals.lr, "train_loss": train_loss}
+        if self.has_val:
+            val_metrics, _ = runner.evaluate(self.splits.val, description="validate", show=False)
+            row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
+            row["val_loss"] = val_metrics["loss"]
+            score = -val_metrics["loss"] if self.monitor == "loss" else val_metrics["mean"].get(self.monitor)
+            score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
+        else:
+            score = float(epoch)  # no validation: the last epoch is the selected one
+        # every rank stops and selects alike
+        score, val_loss = distributed.from_main((score, row.get("val_loss", float("inf"))), runner.dist)
+        self.result.history.append(row)
+        if self.selection.update(epoch + 1, score, val_loss):
+            self.best.save()
+        self.result.best_epoch, self.result.best_score = self.selection.best_epoch, self.selection.best_score
+        if runner.dist.is_main:
+            runner._save_resume(self.best.path.parent, self.optimizer, epoch + 1, self.result,
+                                self.selection.patience_left)
+        info = f"loss {train_loss:.3f}" + (f" val {self.monitor} {row.get('val_' + self.monitor) or 0:.3f}"
+                                           if self.has_val else "")
+        stop = self.has_val and self.selection.exhausted
+        self.result.stopped_early = stop
+        return stop, info

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from clipadapt.data.images import ImageDataset
 from clipadapt.engine.sources import make_transform
-from clipadapt.engine.trainer import progress_bar
+from clipadapt.bars import progress_bar
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.predict.agreement import check_precision_applies, measure_agreement
