@@ -121,7 +121,7 @@ def test_training_on_unseen_class_names_stops_with_one_line(tmp_path, tiny, cach
 
 
 def test_label_free_adaptation_on_unseen_class_names_stops_too(tmp_path, tiny, cache):
-    from clipadapt.engine.selftrain import adapt_run
+    from clipadapt.workflow import adapt_run
 
     root = write_photo_classes(tmp_path / "data", n_train=4, n_test=2, names=UNSEEN)
     cfg = validate_config(photo_config(root, cache, "microclip"))

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from clipadapt.backbone import create_backbone
 from clipadapt.cli.main import app
 from clipadapt.config import validate_config
-from clipadapt.engine.selftrain import adapt_run
+from clipadapt.workflow import adapt_run
 from clipadapt.errors import ClipAdaptError
 from test_benchmark_datasets import write_set
 

@@ -146,10 +146,8 @@ def test_a_worker_error_comes_back_as_the_shard_error_not_a_traceback():
 def test_int8_on_ray_asks_for_cpu_actors_even_on_a_gpu_cluster(monkeypatch, tmp_path):
     # int8 runs on the CPU only; actors holding a GPU would each stop with that error.
     import clipadapt.distributed.ray_predict as ray_predict
-    from rich.console import Console
-
-    from clipadapt.cli.engine_options import predict_on_ray
-    from clipadapt.distributed.ray_runtime import pool_shape
+    from clipadapt.distributed.ray_runtime import RayOptions, pool_shape
+    from clipadapt.workflow.predict import predict_on_ray
 
     asked = {}
 
@@ -159,8 +157,8 @@ def test_int8_on_ray_asks_for_cpu_actors_even_on_a_gpu_cluster(monkeypatch, tmp_
 
     monkeypatch.setattr(ray_predict, "predict_with_ray", fake_predict_with_ray)
     for precision in ("fp32", "int8"):
-        predict_on_ray(tmp_path / "run", [], tmp_path / "out", 0.5, 8, 0, None, None, 100, True, Console(quiet=True),
-                       precision=precision)
+        predict_on_ray(tmp_path / "run", [], tmp_path / "out", RayOptions(), 100, False,
+                       {"batch_size": 8, "num_workers": 0, "threshold": 0.5, "precision": precision})
     assert asked["fp32"].gpus_per_actor is None and asked["int8"].gpus_per_actor == 0.0
 
     class GpuCluster:

@@ -309,7 +309,7 @@ def test_adapt_with_skip_lists_the_unusable_images(tmp_path):
 
     from clipadapt.config import validate_config
     from clipadapt.synthetic.finegrained import write_finegrained_dataset
-    from clipadapt.engine.selftrain import adapt_run
+    from clipadapt.workflow import adapt_run
 
     root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=2, n_test_per_class=1, image_size=32)
     broken = root / "train" / "long billed wren" / "broken.png"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clipadapt.metrics.table import MONITORS
 from clipadapt.errors import ClipAdaptError
 from clipadapt.validation import describe_error, plain_errors
 
@@ -136,8 +137,7 @@ class TrainConfig(_Strict):
     # improved (a tie in the monitor selects the lower loss); null = off
     patience: int | None = Field(10, ge=1)
     # auto: macro_f1 for single-label tasks, mA for multi-label ones
-    monitor: Literal["auto", "macro_f1", "accuracy", "weighted_f1", "balanced_accuracy", "mA",
-                     "instance_f1", "loss"] = "auto"
+    monitor: Literal[MONITORS] = "auto"  # one of clipadapt.metrics.table.METRICS
     # auto: ce for single-label tasks, weighted_bce (positives exp(1-r), negatives exp(r)) for multi-label
     loss: Literal["auto", "ce", "weighted_ce", "class_balanced", "focal", "bce", "weighted_bce"] = "auto"
     threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: positive when p > threshold (metrics, predict)

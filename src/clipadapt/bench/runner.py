@@ -19,9 +19,10 @@ from typing import Callable
 from clipadapt.bench.protocol import Cell, Protocol
 from clipadapt.io import write_json
 from clipadapt.errors import ClipAdaptError
+from clipadapt.metrics.table import SUMMARY
 
 RESULT = "bench.json"
-SCORES = ("accuracy", "macro_f1")
+SCORES = SUMMARY  # what a cell reports
 
 
 @dataclass

@@ -33,7 +33,7 @@ def adapt_command(
 
     from clipadapt.cli.common import quiet_libraries, out_console, percent, run_safely
     from clipadapt.config import load_config
-    from clipadapt.engine.selftrain import COMPARISON_ROWS, adapt_run
+    from clipadapt.workflow import COMPARISON_ROWS, adapt_run
 
     def go():
         quiet_libraries()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from clipadapt.data.policy import BadImagePolicy
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.metrics.table import HEADLINE, METRICS
 
 console = Console(stderr=True)
 out_console = Console()
@@ -75,9 +76,10 @@ def print_metrics(metrics: dict | None, title: str) -> None:
         out_console.print("(no test split: nothing evaluated)")
         return
     table = Table(title=title)
-    for col in ("attribute", "accuracy", "macro-F1", "weighted-F1", "bal. acc (adj.)", "n"):
-        table.add_column(col, justify="right" if col != "attribute" else "left")
-    keys = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+    keys = HEADLINE
+    table.add_column("attribute", justify="left")
+    for col in (*(METRICS[k].header for k in keys), "n"):
+        table.add_column(col, justify="right")
     for name, m in metrics["attributes"].items():
         table.add_row(name, *(percent(m[k]) for k in keys), str(m["n"]))
     if len(metrics["attributes"]) > 1:

@@ -22,7 +22,7 @@ from rich.table import Table
 from clipadapt.backbone import create_backbone
 from clipadapt.config import validate_config
 from clipadapt.io import write_json, write_text
-from clipadapt.engine.selftrain import adapt_run
+from clipadapt.workflow import adapt_run
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
 

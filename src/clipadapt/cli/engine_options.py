@@ -6,13 +6,11 @@ Kept apart from cli/main.py so the commands there gain only their options and on
 
 from __future__ import annotations
 
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from clipadapt.errors import ClipAdaptError
 
@@ -60,28 +58,6 @@ def ray_options(address: Optional[str], actors: Optional[int]):
     from clipadapt.distributed.ray_runtime import RayOptions
 
     return RayOptions(address=address, actors=actors)
-
-
-def predict_on_ray(checkpoint: Path, paths: list, out: Path, threshold: float, batch_size: int, num_workers: int,
-                   address: Optional[str], actors: Optional[int], shard_size: int, quiet: bool, console: Console,
-                   **predict_options) -> None:
-    """`clipadapt predict --engine ray`: shards into the folder `out`, then one summary line."""
-    from clipadapt.distributed.ray_predict import predict_with_ray
-
-    if out.suffix.lower() in (".csv", ".parquet", ".pq"):
-        raise ClipAdaptError(f"--engine ray writes Parquet shards into a folder, not {out.name}: give --out FOLDER "
-                             "(read it back with pandas.read_parquet(FOLDER)).")
-    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
-
-    options = ray_options(address, actors)
-    if predict_options.get("precision") in CPU_ONLY_PRECISIONS:  # as the local engine's --device auto
-        options = replace(options, gpus_per_actor=0.0)
-    done = predict_with_ray(checkpoint, paths, out, options, shard_size=shard_size,
-                            batch_size=batch_size, num_workers=num_workers, threshold=threshold, progress=not quiet,
-                            **predict_options)
-    bad = f"; {done['unreadable']} unusable images (ok=false in their rows)" if done["unreadable"] else ""
-    console.print(f"wrote {done['rows']} rows in {done['shards']} shards to {out} ({done['computed_shards']} computed "
-                  f"now, the rest already there){bad}", highlight=False, soft_wrap=True)
 
 
 def extraction_engine(engine: Engine, address: Optional[str], actors: Optional[int], shard_size: int,

@@ -46,27 +46,3 @@ def export_command(
                           highlight=False, soft_wrap=True)
 
     run_safely(go)
-
-
-def predict_with_model(model, paths, out, threshold, batch_size, num_workers, on_bad_image, decode, precision, engine,
-                       device, console):
-    """`clipadapt predict --model FILE.onnx`: the exported file through onnxruntime (CPU)."""
-    from clipadapt.errors import ClipAdaptError
-    from clipadapt.predict.tables import write_predictions
-    from clipadapt.runtime import OnnxModel, predict_onnx
-
-    if engine != "local":
-        raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
-    if precision != "fp32":
-        raise ClipAdaptError("--precision applies to --checkpoint; an int8 ONNX file is made with "
-                             "`clipadapt export --int8` and predicted with --model like any other.")
-    if device not in ("auto", "cpu"):
-        raise ClipAdaptError(f"--model runs on onnxruntime's CPU provider; --device {device} needs --checkpoint.")
-    onnx_model = OnnxModel(model)
-    table = predict_onnx(onnx_model, paths, batch_size=batch_size, threshold=threshold, on_bad_image=on_bad_image,
-                         decode=decode, num_workers=num_workers)
-    skipped, listed = write_predictions(table, out)
-    console.print(f"wrote {len(table)} rows to {out} (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')}); "
-                  f"{len(skipped)} of {len(table)} images skipped"
-                  + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
-                  highlight=False, soft_wrap=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -18,12 +17,12 @@ from clipadapt.cli import help_format  # noqa: F401 - long words in --help fold 
 from clipadapt.data.policy import BadImagePolicy
 from clipadapt.cli.engine_options import (
     ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
-    predict_on_ray,
+    ray_options,
 )
 from clipadapt.cli.common import (
     console, out_console, parse_seeds, print_metrics, quiet_libraries, run_safely, skip_by_default,
 )
-from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.errors import ClipAdaptError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adapt frozen CLIP models to attribute and fine-grained classification.")
@@ -62,6 +61,7 @@ def train(
 def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
     from clipadapt.io import write_json
     from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
+    from clipadapt.metrics.table import HEADLINE
     from clipadapt.workflow import train_run
 
     seed_list = parse_seeds(seeds)
@@ -79,7 +79,7 @@ def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
         table = Table(title=f"{cfg.method.name}: test, mean ± std over {len(results)} seeds")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for key in ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"):
+        for key in HEADLINE:
             entry = summary["mean"][key]
             table.add_row(key, format_mean_std(entry["mean"], entry["std"]))
         out_console.print(table)
@@ -144,49 +144,19 @@ def predict(
 ):
     """Predict every attribute of every image: one row per image with class and probabilities
     (multi-label runs: every attribute's probability and its 0/1 decision)."""
-    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
-    from clipadapt.data.formats import collect_images
-    from clipadapt.engine.checkpoint import load_run
-    from clipadapt.engine.devices import resolve_device
-    from clipadapt.predict import predict_images
-    from clipadapt.predict.tables import write_predictions
+    from clipadapt.workflow.predict import PredictOptions, predict_run
 
     def go():
-        if (checkpoint is None) == (model is None):
-            raise ClipAdaptError("predict needs either --checkpoint or --model (one of them): a run folder, or an "
-                                 ".onnx file written by `clipadapt export`.")
-        paths = [p for spec in inputs for p in collect_images(spec)]
-        if model is not None:
-            from clipadapt.cli.export_command import predict_with_model
-
-            return predict_with_model(model, paths, out, threshold, batch_size, num_workers, on_bad_image.value,
-                                      decode.value, precision.value, engine.value, device, out_console)
-        # a CPU-only precision (int8): 'auto' then means the CPU, not a GPU
-        dev = resolve_device("cpu" if device == "auto" and precision.value in CPU_ONLY_PRECISIONS else device)
-        method, card = load_run(checkpoint, device=dev)
-        from clipadapt.methods.text_check import check_class_texts
-
-        for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind
-            warnings.warn(note, ClipAdaptWarning, stacklevel=1)
-        cut = threshold if threshold is not None else card.get("config", {}).get("train", {}).get("threshold", 0.5)
-        if engine is Engine.ray:  # same per-batch code, run shard by shard on Ray actors
-            if precision is not Precision.fp32:
-                out_console.print(f"precision {precision.value} on Ray: its agreement with fp32 is not measured "
-                                  "per shard; run the local engine on a sample of the images to see it.",
-                                  highlight=False, soft_wrap=True)
-            return predict_on_ray(checkpoint, paths, out, cut, batch_size, num_workers, ray_address, ray_actors,
-                                  shard_size, quiet, out_console, on_bad_image=on_bad_image.value,
-                                  decode=decode.value, precision=precision.value)
-        check_local(ray_address, ray_actors)
-        table = predict_images(method, paths, dev, batch_size=batch_size, num_workers=num_workers,
-                               progress=not quiet, threshold=cut, on_bad_image=on_bad_image.value,
-                               decode=decode.value, precision=precision.value)
-        if table.attrs.get("agreement") is not None:
-            out_console.print(table.attrs["agreement"].describe(), highlight=False, soft_wrap=True)
-        skipped, listed = write_predictions(table, out)  # + the skip list when anything was skipped
-        out_console.print(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
-                          + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
-                          highlight=False, soft_wrap=True)
+        if engine is Engine.local:
+            check_local(ray_address, ray_actors)
+        options = PredictOptions(batch_size=batch_size, num_workers=num_workers, threshold=threshold,
+                                 on_bad_image=on_bad_image.value, decode=decode.value, precision=precision.value,
+                                 device=device)
+        outcome = predict_run(inputs, out, checkpoint=checkpoint, model=model, options=options,
+                              ray=ray_options(ray_address, ray_actors) if engine is Engine.ray else None,
+                              shard_size=shard_size, progress=not quiet)
+        for line in outcome.lines:
+            out_console.print(line, highlight=False, soft_wrap=True)
 
     run_safely(go)
 

@@ -24,7 +24,6 @@ import contextlib
 import math
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -40,9 +39,11 @@ from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import load_image
 from clipadapt.data.transforms import BICUBIC
 from clipadapt.engine.optim import build_optimizer
-from clipadapt.engine.schedule import lr_at_epoch
+from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, train_epochs
+from clipadapt.engine.schedule import lr_at_epoch, set_lr
 from clipadapt.engine.sources import ImageBatches, make_transform
-from clipadapt.engine.trainer import progress_bar, resolve_device
+from clipadapt.bars import progress_bar
+from clipadapt.engine.devices import autocast_for, resolve_device
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import MISSING
 
@@ -231,9 +232,7 @@ class SelfTrainer:
         self.log_marginal: torch.Tensor | None = None
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        return autocast_for(self.device)
 
     def views(self, images: LabelledImages) -> SelfTrainingViews:
         bb, p = self.method.backbone, self.method.params
@@ -280,9 +279,10 @@ class SelfTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, images: LabelledImages, hidden_labels: np.ndarray | None = None,
-            targets: Literal["pseudo", "true"] = "pseudo") -> SelfTrainResult:
+            targets: Literal["pseudo", "true"] = "pseudo", run_dir: Path | None = None) -> SelfTrainResult:
         """Self-train on `images` (their labels are ignored); `hidden_labels` [N] or [N, 1]
-        (-1 = unknown) only score the pseudo-labels in the history.
+        (-1 = unknown) only score the pseudo-labels in the history. With `run_dir`, each
+        epoch's state is written to run_dir/checkpoint.safetensors (the last epoch is kept).
 
         targets="true" is the diagnostic upper bound, NOT label-free: the same recipe, views
         and trainable parts, with the loss's targets the `hidden_labels` instead of the
@@ -301,65 +301,20 @@ class SelfTrainer:
                                  "have none. Run it on a labelled copy of the data, or self-train without it.")
         if cfg.epochs == 0:
             return SelfTrainResult()
-        truth = None if targets == "pseudo" else torch.as_tensor(hidden)
-        dataset = self.views(images)
         optimizer = build_optimizer(method, cfg)
-        trainable = [p for p in method.parameters() if p.requires_grad]
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
-        total_steps = cfg.epochs * steps_per_epoch
-        num_classes = method.attribute.num_classes
-        result, step = SelfTrainResult(), 0
-        with progress_bar(self.progress) as bar:
-            job = bar.add_task("adapt", total=total_steps, info="")
-            for epoch in range(cfg.epochs):
-                started = time.perf_counter()
-                method.train()
-                method.backbone.eval()  # CLIP has no dropout / batch norm to switch, but stay explicit
-                dataset.set_epoch(epoch)
-                order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
-                loader = DataLoader(Subset(dataset, order), batch_size=cfg.batch_size, shuffle=False,
-                                    num_workers=cfg.num_workers)
-                sums = {"loss": 0.0, "ce": 0.0, "fair": 0.0}
-                seen_idx, seen_pl, seen_static, seen_dyn = [], [], [], []
-                batches = 0
-                for weak, strong, crops, idx in loader:
-                    lr = lr_at_epoch(step, cfg.lr, total_steps, 0, 0.0, cfg.min_lr)  # cosine per iteration
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr * group.get("lr_scale", 1.0)
-                    weak, strong, crops = (t.to(self.device, non_blocking=True) for t in (weak, strong, crops))
-                    pl = self.pseudo_labels(weak, crops)
-                    target = pl.labels if truth is None else truth[idx].to(self.device)
-                    loss, parts = self.loss(strong, target)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                    optimizer.step()
-                    sums["loss"] += float(loss.detach())
-                    for k, v in parts.items():
-                        sums[k] += v
-                    seen_idx.append(idx.numpy())
-                    seen_pl.append(pl.labels.cpu().numpy())
-                    seen_static.append(pl.static.argmax(-1).cpu().numpy())
-                    seen_dyn.append(pl.dynamic.argmax(-1).cpu().numpy())
-                    batches += 1
-                    step += 1
-                    bar.update(job, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss {float(loss.detach()):.3f}")
-                row = self._epoch_row(epoch, lr, sums, batches, np.concatenate(seen_idx), np.concatenate(seen_pl),
-                                      np.concatenate(seen_static), np.concatenate(seen_dyn), hidden, num_classes)
-                row["seconds"] = round(time.perf_counter() - started, 2)
-                result.history.append(row)
-                acc = row.get("pseudo_label_accuracy")
-                bar.update(job, info=f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.3f}"
-                                     + (f" pseudo-acc {acc:.3f}" if acc is not None else ""))
+        plan = SelfTrainingSteps(self, images, hidden, None if targets == "pseudo" else torch.as_tensor(hidden),
+                                 best=BestCheckpoint(run_dir, method) if run_dir is not None else None)
+        train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
+                     epochs=range(cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip, progress=self.progress,
+                     description="adapt")
         method.eval()
-        return result
+        return plan.result
 
     @staticmethod
-    def _epoch_row(epoch, lr, sums, batches, idx, labels, static, dynamic, hidden, num_classes) -> dict:
+    def _epoch_row(epoch, lr, totals: EpochTotals, idx, labels, static, dynamic, hidden, num_classes) -> dict:
         entropy, counts = class_histogram_entropy(labels, num_classes)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss"] / batches, "train_ce": sums["ce"] / batches,
-               "train_fair": sums["fair"] / batches, "pseudo_label_entropy": entropy,
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": totals.mean("loss"), "train_ce": totals.mean("ce"),
+               "train_fair": totals.mean("fair"), "pseudo_label_entropy": entropy,
                "pseudo_label_entropy_normalised": entropy / math.log(num_classes) if num_classes > 1 else 0.0,
                "pseudo_label_counts": counts.tolist(),
                "static_dynamic_agreement": float((static == dynamic).mean())}
@@ -399,155 +354,61 @@ class SelfTrainer:
         return {name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in out.items()}
 
 
-# ----------------------------------------------------------------------------- whole runs
-@dataclass
-class AdaptOutcome:
-    """What `adapt_run` wrote: the run folder, test metrics of microCLIP (None without a
-    test split), the comparison table {row: {accuracy, macro_f1}}, the history and card."""
+class SelfTrainingSteps:
+    """microCLIP's step for `engine.loop.train_epochs`: views of unlabelled images in a
+    seeded order, pseudo-labels without gradient, the loss on the strong view, a cosine lr
+    per iteration; after each epoch the pseudo-label statistics. No labels select: the
+    last epoch is kept."""
 
-    run_dir: Path
-    metrics: dict | None
-    comparison: dict
-    history: list[dict]
-    card: dict
+    def __init__(self, trainer: SelfTrainer, images: LabelledImages, hidden: np.ndarray | None,
+                 truth: torch.Tensor | None, best: BestCheckpoint | None):
+        cfg = trainer.cfg.train
+        self.trainer, self.hidden, self.truth, self.best = trainer, hidden, truth, best
+        self.dataset = trainer.views(images)
+        self.steps_per_epoch = math.ceil(len(images) / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.selection = Selection(patience=None)
+        self.result = SelfTrainResult()
 
+    def start_epoch(self, epoch: int):
+        trainer, cfg = self.trainer, self.trainer.cfg.train
+        self.started = time.perf_counter()
+        trainer.method.train()
+        trainer.method.backbone.eval()  # CLIP has no dropout / batch norm to switch, but stay explicit
+        self.dataset.set_epoch(epoch)
+        order = torch.randperm(len(self.dataset),
+                               generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        self.seen: dict[str, list] = {"idx": [], "labels": [], "static": [], "dynamic": []}
+        return DataLoader(Subset(self.dataset, order), batch_size=cfg.batch_size, shuffle=False,
+                          num_workers=cfg.num_workers)
 
-COMPARISON_ROWS = {
-    "zeroshot_templates": "zero-shot CLIP, templates",
-    "zeroshot_descriptions": "zero-shot CLIP, descriptions (CuPL)",
-    "zeroshot_llm_head": "zero-shot CLIP, LLM head",
-    "microclip_init": "microCLIP before adaptation (fused, W* init)",
-    "microclip": "microCLIP (self-trained, no labels)",
-}
+    def set_lr(self, optimizer, epoch: int, step: int) -> float:
+        cfg = self.trainer.cfg.train
+        lr = lr_at_epoch(step, cfg.lr, self.total_steps, 0, 0.0, cfg.min_lr)  # cosine per iteration
+        set_lr(optimizer, lr)
+        return lr
 
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        weak, strong, crops, idx = batch
+        device = self.trainer.device
+        weak, strong, crops = (t.to(device, non_blocking=True) for t in (weak, strong, crops))
+        pl = self.trainer.pseudo_labels(weak, crops)
+        target = pl.labels if self.truth is None else self.truth[idx].to(device)
+        loss, parts = self.trainer.loss(strong, target)
+        for key, value in (("idx", idx.numpy()), ("labels", pl.labels), ("static", pl.static.argmax(-1)),
+                           ("dynamic", pl.dynamic.argmax(-1))):
+            self.seen[key].append(value if isinstance(value, np.ndarray) else value.cpu().numpy())
+        return loss, {"ce": 0.0, "fair": 0.0, **parts}
 
-def prepare_adapt_config(cfg: RunConfig, config_dir: Path | None = None) -> RunConfig:
-    """The config an adapt run uses: method microclip, the microCLIP recipe for unset
-    train.* keys, no validation split unless asked (there are no labels to select with),
-    and method.params.descriptions resolved (relative paths against `config_dir` first;
-    default data.root/descriptions.json when that file exists)."""
-    if "name" in cfg.method.model_fields_set and cfg.method.name != "microclip":
-        raise ClipAdaptError(f"`clipadapt adapt` runs the label-free method microclip; the config names method "
-                             f"'{cfg.method.name}'. Remove method.name or set it to microclip "
-                             "(use `clipadapt train` for supervised methods).")
-    params = dict(cfg.method.params)
-    spec = params.get("descriptions")
-    if isinstance(spec, str):
-        path = Path(spec).expanduser()
-        if not path.is_absolute():
-            near_config = (config_dir / path) if config_dir is not None else None
-            path = near_config if near_config is not None and near_config.exists() else path.resolve()
-        params["descriptions"] = str(path)
-    elif spec is None and cfg.data.root is not None:
-        default = Path(cfg.data.root).expanduser() / "descriptions.json"
-        if default.is_file() or cfg.data.format == "synthetic-finegrained":  # rendered there on first use
-            params["descriptions"] = str(default)
-    data_update = {} if "val_fraction" in cfg.data.model_fields_set else {"val_fraction": 0.0}
-    return cfg.model_copy(update={
-        "method": cfg.method.model_copy(update={"name": "microclip", "params": params}),
-        "train": microclip_train_defaults(cfg.train),
-        "data": cfg.data.model_copy(update=data_update),
-    })
-
-
-def _scores(labels: np.ndarray, preds: np.ndarray, task) -> dict:
-    from clipadapt.metrics.classification import attribute_metrics
-
-    mean = attribute_metrics(labels, preds.reshape(-1, 1), task)["mean"]
-    return {"accuracy": mean["accuracy"], "macro_f1": mean["macro_f1"]}
-
-
-def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
-              config_dir: Path | None = None, true_labels: bool = False) -> AdaptOutcome:
-    """Label-free adaptation run (SPEC 3): render/read the data, build microCLIP, score the
-    zero-shot heads on test, self-train on the UNLABELLED train images, evaluate on test with
-    the fused output (centre crop), and write the run folder: config.yaml, card.json,
-    checkpoint.safetensors, history.json (per-epoch pseudo-label statistics), metrics.json
-    (microCLIP's metrics + "comparison"), predictions.csv, confusion matrices, curves.png.
-    `clipadapt eval` / `predict` work on the folder like on a `train` run.
-
-    true_labels=True runs the diagnostic upper bound instead (`SelfTrainer.fit`,
-    targets="true"): the training labels replace the pseudo-labels, and the card records
-    train_labels_used: true."""
-    from clipadapt.backbone import apply_preprocessing, backbone_from_config
-    from clipadapt.config import dump_config
-    from clipadapt.data.bad_images import record_skipped
-    from clipadapt.data.formats import build_splits
-    from clipadapt.engine.checkpoint import build_card, write_checkpoint
-    from clipadapt.io import write_json, write_text
-    from clipadapt.engine.progress import no_progress_message, no_progress_reasons
-    from clipadapt.engine.trainer import Runner, seed_everything
-    from clipadapt.errors import ClipAdaptWarning
-    from clipadapt.methods.text_check import check_class_texts
-    from clipadapt.methods import build_method
-    from clipadapt.methods.microclip.method import resolve_descriptions
-    from clipadapt.workflow import prepare_run_dir, write_evaluation
-
-    cfg = prepare_adapt_config(cfg, config_dir)
-    out = prepare_run_dir(out, resume=False)
-    write_text(out / "config.yaml", dump_config(cfg))
-    seed_everything(cfg.train.seed)
-    splits = build_splits(cfg.data)
-    if cfg.data.on_bad_image == "skip":  # like `train`: the images left out, with their reasons
-        record_skipped(out, splits.skipped)
-    task = splits.task
-    if task.multilabel or len(task) != 1:
-        raise ClipAdaptError("`clipadapt adapt` classifies one single-label attribute; the data has "
-                             f"{len(task)} attribute(s){' (multi-label)' if task.multilabel else ''}.")
-    hidden = splits.train.labels.copy()  # only for scoring the pseudo-labels
-    unlabelled = LabelledImages(list(splits.train.paths), np.full_like(hidden, MISSING), task, splits.train.sources)
-    params = dict(cfg.method.params)
-    source_file = params.get("descriptions") if isinstance(params.get("descriptions"), str) else None
-    if source_file is not None:  # inline the sentences: the card then rebuilds the heads without the file
-        params["descriptions"] = resolve_descriptions(source_file, list(task.attributes[0].classes))
-    if backbone is None:
-        backbone = backbone_from_config(cfg.backbone)
-    apply_preprocessing(backbone, cfg.backbone)
-    method = build_method("microclip", backbone, task, params)
-    notes = check_class_texts(method, stop=cfg.train.epochs > 0)  # classes its heads cannot tell apart
-    trainer = SelfTrainer(method, cfg, progress=progress)
-
-    comparison: dict[str, dict] = {}
-    test = splits.test if splits.test is not None and len(splits.test) else None
-    if test is not None:  # zero-shot first: self-training changes the LayerNorms in place
-        before = trainer.head_predictions(test)
-        if method.params.descriptions is None:  # the description heads are the template head then
-            before = {k: v for k, v in before.items() if k not in ("zeroshot_descriptions", "zeroshot_llm_head")}
-        for name, preds in before.items():
-            comparison["microclip_init" if name == "microclip_fused" else name] = _scores(test.labels, preds, task)
-    fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo")
-    write_json(out / "history.json", fit.history)
-    reasons = no_progress_reasons(fit.history, len(fit.history))
-    notes += [no_progress_message("microclip", reasons)] if reasons else []
-    for note in notes:
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
-    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
-
-    metrics = None
-    if test is not None:
-        metrics, probs = Runner(method, cfg, progress=progress).evaluate(test, description="test")
-        comparison["microclip"] = {"accuracy": metrics["mean"]["accuracy"], "macro_f1": metrics["mean"]["macro_f1"]}
-        metrics["comparison"] = comparison
-        metrics.update(flags)
-        write_evaluation(out, metrics, probs, test, cfg.train.threshold)
-    card = build_card(
-        method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
-        data={"format": cfg.data.format, "train": len(splits.train), "val": 0, "test": len(test) if test else 0,
-              "train_labels_used": bool(true_labels)},
-        selection={"monitor": "none (the last epoch is kept)" if true_labels else
-                   "none (label-free: the last epoch is kept)", "best_epoch": len(fit.history),
-                   "best_score": None, "stopped_early": False, "epochs_run": len(fit.history)},
-        metrics=metrics["mean"] if metrics else None,
-        comparison=comparison or None,
-        heads={**method.describe_heads(), "descriptions_file": source_file},
-        self_training={"recipe": {k: getattr(cfg.train, k) for k in MICROCLIP_RECIPE},
-                       "last_epoch": fit.history[-1] if fit.history else None},
-        **flags,
-    )
-    write_checkpoint(out, method, card)
-    if fit.history:
-        from clipadapt.metrics.plots import plot_curves
-
-        plot_curves(fit.history, out / "curves.png", keys=("train_loss", "train_ce", "pseudo_label_accuracy",
-                                                           "pseudo_label_entropy_normalised"))
-    return AdaptOutcome(out, metrics, comparison, fit.history, card)
+    def end_epoch(self, totals: EpochTotals) -> tuple[bool, str]:
+        seen = {key: np.concatenate(parts) for key, parts in self.seen.items()}
+        row = SelfTrainer._epoch_row(totals.epoch, totals.lr, totals, seen["idx"], seen["labels"], seen["static"],
+                                     seen["dynamic"], self.hidden, self.trainer.method.attribute.num_classes)
+        row["seconds"] = round(time.perf_counter() - self.started, 2)
+        self.result.history.append(row)
+        if self.selection.update(totals.epoch + 1, float(totals.epoch)) and self.best is not None:
+            self.best.save()
+        acc = row.get("pseudo_label_accuracy")
+        epochs = self.trainer.cfg.train.epochs
+        return False, (f"epoch {totals.epoch + 1}/{epochs} loss {row['train_loss']:.3f}"
+                       + (f" pseudo-acc {acc:.3f}" if acc is not None else ""))

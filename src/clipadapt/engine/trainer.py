@@ -32,20 +32,11 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
+from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
 BEST_STATE = BestCheckpoint.FILE
-def resolve_monitor(monitor: str, multilabel: bool) -> str:
-    """The validation score that "auto" stands for: mA for multi-label tasks, macro-F1 otherwise."""
-    if monitor == "auto":
-        return "mA" if multilabel else "macro_f1"
-    if monitor in ("mA", "instance_f1") and not multilabel:
-        raise ClipAdaptError(f"train.monitor={monitor} is a multi-label score; this task is single-label. "
-                             "Use macro_f1, accuracy, weighted_f1, balanced_accuracy or loss.")
-    return monitor
-
-
 @dataclass
 class FitResult:
     """What training produced: per-epoch history and the selected epoch."""
@@ -272,8 +263,7 @@ class SupervisedSteps:
             val_metrics, _ = runner.evaluate(self.splits.val, description="validate", show=False)
             row.update({f"val_{k}": v for k, v in val_metrics["mean"].items()})
             row["val_loss"] = val_metrics["loss"]
-            score = -val_metrics["loss"] if self.monitor == "loss" else val_metrics["mean"].get(self.monitor)
-            score = float("-inf") if score is None else score  # undefined (e.g. one class): worst
+            score = selection_score(val_metrics, self.monitor)
         else:
             score = float(epoch)  # no validation: the last epoch is the selected one
         # every rank stops and selects alike

@@ -1,36 +1,29 @@
 """Metrics of a run: multiclass scores per attribute, multi-label (pedestrian attribute)
-scores, confusion matrices (CSV / PNG), training curves and mean ± std over seeds.
+scores, confusion matrices (CSV / PNG), training curves and mean ± std over seeds, and the
+table of metric names and directions (`clipadapt.metrics.table`).
 
-The plotting functions are imported on first use, so that the trainer, which needs
-only the scores, does not pay for importing matplotlib.
+Every name is imported on first use, so that the config (which reads the metric table)
+and the trainer (which needs only the scores) do not pay for scikit-learn or matplotlib.
 """
 
 from __future__ import annotations
 
-from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std, mean_std
-from clipadapt.metrics.classification import (
-    MEAN_KEYS,
-    MetricsInputError,
-    attribute_metrics,
-    headline,
-    multiclass_metrics,
-    row_normalised,
-    write_confusion_csv,
-)
+import importlib
 
-from clipadapt.metrics.multilabel import par_metrics, positive_rates
+_WHERE = {
+    "aggregate_seeds": "aggregate", "format_mean_std": "aggregate", "mean_std": "aggregate",
+    "MEAN_KEYS": "classification", "MetricsInputError": "classification", "attribute_metrics": "classification",
+    "headline": "classification", "multiclass_metrics": "classification", "row_normalised": "classification",
+    "write_confusion_csv": "classification",
+    "par_metrics": "multilabel", "positive_rates": "multilabel",
+    "plot_confusion": "plots", "plot_curves": "plots", "plot_style": "plots",
+    "METRICS": "table", "resolve_monitor": "table", "selection_score": "table",
+}
 
-_PLOTS = ("plot_confusion", "plot_curves", "plot_style")
-
-__all__ = [
-    "MEAN_KEYS", "MetricsInputError", "aggregate_seeds", "attribute_metrics", "format_mean_std", "headline",
-    "mean_std", "multiclass_metrics", "par_metrics", "positive_rates", "row_normalised", "write_confusion_csv", *_PLOTS,
-]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name in _PLOTS:
-        from clipadapt.metrics import plots
-
-        return getattr(plots, name)
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"clipadapt.metrics.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'clipadapt.metrics' has no attribute '{name}'")

@@ -30,10 +30,11 @@ from sklearn.metrics import balanced_accuracy_score, classification_report, conf
 
 from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
+from clipadapt.metrics.table import HEADLINE
 from clipadapt.task import MISSING, TaskSpec
 
 # The scores averaged over attributes in attribute_metrics(...)["mean"].
-MEAN_KEYS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+MEAN_KEYS = HEADLINE  # the per-attribute scores, averaged in metrics["mean"]
 
 
 class MetricsInputError(ClipAdaptError, ValueError):

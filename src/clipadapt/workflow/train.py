@@ -1,7 +1,5 @@
-"""Whole runs: train (+ evaluate + write the run folder), evaluate a run, extract features.
-
-The CLI and the demo call these; library users can too.
-"""
+"""Supervised runs: train (+ select + evaluate + write the run folder), evaluate a run on
+any labelled data, extract features ahead of training."""
 
 from __future__ import annotations
 
@@ -10,25 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from clipadapt.backbone import apply_preprocessing, backbone_from_config, create_backbone
-from clipadapt.config import RunConfig, dump_config
-from clipadapt.data.dataset import LabelledImages
+from clipadapt.config import RunConfig
 from clipadapt.data.formats import build_splits
-from clipadapt.engine.checkpoint import build_card, load_run, read_card, write_checkpoint
+from clipadapt.engine.checkpoint import build_card, load_run, read_card
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
-from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.engine.progress import no_progress_message, no_progress_reasons
-from clipadapt.engine.trainer import Runner, resolve_monitor, seed_everything
+from clipadapt.engine.devices import seed_everything
+from clipadapt.engine.trainer import Runner
+from clipadapt.metrics.table import resolve_monitor
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
-from clipadapt.metrics.classification import write_confusion_csv
-from clipadapt.metrics.plots import plot_confusion, plot_curves
-from clipadapt.predict.columns import prediction_columns
 from clipadapt.report.html import write_report_or_warn
+from clipadapt.workflow.run_folder import RunFolder, write_evaluation
 
 
 @dataclass
@@ -42,23 +37,14 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare_run_dir(out: Path, resume: bool) -> Path:
-    """Create the run folder; refuse to overwrite a finished run unless resuming."""
-    out = Path(out)
-    if (out / "card.json").is_file() and not resume:
-        raise ClipAdaptError(f"{out} already holds a finished run. Choose another --out, or delete it first.")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True, backbone=None) -> RunOutcome:
     """Train cfg.method on cfg.data, select on validation, evaluate on test, write the run folder:
     config.yaml, checkpoint.safetensors, card.json, history.json, metrics.json, confusion
     matrices (CSV + PNG) and test predictions."""
-    out = prepare_run_dir(out, resume)
     main = is_main_process()  # under torchrun, rank 0 alone writes the run folder
-    if main:
-        write_text(out / "config.yaml", dump_config(cfg))
+    folder = RunFolder(out, resume, write=main)
+    out = folder.path
+    folder.write_config(cfg)
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
     if cfg.data.shots and main:
@@ -73,8 +59,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     # work; a run that does not train (zero-shot, epochs 0) reports them with its result.
     notes = check_class_texts(method, stop=method.trains and cfg.train.epochs > 0)
     cfg = resolve_train_defaults(cfg, type(method), len(splits.train))
-    if main:
-        write_text(out / "config.yaml", dump_config(cfg))  # with the defaults the run resolved
+    folder.write_config(cfg)  # with the defaults the run resolved
     for note in notes:
         warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     runner = Runner(method, cfg, progress=progress)
@@ -83,7 +68,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     fit = runner.fit(splits, out, resume=resume)
     if not main:
         return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
-    write_json(out / "history.json", fit.history)
+    folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
     if reasons:
         notes.append(no_progress_message(method.name, reasons))
@@ -93,7 +78,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
         metrics.update(flags)
-        write_evaluation(out, metrics, probs, splits.test, cfg.train.threshold)
+        folder.write_evaluation(metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, processes=runner.dist.world, config=cfg.model_dump(mode="json"),
         data={"format": cfg.data.format, "train": len(splits.train), "val": len(splits.val) if splits.val else 0,
@@ -104,49 +89,8 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
         metrics=metrics["mean"] if metrics else None,
         **flags,
     )
-    write_checkpoint(out, method, card)
-    if fit.history:
-        plot_curves(fit.history, out / "curves.png")
-    for name in ("resume.safetensors", "resume.json"):  # the run is complete; resume state is spent
-        (out / name).unlink(missing_ok=True)
-    write_report_or_warn(out)  # after everything else: a failing figure only warns
+    folder.finish(method, card, fit.history)
     return RunOutcome(out, metrics, card, notes)
-
-
-def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: LabelledImages,
-                     threshold: float = 0.5) -> None:
-    """metrics.json, predictions.csv, and per-attribute confusion matrices (CSV, PNG) or,
-    for a multi-label task, one per-attribute table (per_attribute.csv)."""
-    write_json(out / "metrics.json", metrics)
-    task = images.task
-    if task.multilabel:
-        table = pd.DataFrame(metrics["multilabel"]["per_attribute"])
-        atomic_write(out / "per_attribute.csv", lambda p: table.to_csv(p, index=False))
-    for attr in () if task.multilabel else task.attributes:
-        cm = np.asarray(metrics["attributes"][attr.name]["confusion_matrix"])
-        write_confusion_csv(out / f"confusion_{attr.name}.csv", cm, list(attr.classes), normalise=False)
-        plot_confusion(cm, list(attr.classes), out / f"confusion_{attr.name}.png", title=f"{attr.name} (row-normalised)")
-    predictions = predictions_table(images, probs, threshold)
-    atomic_write(out / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
-
-
-def predictions_table(images: LabelledImages, probs: list[np.ndarray], threshold: float = 0.5) -> pd.DataFrame:
-    """One row per image: path, per attribute the true label (if any, column
-    '<attribute>:true'), then the prediction columns of `prediction_columns`."""
-    task = images.task
-    table: dict = {"path": [str(p) for p in images.paths]}
-    for a, attr in enumerate(task.attributes):
-        labels = images.labels[:, a]
-        if (labels >= 0).any():
-            table[f"{attr.name}:true"] = labels if task.multilabel else [attr.classes[y] if y >= 0 else "" for y in labels]
-    predicted = prediction_columns(task, probs, threshold)
-    # keep each attribute's true label next to its prediction
-    ordered = {"path": table.pop("path")}
-    for attr in task.attributes:
-        if f"{attr.name}:true" in table:
-            ordered[f"{attr.name}:true"] = table[f"{attr.name}:true"]
-        ordered.update({k: v for k, v in predicted.items() if k == attr.name or k.startswith(f"{attr.name}:p")})
-    return pd.DataFrame(ordered)
 
 
 def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True,

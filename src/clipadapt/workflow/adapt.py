@@ -1,0 +1,176 @@
+"""Label-free adaptation runs (microCLIP, SPEC 3): zero-shot heads scored first, then
+self-training on the unlabelled train images, then the test evaluation, written through
+the same run-folder writer as a supervised run."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipadapt.backbone import apply_preprocessing, backbone_from_config
+from clipadapt.config import RunConfig
+from clipadapt.data.bad_images import record_skipped
+from clipadapt.data.dataset import LabelledImages
+from clipadapt.data.formats import build_splits
+from clipadapt.engine.checkpoint import build_card
+from clipadapt.engine.devices import seed_everything
+from clipadapt.engine.progress import no_progress_message, no_progress_reasons
+from clipadapt.engine.selftrain import MICROCLIP_RECIPE, SelfTrainer, microclip_train_defaults
+from clipadapt.engine.trainer import Runner
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.methods import build_method
+from clipadapt.methods.microclip.method import resolve_descriptions
+from clipadapt.methods.text_check import check_class_texts
+from clipadapt.metrics.table import SUMMARY
+from clipadapt.task import MISSING
+from clipadapt.workflow.run_folder import RunFolder
+
+
+@dataclass
+class AdaptOutcome:
+    """What `adapt_run` wrote: the run folder, test metrics of microCLIP (None without a
+    test split), the comparison table {row: {accuracy, macro_f1}}, the history and card."""
+
+    run_dir: Path
+    metrics: dict | None
+    comparison: dict
+    history: list[dict]
+    card: dict
+
+
+COMPARISON_ROWS = {
+    "zeroshot_templates": "zero-shot CLIP, templates",
+    "zeroshot_descriptions": "zero-shot CLIP, descriptions (CuPL)",
+    "zeroshot_llm_head": "zero-shot CLIP, LLM head",
+    "microclip_init": "microCLIP before adaptation (fused, W* init)",
+    "microclip": "microCLIP (self-trained, no labels)",
+}
+
+
+def prepare_adapt_config(cfg: RunConfig, config_dir: Path | None = None) -> RunConfig:
+    """The config an adapt run uses: method microclip, the microCLIP recipe for unset
+    train.* keys, no validation split unless asked (there are no labels to select with),
+    and method.params.descriptions resolved (relative paths against `config_dir` first;
+    default data.root/descriptions.json when that file exists)."""
+    if "name" in cfg.method.model_fields_set and cfg.method.name != "microclip":
+        raise ClipAdaptError(f"`clipadapt adapt` runs the label-free method microclip; the config names method "
+                             f"'{cfg.method.name}'. Remove method.name or set it to microclip "
+                             "(use `clipadapt train` for supervised methods).")
+    params = dict(cfg.method.params)
+    spec = params.get("descriptions")
+    if isinstance(spec, str):
+        path = Path(spec).expanduser()
+        if not path.is_absolute():
+            near_config = (config_dir / path) if config_dir is not None else None
+            path = near_config if near_config is not None and near_config.exists() else path.resolve()
+        params["descriptions"] = str(path)
+    elif spec is None and cfg.data.root is not None:
+        default = Path(cfg.data.root).expanduser() / "descriptions.json"
+        if default.is_file() or cfg.data.format == "synthetic-finegrained":  # rendered there on first use
+            params["descriptions"] = str(default)
+    data_update = {} if "val_fraction" in cfg.data.model_fields_set else {"val_fraction": 0.0}
+    return cfg.model_copy(update={
+        "method": cfg.method.model_copy(update={"name": "microclip", "params": params}),
+        "train": microclip_train_defaults(cfg.train),
+        "data": cfg.data.model_copy(update=data_update),
+    })
+
+
+def _scores(labels: np.ndarray, preds: np.ndarray, task) -> dict:
+    from clipadapt.metrics.classification import attribute_metrics
+
+    mean = attribute_metrics(labels, preds.reshape(-1, 1), task)["mean"]
+    return {key: mean[key] for key in SUMMARY}
+
+
+def _build_microclip(cfg: RunConfig, task, backbone):
+    """microCLIP on the run's backbone, with its class descriptions inlined (the card then
+    rebuilds the heads without the file); returns the method and the descriptions file."""
+    params = dict(cfg.method.params)
+    source_file = params.get("descriptions") if isinstance(params.get("descriptions"), str) else None
+    if source_file is not None:
+        params["descriptions"] = resolve_descriptions(source_file, list(task.attributes[0].classes))
+    if backbone is None:
+        backbone = backbone_from_config(cfg.backbone)
+    apply_preprocessing(backbone, cfg.backbone)
+    return build_method("microclip", backbone, task, params), source_file
+
+
+def _score_heads_before_training(trainer: SelfTrainer, test: LabelledImages) -> dict[str, dict]:
+    """The comparison rows of the frozen heads and of microCLIP before adaptation, on test."""
+    before = trainer.head_predictions(test)
+    if trainer.method.params.descriptions is None:  # the description heads are the template head then
+        before = {k: v for k, v in before.items() if k not in ("zeroshot_descriptions", "zeroshot_llm_head")}
+    return {"microclip_init" if name == "microclip_fused" else name: _scores(test.labels, preds, test.task)
+            for name, preds in before.items()}
+
+
+def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
+              config_dir: Path | None = None, true_labels: bool = False) -> AdaptOutcome:
+    """Label-free adaptation run (SPEC 3): render/read the data, build microCLIP, score the
+    zero-shot heads on test, self-train on the UNLABELLED train images, evaluate on test with
+    the fused output (centre crop), and write the run folder: config.yaml, card.json,
+    checkpoint.safetensors, history.json (per-epoch pseudo-label statistics), metrics.json
+    (microCLIP's metrics + "comparison"), predictions.csv, confusion matrices, curves.png.
+    `clipadapt eval` / `predict` work on the folder like on a `train` run.
+
+    true_labels=True runs the diagnostic upper bound instead (`SelfTrainer.fit`,
+    targets="true"): the training labels replace the pseudo-labels, and the card records
+    train_labels_used: true."""
+
+    cfg = prepare_adapt_config(cfg, config_dir)
+    folder = RunFolder(out)
+    out = folder.path
+    folder.write_config(cfg)
+    seed_everything(cfg.train.seed)
+    splits = build_splits(cfg.data)
+    if cfg.data.on_bad_image == "skip":  # like `train`: the images left out, with their reasons
+        record_skipped(out, splits.skipped)
+    task = splits.task
+    if task.multilabel or len(task) != 1:
+        raise ClipAdaptError("`clipadapt adapt` classifies one single-label attribute; the data has "
+                             f"{len(task)} attribute(s){' (multi-label)' if task.multilabel else ''}.")
+    hidden = splits.train.labels.copy()  # only for scoring the pseudo-labels
+    unlabelled = LabelledImages(list(splits.train.paths), np.full_like(hidden, MISSING), task, splits.train.sources)
+    method, source_file = _build_microclip(cfg, task, backbone)
+    notes = check_class_texts(method, stop=cfg.train.epochs > 0)  # classes its heads cannot tell apart
+    trainer = SelfTrainer(method, cfg, progress=progress)
+
+    test = splits.test if splits.test is not None and len(splits.test) else None
+    # zero-shot first: self-training changes the LayerNorms in place
+    comparison = _score_heads_before_training(trainer, test) if test is not None else {}
+    fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo", run_dir=out)
+    folder.write_history(fit.history)
+    reasons = no_progress_reasons(fit.history, len(fit.history))
+    notes += [no_progress_message("microclip", reasons)] if reasons else []
+    for note in notes:
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
+
+    metrics = None
+    if test is not None:
+        metrics, probs = Runner(method, cfg, progress=progress).evaluate(test, description="test")
+        comparison["microclip"] = {key: metrics["mean"][key] for key in SUMMARY}
+        metrics["comparison"] = comparison
+        metrics.update(flags)
+        folder.write_evaluation(metrics, probs, test, cfg.train.threshold)
+    card = build_card(
+        method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
+        data={"format": cfg.data.format, "train": len(splits.train), "val": 0, "test": len(test) if test else 0,
+              "train_labels_used": bool(true_labels)},
+        selection={"monitor": "none (the last epoch is kept)" if true_labels else
+                   "none (label-free: the last epoch is kept)", "best_epoch": len(fit.history),
+                   "best_score": None, "stopped_early": False, "epochs_run": len(fit.history)},
+        metrics=metrics["mean"] if metrics else None,
+        comparison=comparison or None,
+        heads={**method.describe_heads(), "descriptions_file": source_file},
+        self_training={"recipe": {k: getattr(cfg.train, k) for k in MICROCLIP_RECIPE},
+                       "last_epoch": fit.history[-1] if fit.history else None},
+        **flags,
+    )
+    folder.finish(method, card, fit.history, curve_keys=("train_loss", "train_ce", "pseudo_label_accuracy",
+                                                        "pseudo_label_entropy_normalised"))
+    return AdaptOutcome(out, metrics, comparison, fit.history, card)

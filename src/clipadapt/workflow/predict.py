@@ -1,0 +1,127 @@
+"""Prediction runs: every attribute of every image, from a run folder (torch, locally or
+on Ray) or from an exported ONNX file (onnxruntime), written as CSV or Parquet."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: batch, decoding workers, the multi-label threshold (None: the run's),
+    what an unusable image does, JPEG decoding, backbone precision and device."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+    threshold: float | None = None
+    on_bad_image: str = "skip"
+    decode: str = "draft"
+    precision: str = "fp32"
+    device: str = "auto"
+
+
+@dataclass
+class PredictOutcome:
+    """What a prediction run wrote, as lines to show the user."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None, model: Path | None = None,
+                options: PredictOptions = PredictOptions(), ray=None, shard_size: int = 1000,
+                progress: bool = True) -> PredictOutcome:
+    """Predict the images named by `inputs` (folders, files, globs, manifests) with a run
+    folder (`checkpoint`) or an ONNX file (`model`), exactly one of them. `ray` (RayOptions):
+    run on Ray actors, writing Parquet shards into the folder `out`."""
+    from clipadapt.data.formats import collect_images
+
+    if (checkpoint is None) == (model is None):
+        raise ClipAdaptError("predict needs either --checkpoint or --model (one of them): a run folder, or an "
+                             ".onnx file written by `clipadapt export`.")
+    paths = [p for spec in inputs for p in collect_images(spec)]
+    if model is not None:
+        if ray is not None:
+            raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
+        return _predict_onnx(Path(model), paths, Path(out), options)
+    return _predict_torch(Path(checkpoint), paths, Path(out), options, ray, shard_size, progress)
+
+
+def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOptions, ray, shard_size: int,
+                   progress: bool) -> PredictOutcome:
+    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
+    from clipadapt.engine.checkpoint import load_run
+    from clipadapt.engine.devices import resolve_device
+    from clipadapt.methods.text_check import check_class_texts
+
+    outcome = PredictOutcome()
+    # a CPU-only precision (int8): 'auto' then means the CPU, not a GPU
+    cpu_only = options.device == "auto" and options.precision in CPU_ONLY_PRECISIONS
+    device = resolve_device("cpu" if cpu_only else options.device)
+    method, card = load_run(checkpoint, device=device)
+    for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+    threshold = options.threshold
+    if threshold is None:
+        threshold = card.get("config", {}).get("train", {}).get("threshold", 0.5)
+    shared = dict(batch_size=options.batch_size, num_workers=options.num_workers, threshold=threshold,
+                  on_bad_image=options.on_bad_image, decode=options.decode, precision=options.precision)
+    if ray is not None:  # same per-batch code, run shard by shard on Ray actors
+        return predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared)
+    from clipadapt.predict import predict_images
+    from clipadapt.predict.tables import write_predictions
+
+    table = predict_images(method, paths, device, progress=progress, **shared)
+    if table.attrs.get("agreement") is not None:
+        outcome.lines.append(table.attrs["agreement"].describe())
+    skipped, listed = write_predictions(table, out)  # + the skip list when anything was skipped
+    outcome.lines.append(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
+                         + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""))
+    return outcome
+
+
+def predict_on_ray(checkpoint: Path, paths: list, out: Path, ray, shard_size: int, progress: bool,
+                   shared: dict) -> PredictOutcome:
+    """The run in `checkpoint` on Ray actors (RayOptions `ray`): Parquet shards in the folder
+    `out`; `shared`: predict_images' options (batch, workers, threshold, decoding, precision)."""
+    from dataclasses import replace
+
+    from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
+    from clipadapt.distributed.ray_predict import predict_with_ray
+
+    if out.suffix.lower() in (".csv", ".parquet", ".pq"):
+        raise ClipAdaptError(f"--engine ray writes Parquet shards into a folder, not {out.name}: give --out FOLDER "
+                             "(read it back with pandas.read_parquet(FOLDER)).")
+    outcome = PredictOutcome()
+    if shared["precision"] != "fp32":
+        outcome.lines.append(f"precision {shared['precision']} on Ray: its agreement with fp32 is not measured per "
+                             "shard; run the local engine on a sample of the images to see it.")
+    if shared["precision"] in CPU_ONLY_PRECISIONS:  # as the local engine's --device auto
+        ray = replace(ray, gpus_per_actor=0.0)
+    done = predict_with_ray(checkpoint, paths, out, ray, shard_size=shard_size, progress=progress, **shared)
+    bad = f"; {done['unreadable']} unusable images (ok=false in their rows)" if done["unreadable"] else ""
+    outcome.lines.append(f"wrote {done['rows']} rows in {done['shards']} shards to {out} "
+                         f"({done['computed_shards']} computed now, the rest already there){bad}")
+    return outcome
+
+
+def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions) -> PredictOutcome:
+    """An exported file through onnxruntime (CPU); no torch is needed on this path."""
+    from clipadapt.predict.tables import write_predictions
+    from clipadapt.runtime import OnnxModel, predict_onnx
+
+    if options.precision != "fp32":
+        raise ClipAdaptError("--precision applies to --checkpoint; an int8 ONNX file is made with "
+                             "`clipadapt export --int8` and predicted with --model like any other.")
+    if options.device not in ("auto", "cpu"):
+        raise ClipAdaptError(f"--model runs on onnxruntime's CPU provider; --device {options.device} needs --checkpoint.")
+    onnx_model = OnnxModel(model)
+    table = predict_onnx(onnx_model, paths, batch_size=options.batch_size, threshold=options.threshold,
+                         on_bad_image=options.on_bad_image, decode=options.decode, num_workers=options.num_workers)
+    skipped, listed = write_predictions(table, out)
+    return PredictOutcome([f"wrote {len(table)} rows to {out} (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')}); "
+                           f"{len(skipped)} of {len(table)} images skipped"
+                           + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else "")])
