@@ -24,7 +24,7 @@ DESCRIPTIONS = {c: [f"a small bird, the {c}.", f"look for the marks of the {c}."
 
 @pytest.fixture
 def backbone():
-    # fresh per test: microclip makes the backbone's LayerNorms trainable, in place
+    # fresh per test: some tests below stub its text encoder
     return create_backbone("clipadapt-micro", None)
 
 
@@ -33,9 +33,11 @@ def task():
     return TaskSpec((Attribute("species", CLASSES, "a photo of a {}."),))
 
 
-def micro_names(num_blocks: int = 2) -> set[str]:
-    lns = ["backbone.model.visual.ln_pre", "backbone.model.visual.ln_post"]
-    lns += [f"backbone.model.visual.transformer.resblocks.{i}.{ln}" for i in range(num_blocks) for ln in ("ln_1", "ln_2")]
+def micro_names(num_blocks: int = 2, prefix: str = "layernorms") -> set[str]:
+    """microCLIP's own copies of the tower's LayerNorms (`prefix="backbone"`: the names the
+    checkpoint keeps for them, those of the backbone tensors they stand for)."""
+    lns = [f"{prefix}.model.visual.ln_pre", f"{prefix}.model.visual.ln_post"]
+    lns += [f"{prefix}.model.visual.transformer.resblocks.{i}.{ln}" for i in range(num_blocks) for ln in ("ln_1", "ln_2")]
     return {f"{m}.{p}" for m in lns for p in ("weight", "bias")}
 
 
@@ -59,12 +61,12 @@ def test_trainable_set_is_exactly_layernorms_soap_projections_and_head(backbone,
     assert names == micro_names() | SOAP_NAMES | {"head"}
     # clipadapt-micro: 6 LayerNorms of width 64, W_q/W_k/W_v 64 x 64, W* 3 x 32
     assert method.num_trainable() == 6 * 2 * 64 + 3 * 64 * 64 + 3 * 32 == 13_152
-    # nothing else of the backbone (text tower included) trains
-    frozen = [n for n, p in method.backbone.named_parameters() if p.requires_grad and f"backbone.{n}" not in names]
-    assert frozen == []
-    assert not any(p.requires_grad for p in method.backbone.model.transformer.parameters())
-    # the checkpoint holds exactly the trained tensors (the text heads are derived buffers)
-    assert set(method.trained_state()) == names
+    # nothing of the backbone itself trains: microCLIP trains copies of its LayerNorms
+    assert not any(p.requires_grad for p in method.backbone.parameters())
+    # the checkpoint holds exactly the trained tensors (the text heads are derived buffers),
+    # the LayerNorm copies under the backbone names they stand for
+    assert set(method.trained_state()) == micro_names(prefix="backbone") | SOAP_NAMES | {"head"}
+    assert {method.checkpoint_name(n) for n in names} == set(method.trained_state())
 
 
 def test_vit_b32_has_about_40k_layernorm_parameters():
@@ -76,7 +78,9 @@ def test_vit_b32_has_about_40k_layernorm_parameters():
     two = TaskSpec((Attribute("species", CLASSES[:2]),))
     method = build_method("microclip", bb, two)
     assert method.num_trainable() == 39_936 + 3 * 768 * 768 + 2 * 512
-    assert all(p.requires_grad for p in lns.values())
+    assert not any(p.requires_grad for p in lns.values())  # the backbone's own stay frozen
+    assert set(layernorm_parameters(bb)) == {n[len("layernorms."):] for n, p in method.named_parameters()
+                                             if n.startswith("layernorms.") and p.requires_grad}
 
 
 def test_no_weight_decay_on_layernorms_and_identity_projections_only(backbone, task):
@@ -273,3 +277,72 @@ def test_checkpoint_round_trip_gives_equal_logits(backbone, task, tmp_path):
     fresh = build_method("microclip", create_backbone("clipadapt-micro", None), task, {"descriptions": DESCRIPTIONS})
     with torch.no_grad():
         assert not torch.allclose(fresh.eval().forward_images(images)[0], loaded.forward_images(images)[0], atol=1e-3)
+
+
+# --- one fusion path; a shared backbone stays as it was -------------------------------------
+
+
+def test_both_call_sites_fuse_through_token_fusion(backbone, task):
+    """encode() and forward(features) go through TokenFusion.fuse; with CLIP's matrix as
+    projection TokenFusion.forward gives the very same numbers (torch.equal)."""
+    method = build_method("microclip", backbone, task, {"descriptions": DESCRIPTIONS}).eval()
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        x = method.last_block_input(images)
+        final = backbone.block(backbone.num_blocks - 1, x)
+        cls_token = backbone.global_token(final)
+        patches = backbone.dense_patches(x, final=final)
+        by_matrix = method.fusion(patches, cls_token, backbone.visual.proj)
+        encoded = method.encode(images)
+        from_features = method(method.forward_features(images))[0]
+    assert torch.equal(encoded.mixed, by_matrix.mixed) and torch.equal(encoded.fused, by_matrix.fused)
+    assert torch.equal(encoded.fg_embedding, by_matrix.fg_embedding)
+    assert (from_features - method.class_logits(encoded.mixed)).abs().max() < 1e-4
+
+
+def test_building_and_training_microclip_leaves_a_shared_backbone_as_it_was(backbone, task):
+    before = {n: (p.detach().clone(), p.requires_grad) for n, p in backbone.named_parameters()}
+    method = build_method("microclip", backbone, task, {"descriptions": DESCRIPTIONS})
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1.0)
+    F.cross_entropy(method.forward_images(torch.randn(4, 3, 32, 32))[0], torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    for name, p in backbone.named_parameters():
+        assert p.requires_grad == before[name][1] and torch.equal(p.detach(), before[name][0]), name
+    moved = method.layernorms.model.visual.ln_post.weight
+    assert not torch.equal(moved.detach(), backbone.visual.ln_post.weight)  # the copy trained
+    with method.layernorms.applied():  # and is what the backbone runs with in microCLIP's passes
+        assert backbone.visual.ln_post.weight is moved
+    assert backbone.visual.ln_post.weight is not moved
+
+
+def test_a_method_built_after_microclip_on_the_same_backbone_saves_and_reloads_strictly(tmp_path):
+    """Once microCLIP made the shared backbone's LayerNorms trainable in place, so the next
+    method's checkpoint held them and could not be loaded on a fresh backbone."""
+    from clipadapt.config import validate_config
+    from clipadapt.workflow import train_run
+
+    backbone = create_backbone("clipadapt-micro", None)
+    weather = TaskSpec((Attribute("weather", ("clear", "foggy", "rainy")),))
+    build_method("microclip", backbone, weather, {})
+    cfg = validate_config({
+        "backbone": {"name": "clipadapt-micro", "pretrained": None},
+        "data": {"format": "synthetic-gss", "root": str(tmp_path / "gss"), "attributes": ["weather"],
+                 "synthetic": {"n_train": 24, "n_test": 8, "seed": 0, "image_size": 40}},
+        "method": {"name": "mhadapter"},
+        "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "patience": None, "device": "cpu"},
+        "features": {"dir": str(tmp_path / "cache")}})
+    outcome = train_run(cfg, tmp_path / "run", progress=False, backbone=backbone)
+    method, card = load_run(outcome.run_dir)  # a fresh backbone from the card; strict
+    assert method.name == "mhadapter" and not any(k.startswith("backbone.") for k in method.trained_state())
+    assert card["trainable_parameters"] == method.num_trainable()
+
+
+def test_methods_reach_the_backbone_through_its_interface_only():
+    """No method reads the backbone's image tower modules (`backbone.visual`) itself."""
+    from pathlib import Path
+
+    import clipadapt.methods as package
+
+    offenders = [str(path) for path in Path(package.__file__).parent.rglob("*.py")
+                 if "bb.visual." in path.read_text() or "backbone.visual." in path.read_text()]
+    assert offenders == []

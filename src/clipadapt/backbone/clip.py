@@ -247,9 +247,49 @@ class ClipBackbone(nn.Module):
         """Every token through CLIP's output head: ln_post(x) @ proj, [B, T, E]."""
         return (self.visual.ln_post(x) if ln_post else x) @ self.visual.proj
 
+    def run_prompted(self, x: torch.Tensor, inject=None, attn_mask: torch.Tensor | None = None,
+                     ln_post: bool = True) -> torch.Tensor:
+        """A prompted image pass (PromptPAR): `x` [B, T, D] is laid out as [global slot,
+        the method's tokens (prompts, part tokens), patches] after `pre_norm`; every block
+        runs with `inject` and the additive `attn_mask` [T, T], then every token goes
+        through the output head: [B, T, E]. Slot 0 is [CLS] here, so its output is the
+        image embedding (with `ln_post`); other towers say what theirs is."""
+        return self.project_tokens(self.run_blocks(x, inject, attn_mask), ln_post=ln_post)
+
+    # ------------------------------------------------------------------ output head, in two halves
+    # pool(x) = project(global_token(x)). Methods that pool tokens of their own (microCLIP's
+    # SOAP) work in the space between the halves: what the tower pools, before its projection.
+    def pre_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm after the patch embedding (CLIP's ln_pre), for tokens a method adds first."""
+        return self.visual.ln_pre(x)
+
+    def global_token(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled token before the output projection: ln_post(x[:, 0]), [B, D]."""
+        return self.visual.ln_post(x[:, 0])
+
+    def project(self, t: torch.Tensor) -> torch.Tensor:
+        """The output projection of pooled-space tokens: t @ proj, [..., D] -> [..., E]."""
+        return t @ self.visual.proj
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP's image embedding from final tokens: ln_post(x[:, 0]) @ proj, [B, E]."""
-        return self.visual.ln_post(x[:, 0]) @ self.visual.proj
+        return self.project(self.global_token(x))
+
+    def dense_patches(self, x: torch.Tensor, final: torch.Tensor | None = None, prefix: bool = True) -> torch.Tensor:
+        """Value-path patch features in the pooled space (MaskCLIP; SPEC 3): the last block
+        run on its value path, then ln_post, patches only: [B, N, D]. Each patch becomes what
+        [CLS] would hold had it attended to that patch alone.
+
+        x: tokens entering the last block ([B, T, D]; `prefix=False`: without the prefix
+        tokens, as `forward_features` taps them). `final`: the last block's output on x
+        when the caller has it (unused here; towers that pool after the blocks need it)."""
+        skip = self.num_prefix_tokens if prefix else 0
+        return self.visual.ln_post(self.value_path_block(self.num_blocks - 1, x)[:, skip:])
+
+    def image_layernorms(self) -> dict[str, nn.LayerNorm]:
+        """Every LayerNorm module of the image tower, keyed by its name under this backbone
+        (found by type, so any tower's norms are found: CLIP's ln_pre, ln_1, ln_2, ln_post)."""
+        return {f"model.visual.{name}": m for name, m in self.visual.named_modules() if isinstance(m, nn.LayerNorm)}
 
     def forward_features(self, images: torch.Tensor, tap_block: int | None = None,
                          embedding: bool = True) -> ImageFeatures:

@@ -15,19 +15,17 @@ import open_clip
 from clipadapt.errors import ClipAdaptError
 
 ALL_METHODS = ("majority", "zeroshot", "linear_probe", "clip_adapter", "coop", "mhadapter", "promptpar", "microclip")
-_PROMPTS_INSIDE = ("its deep prompts and part tokens run inside CLIP's own blocks and are read out through CLIP's "
-                   "per-token projection, which this tower does not have yet")
-_VALUE_PATH = ("SOAP pools value-path patch features through CLIP's per-token projection (MaskCLIP on [CLS]); "
-               "its counterpart on this tower is not built yet")
 
 
 @dataclass(frozen=True)
 class Family:
-    """One kind of image tower: what it is, and the methods refused on it (with why)."""
+    """One kind of image tower: what it is, the methods refused on it (with why), and what
+    a method's parts mean on it where that differs from CLIP (`notes`)."""
 
     name: str
     description: str
     refused: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def supported(self) -> list[str]:
         return [m for m in ALL_METHODS if m not in self.refused]
@@ -35,10 +33,16 @@ class Family:
 
 FAMILIES = {
     "clip": Family("clip", "open_clip's ViT with a [CLS] token: OpenAI (QuickGELU), LAION, DataComp, DFN, MetaCLIP"),
-    "siglip": Family("siglip", "SigLIP / SigLIP2: timm ViT, no [CLS], attention-pool (MAP) head, text pooled at the "
-                     "last token", refused={"promptpar": _PROMPTS_INSIDE, "microclip": _VALUE_PATH}),
-    "eva": Family("eva", "EVA02-CLIP: timm EVA blocks, rotary position embeddings, SwiGLU, [CLS] pooling",
-                  refused={"promptpar": _PROMPTS_INSIDE, "microclip": _VALUE_PATH}),
+    "siglip": Family(
+        "siglip", "SigLIP / SigLIP2: timm ViT, no [CLS], attention-pool (MAP) head, text pooled at the last token",
+        notes={"microclip": "patch features = the MAP head's value path per patch (what the pool outputs when that "
+                            "patch is its only key); the global token = the MAP output",
+               "promptpar": "global token = the MAP pool of every output token; other tokens leave through the MAP "
+                            "head's value path"}),
+    "eva": Family(
+        "eva", "EVA02-CLIP: timm EVA blocks, rotary position embeddings, SwiGLU, [CLS] pooling",
+        notes={"microclip": "patch features = the last EVA block on its value path (rotary positions drop out)",
+               "promptpar": "prompts and part tokens get no rotary position (identity rotation); patches keep theirs"}),
 }
 
 
@@ -74,6 +78,7 @@ def backbones_by_family() -> list[str]:
         refused = f"; refused: {', '.join(family.refused)}" if family.refused else ""
         lines += [f"{family.name}: {family.description}",
                   f"  methods: {', '.join(family.supported())}{refused}",
+                  *(f"  {method}: {note}" for method, note in family.notes.items()),
                   "  " + " ".join(names.get(family.name, [])), ""]
     lines += ["not supported (no ViT image tower clipadapt can run):", "  " + " ".join(names.get(None, []))]
     return lines

@@ -15,6 +15,7 @@ the blocks, the value path MaskCLIP reads, learned text context) is refused by
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clipadapt.backbone.clip import ClipBackbone
@@ -100,23 +101,104 @@ class TimmTowerBackbone(ClipBackbone):
             x = t.patch_drop(x)
         return t.norm_pre(x) if ln_pre else x
 
+    def _rope_for(self, length: int) -> torch.Tensor | None:
+        """EVA's rotary embedding for a sequence of `length` tokens: timm rotates every token
+        after the prefix ([CLS]) by its patch position, so tokens a method puts between
+        [CLS] and the patches (PromptPAR's prompts and part tokens, which have no position)
+        get the identity rotation (sin 0, cos 1) instead."""
+        rope = self._rope()
+        if rope is None:
+            return None
+        extra = length - self.num_prefix_tokens - rope.shape[-2]
+        if extra <= 0:
+            return rope
+        if rope.dim() != 2:
+            raise ClipAdaptError(f"{self.name}: a batched rotary embedding cannot take tokens between [CLS] and the "
+                                 "patches; prompts are not supported on this tower.")
+        sin, cos = rope.chunk(2, dim=-1)
+        still = torch.cat([sin.new_zeros(extra, sin.shape[-1]), cos.new_ones(extra, cos.shape[-1])], dim=-1)
+        return torch.cat([still, rope], dim=0)
+
     def block(self, index: int, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         block = self.trunk.blocks[index]
         if self.family == "eva":
-            return block(x, rope=self._rope(), attn_mask=attn_mask)
+            return block(x, rope=self._rope_for(x.shape[1]), attn_mask=attn_mask)
         return block(x, attn_mask=attn_mask)
+
+    # ------------------------------------------------------------------ output head, in two halves
+    def pre_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk.norm_pre(x)
+
+    def global_token(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled token before the output projection: final norm, timm's pooling (the
+        MAP attention pool, or [CLS]) and fc_norm: [B, D]."""
+        return self.trunk.forward_head(self.trunk.norm(x), pre_logits=True)
+
+    def project(self, t: torch.Tensor) -> torch.Tensor:
+        """The output projection of pooled-space tokens: timm's head, then open_clip's head
+        (each a Linear, possibly with a bias, or nothing): [..., D] -> [..., E]."""
+        return self.model.visual.head(self.trunk.head(t))
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """The model's image embedding from final tokens: norm, timm's pooling head
         (attention pool or [CLS]), open_clip's head: [B, E]."""
-        return self.model.visual.head(self.trunk.forward_head(self.trunk.norm(x)))
+        return self.project(self.global_token(x))
+
+    def pooled_space(self, x: torch.Tensor, norm: bool = True) -> torch.Tensor:
+        """Every token [B, T, D] taken to the space the tower pools into, as the pooled
+        token is: EVA: final norm and fc_norm per token (its pooling picks [CLS]); SigLIP:
+        final norm, then the MAP head's value path (`map_value_path`), then fc_norm."""
+        t = self.trunk
+        x = t.norm(x) if norm else x
+        if self.family == "siglip":
+            x = map_value_path(t.attn_pool, x)
+        elif getattr(t, "global_pool", "token") != "token":
+            raise ClipAdaptError(f"{self.name} pools its tokens by {t.global_pool!r}, not [CLS]; per-token outputs "
+                                 "are not defined for it.")
+        return t.fc_norm(x)
 
     def project_tokens(self, x: torch.Tensor, ln_post: bool = True) -> torch.Tensor:
-        raise ClipAdaptError(f"{self.name} ({self.family}) has no per-token output projection; methods that need "
-                             "one are refused on this family (`clipadapt list backbones`).")
+        """Every token through the tower's output head, as CLIP's ln_post(x) @ proj:
+        `project(pooled_space(x))`, [B, T, E] (`ln_post=False` skips the final norm)."""
+        return self.project(self.pooled_space(x, norm=ln_post))
 
     def value_path_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        raise ClipAdaptError(f"{self.name} ({self.family}): the value-path block is not defined on timm towers yet.")
+        """EVA block `index` with attention replaced by its value path (MaskCLIP): each token
+        sees only itself, so the rotary embedding (on queries and keys only) drops out."""
+        if self.family != "eva":
+            raise ClipAdaptError(f"{self.name} ({self.family}) pools after its blocks (MAP head): its value path is "
+                                 "the pool's (`dense_patches`), not a block's.")
+        return eva_value_path_block(self.trunk.blocks[index], x)
+
+    def dense_patches(self, x: torch.Tensor, final: torch.Tensor | None = None, prefix: bool = True) -> torch.Tensor:
+        """Value-path patch features in the pooled space, [B, N, D] (see ClipBackbone).
+        EVA: the last block on its value path, then the per-token head norms. SigLIP: the
+        blocks as they are (no [CLS] reads them), then the MAP head's value path per patch:
+        what the pool outputs when that patch is its only key."""
+        last = self.num_blocks - 1
+        if self.family == "eva":
+            skip = self.num_prefix_tokens if prefix else 0
+            return self.pooled_space(self.value_path_block(last, x))[:, skip:]
+        if not prefix and self.num_prefix_tokens:
+            raise ClipAdaptError(f"{self.name}: the last block needs its prefix tokens; pass the full sequence.")
+        final = self.block(last, x) if final is None else final
+        return self.pooled_space(final)[:, self.num_prefix_tokens:]
+
+    def run_prompted(self, x: torch.Tensor, inject=None, attn_mask: torch.Tensor | None = None,
+                     ln_post: bool = True) -> torch.Tensor:
+        """See ClipBackbone.run_prompted. A tower without [CLS] (SigLIP) has no token in
+        slot 0: the blocks run on the rest, and slot 0's output is the MAP pool of every
+        output token, the way SigLIP makes its image embedding."""
+        if self.num_prefix_tokens:
+            return super().run_prompted(x, inject, attn_mask, ln_post)
+        shifted = None
+        if inject is not None:
+            def shifted(i: int, y: torch.Tensor) -> torch.Tensor:  # inject works on the full layout
+                return inject(i, F.pad(y, (0, 0, 1, 0)))[:, 1:]
+        y = self.run_blocks(x[:, 1:], shifted, attn_mask[1:, 1:] if attn_mask is not None else None)
+        t = self.trunk
+        pooled = t.fc_norm(t.attn_pool(t.norm(y) if ln_post else y))
+        return torch.cat([self.project(pooled)[:, None], self.project_tokens(y, ln_post)], dim=1)
 
     # ------------------------------------------------------------------ text
     @property
@@ -131,3 +213,40 @@ class TimmTowerBackbone(ClipBackbone):
                                      f"{exc}). Offline? It is fetched from the Hugging Face hub once; run once "
                                      "with a connection, or set HF_HOME to a cache that holds it.") from None
         return self._tokenizer
+
+
+def map_value_path(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's attention pool (`AttentionPoolLatent`, SigLIP's MAP head) applied to each token
+    [B, T, D] as if it were the pool's only key: a softmax over one key is 1 in every head,
+    so the latent query drops out and the output is proj(W_v x + b_v), then the pool's MLP
+    residual (y + mlp(norm(y))). The MAP counterpart of MaskCLIP's value path."""
+    if getattr(pool, "pos_embed", None) is not None:
+        raise ClipAdaptError("this MAP head adds its own position embedding to the keys; its value path is not "
+                             "defined here.")
+    width = pool.kv.out_features // 2
+    bias = pool.kv.bias[width:] if pool.kv.bias is not None else None
+    y = pool.proj(F.linear(x, pool.kv.weight[width:], bias))
+    return y + pool.mlp(pool.norm(y)) if pool.mlp is not None else y
+
+
+def eva_value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A timm EVA block (pre-norm `EvaBlock` with `EvaAttention`) with its attention forced
+    to the identity: x + g1 * proj(norm(W_v norm1(x) + b_v) [* gate]); then the MLP half
+    as usual. Rotary embeddings touch only queries and keys, so they have no part here."""
+    attn = block.attn
+    if type(block).__name__ != "EvaBlock" or type(attn).__name__ != "EvaAttention":
+        raise ClipAdaptError(f"the value path is defined for timm's EvaBlock/EvaAttention, not "
+                             f"{type(block).__name__}/{type(attn).__name__}.")
+    h = block.norm1(x)
+    if attn.qkv is not None:
+        width = attn.qkv.out_features // 3
+        v = F.linear(h, attn.qkv.weight[2 * width:], attn.v_bias)
+    else:
+        v = attn.v_proj(h)
+    v = attn.norm(v)
+    if attn.gate is not None:
+        v = v * attn.gate(h).sigmoid()
+    v = attn.proj(v)
+    x = x + (block.gamma_1 * v if block.gamma_1 is not None else v)
+    m = block.mlp(block.norm2(x))
+    return x + (block.gamma_2 * m if block.gamma_2 is not None else m)

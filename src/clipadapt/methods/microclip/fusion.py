@@ -1,12 +1,13 @@
 """TokenFusion (SPEC 3, step 5 and fusion): [CLS] and the SOAP [FG] token -> one embedding.
 
-c = normalise(cls_token @ proj), f_hat = normalise(FG @ proj) with CLIP's frozen projection,
+c = normalise(cls_token @ proj), f_hat = normalise(FG @ proj) with the tower's frozen projection,
 z = normalise(r c + (1 - r) f_hat), fusion ratio r = 0.5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,17 +31,22 @@ class TokenFusionOutput:
     soap: SOAPOutput
 
 
+Projection = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
 class TokenFusion(nn.Module):
     """Fuse the global [CLS] embedding with the SOAP [FG] token (SPEC 3, "TokenFusion").
 
-    c = normalise(cls_token @ proj); f_hat = normalise(FG @ proj);
+    c = normalise(project(cls_token)); f_hat = normalise(project(FG));
     z = normalise(fusion_ratio * c + (1 - fusion_ratio) * f_hat), fusion_ratio = 0.5.
-    `proj` is CLIP's frozen image projection [D, E]; it is passed in, not owned, so the
-    backbone stays its single owner and checkpoints hold it once. The only trainable
-    parameters here are those of `soap`.
+    `project` is the backbone's frozen output projection: CLIP's matrix proj [D, E], or a
+    callable [..., D] -> [..., E] (`backbone.project`, which timm towers need: their head
+    may be a Linear with a bias). It is passed in, not owned, so the backbone stays its
+    single owner and checkpoints hold it once. The only trainable parameters here are
+    those of `soap`.
 
-    forward(patches [B, N, D], cls_token [B, D] = ln_post(x_L[CLS]), proj [D, E])
-        -> `TokenFusionOutput`.
+    forward(patches [B, N, D], cls_token [B, D] = the pooled token before projection,
+    project) -> `TokenFusionOutput`; `fuse` is the second half, for callers that have c.
     """
 
     def __init__(self, soap: SOAP, *, fusion_ratio: float = 0.5):
@@ -59,17 +65,32 @@ class TokenFusion(nn.Module):
     def extra_repr(self) -> str:
         return f"fusion_ratio={self.fusion_ratio}"
 
-    def forward(self, patches: torch.Tensor, cls_token: torch.Tensor, proj: torch.Tensor) -> TokenFusionOutput:
+    def _projector(self, project: Projection) -> Callable[[torch.Tensor], torch.Tensor]:
+        if callable(project) and not isinstance(project, torch.Tensor):
+            return project
         width = self.soap.width
-        if not isinstance(proj, torch.Tensor) or proj.dim() != 2 or proj.shape[0] != width:
-            shape = tuple(proj.shape) if isinstance(proj, torch.Tensor) else type(proj).__name__
-            raise ValueError(f"proj must be CLIP's image projection of shape [D, E] with D = {width}, got shape {shape}")
+        if not isinstance(project, torch.Tensor) or project.dim() != 2 or project.shape[0] != width:
+            shape = tuple(project.shape) if isinstance(project, torch.Tensor) else type(project).__name__
+            raise ValueError(f"proj must be CLIP's image projection of shape [D, E] with D = {width}, or a callable; "
+                             f"got shape {shape}")
+
+        def matmul(t: torch.Tensor) -> torch.Tensor:
+            return t.to(torch.promote_types(t.dtype, project.dtype)) @ project.to(
+                torch.promote_types(t.dtype, project.dtype))
+
+        return matmul
+
+    def fuse(self, cls_embedding: torch.Tensor, soap_out: SOAPOutput, project: Projection) -> TokenFusionOutput:
+        """The fusion from c = normalise(project(cls_token)) [B, E] and SOAP's output:
+        f_hat = normalise(project(FG)), mixed = r c + (1 - r) f_hat, fused = normalise(mixed)."""
+        f_hat = F.normalize(self._projector(project)(soap_out.fg_token), dim=-1)
+        mixed = self.fusion_ratio * cls_embedding.to(f_hat.dtype) + (1.0 - self.fusion_ratio) * f_hat
+        return TokenFusionOutput(F.normalize(mixed, dim=-1), mixed, cls_embedding, f_hat, soap_out)
+
+    def forward(self, patches: torch.Tensor, cls_token: torch.Tensor, proj: Projection) -> TokenFusionOutput:
+        project = self._projector(proj)  # checks a matrix's shape first
         if not isinstance(cls_token, torch.Tensor):
             raise ValueError(f"cls_token must be a tensor of shape [B, D], got {type(cls_token).__name__}")
         soap_out = self.soap(patches, cls_token)  # also checks patches and cls_token shapes
-        dtype = torch.promote_types(soap_out.fg_token.dtype, proj.dtype)
-        proj = proj.to(dtype)
-        c = F.normalize(cls_token.to(dtype) @ proj, dim=-1)
-        f_hat = F.normalize(soap_out.fg_token.to(dtype) @ proj, dim=-1)
-        mixed = self.fusion_ratio * c + (1.0 - self.fusion_ratio) * f_hat
-        return TokenFusionOutput(F.normalize(mixed, dim=-1), mixed, c, f_hat, soap_out)
+        c = F.normalize(project(cls_token), dim=-1)
+        return self.fuse(c, soap_out, project)

@@ -1,10 +1,13 @@
 """microCLIP (SPEC 3) as a registered Method: label-free adaptation for fine-grained classes.
 
-Image path (every image-encoder LayerNorm trainable, everything else of the backbone frozen):
-    x = input of the last block (embed -> ln_pre -> blocks 1..L-1)
-    CLS:     x_L = block_L(x);  cls_token = ln_post(x_L[CLS]);  c = normalise(cls_token @ proj)
-    patches: P = ln_post(value_path_L(x))[patches]   (MaskCLIP, no projection)
-    SOAP(P) -> [FG];  f_hat = normalise(FG @ proj);  mixed = r c + (1 - r) f_hat  (r = 0.5)
+Image path (every image-tower LayerNorm trained, as microCLIP's own copies swapped in for its
+passes (`layernorms.py`), so a shared backbone is never changed; all else frozen):
+    x = input of the last block (embed -> pre-norm -> blocks 1..L-1)
+    global:  x_L = block_L(x);  cls_token = backbone.global_token(x_L)   (CLIP: ln_post(x_L[CLS]))
+             c = normalise(backbone.project(cls_token))                  (CLIP: @ proj)
+    patches: P = backbone.dense_patches(x)   (MaskCLIP value path, pooled space, no projection;
+             CLIP: ln_post(value_path_L(x))[patches]; SigLIP: its MAP head's value path)
+    SOAP(P) -> [FG];  f_hat = normalise(project(FG));  mixed = r c + (1 - r) f_hat  (r = 0.5)
     logits = 100 * mixed @ normalise(W*)^T          (the FUSED output scores the classes)
 
 Text side, built once from the frozen text tower:
@@ -22,6 +25,7 @@ are params here so that they travel with the run card.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +39,7 @@ from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import FeatureNeeds, Method, MethodParams, register_method
 from clipadapt.methods.microclip.fusion import TokenFusion
+from clipadapt.methods.microclip.layernorms import OwnedLayerNorms, layernorm_parameters  # noqa: F401 (re-export)
 from clipadapt.methods.microclip.soap import SOAP, SOAPOutput
 from clipadapt.task import Attribute, TaskSpec
 
@@ -184,24 +189,6 @@ def encode_sentences(backbone: ClipBackbone, sentences: list[str]) -> torch.Tens
     return torch.cat(parts).float()
 
 
-def layernorm_parameters(backbone: ClipBackbone) -> dict[str, nn.Parameter]:
-    """Every LayerNorm parameter of the image encoder (ln_pre, ln_1 / ln_2 of each block,
-    ln_post), keyed by its name under the backbone module."""
-    visual = backbone.visual
-    modules = {"model.visual.ln_pre": visual.ln_pre, "model.visual.ln_post": visual.ln_post}
-    for i, block in enumerate(visual.transformer.resblocks):
-        modules[f"model.visual.transformer.resblocks.{i}.ln_1"] = block.ln_1
-        modules[f"model.visual.transformer.resblocks.{i}.ln_2"] = block.ln_2
-    params = {}
-    for prefix, module in modules.items():
-        if not isinstance(module, nn.LayerNorm):
-            raise ClipAdaptError(f"{prefix} of backbone '{backbone.name}' is {type(module).__name__}, not a LayerNorm; "
-                                 "microCLIP trains the image encoder's LayerNorms.")
-        for name, p in module.named_parameters():
-            params[f"{prefix}.{name}"] = p
-    return params
-
-
 # ----------------------------------------------------------------------------- the method
 @register_method("microclip")
 class MicroCLIP(Method):
@@ -232,9 +219,9 @@ class MicroCLIP(Method):
                         threshold_rule=params.threshold_rule, edge_threshold=params.edge_threshold)
             self.fusion = TokenFusion(soap, fusion_ratio=params.fusion_ratio)
         self._build_heads()
-        self._layernorms = layernorm_parameters(backbone)
-        for p in self._layernorms.values():
-            p.requires_grad_(params.train_layernorms)
+        # trained copies of the tower's LayerNorms, swapped in for this method's own passes
+        # only: the backbone (maybe shared with other methods) is never changed
+        self.layernorms = OwnedLayerNorms(backbone) if params.train_layernorms else None
 
     # ------------------------------------------------------------------ text side
     def templates(self) -> list[str]:
@@ -278,41 +265,45 @@ class MicroCLIP(Method):
         last_input = self.backbone.num_blocks - 1
         return FeatureNeeds(tap_block=last_input if last_input >= 1 else None, frozen_image_path=False)
 
+    def _own_layernorms(self):
+        """Context in which the backbone runs with this method's LayerNorms."""
+        return self.layernorms.applied() if self.layernorms is not None else nullcontext()
+
     def last_block_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Tokens [B, 1 + N, D] entering the last block (embed, ln_pre, blocks 1..L-1)."""
+        """Tokens [B, prefix + N, D] entering the last block (embed, pre-norm, blocks 1..L-1)."""
         bb = self.backbone
-        x = bb.embed(images)
-        for i in range(bb.num_blocks - 1):
-            x = bb.block(i, x)
+        with self._own_layernorms():
+            x = bb.embed(images)
+            for i in range(bb.num_blocks - 1):
+                x = bb.block(i, x)
         return x
 
     def _fuse(self, cls_embedding: torch.Tensor, patches: torch.Tensor | None,
               cls_token: torch.Tensor | None) -> MicroCLIPOutput:
+        """SOAP + TokenFusion from c (normalised, [B, E]) and the value-path patches: the one
+        fusion code path (`TokenFusion.fuse`), also behind `encode`."""
         if self.fusion is None:
             return MicroCLIPOutput(cls_embedding, None, cls_embedding, cls_embedding, None)
-        proj = self.backbone.visual.proj
-        soap_out = self.fusion.soap(patches, cls_token)
-        f_hat = F.normalize(soap_out.fg_token.to(proj.dtype) @ proj, dim=-1)
-        r = self.fusion.fusion_ratio
-        mixed = r * cls_embedding.to(f_hat.dtype) + (1.0 - r) * f_hat
-        return MicroCLIPOutput(cls_embedding, f_hat, mixed, F.normalize(mixed, dim=-1), soap_out)
+        out = self.fusion.fuse(cls_embedding, self.fusion.soap(patches, cls_token), self.backbone.project)
+        return MicroCLIPOutput(out.cls_embedding, out.fg_embedding, out.mixed, out.fused, out.soap)
 
     def encode(self, images: torch.Tensor) -> MicroCLIPOutput:
         """The full microCLIP image pass (SPEC 3): c, f_hat, mixed and fused embeddings."""
         bb = self.backbone
-        x = self.last_block_input(images)
-        last = bb.num_blocks - 1
-        cls_token = bb.visual.ln_post(bb.block(last, x)[:, 0])
-        if self.fusion is None:
-            return self._fuse(F.normalize(cls_token @ bb.visual.proj, dim=-1), None, None)
-        patches = bb.visual.ln_post(bb.value_path_block(last, x)[:, 1:])
-        out = self.fusion(patches, cls_token, bb.visual.proj)
-        return MicroCLIPOutput(out.cls_embedding, out.fg_embedding, out.mixed, out.fused, out.soap)
+        with self._own_layernorms():
+            x = self.last_block_input(images)
+            final = bb.block(bb.num_blocks - 1, x)
+            cls_token = bb.global_token(final)
+            c = F.normalize(bb.project(cls_token), dim=-1)
+            if self.fusion is None:
+                return self._fuse(c, None, None)
+            return self._fuse(c, bb.dense_patches(x, final=final), cls_token)
 
     def cls_embedding(self, images: torch.Tensor) -> torch.Tensor:
-        """c = normalise(CLIP image embedding) with the current LayerNorms: [B, E] (crops)."""
+        """c = normalise(the image embedding) with the current LayerNorms: [B, E] (crops)."""
         bb = self.backbone
-        return F.normalize(bb.pool(bb.run_blocks(bb.embed(images))), dim=-1)
+        with self._own_layernorms():
+            return F.normalize(bb.pool(bb.run_blocks(bb.embed(images))), dim=-1)
 
     def class_logits(self, mixed: torch.Tensor) -> torch.Tensor:
         """logit_scale * mixed @ normalise(W*)^T: [B, K]."""
@@ -322,23 +313,49 @@ class MicroCLIP(Method):
     def forward_images(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [self.class_logits(self.encode(images).mixed)]
 
+    def forward_features(self, images: torch.Tensor):
+        """`backbone.forward_features(images, needs().tap_block)` with this method's
+        LayerNorms: the features `forward` expects."""
+        with self._own_layernorms():
+            return self.backbone.forward_features(images, self.needs().tap_block)
+
     def forward(self, features: ImageFeatures) -> list[torch.Tensor]:
-        """Logits from `backbone.forward_features(images, needs().tap_block)` output: the
-        patch tokens entering the last block, and CLIP's image embedding."""
+        """Logits from `forward_features(images)` output: the patch tokens entering the last
+        block, and the image embedding. (Features from the bare backbone hold its own
+        LayerNorms, not the ones this method trained.)"""
         c = F.normalize(features.embedding, dim=-1)
         if self.fusion is None:
             return [self.class_logits(c)]
         if features.tokens is None or (self.fusion.soap.query_source == "cls" and self.fusion.soap.pooling == "attention"):
             raise ClipAdaptError("microclip with SOAP needs the images themselves here (forward_images); "
                                  "features without last-block-input tokens, or query='cls', cannot be scored.")
-        bb = self.backbone
-        patches = bb.visual.ln_post(bb.value_path_block(bb.num_blocks - 1, features.tokens))
+        with self._own_layernorms():
+            patches = self.backbone.dense_patches(features.tokens, prefix=False)
         return [self.class_logits(self._fuse(c, patches, None).mixed)]
+
+    # ------------------------------------------------------------------ checkpoint names
+    # The LayerNorm copies are saved under the backbone names they stand for
+    # ("backbone.model.visual.ln_pre.weight"), as before they were copies: old runs load.
+    _OWN, _SAVED = "layernorms.", "backbone."
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        state = super().trained_state()
+        return {(self._SAVED + k[len(self._OWN):] if k.startswith(self._OWN) else k): v for k, v in state.items()}
+
+    def checkpoint_name(self, name: str) -> str:
+        """The key a parameter of this method has in `trained_state()`."""
+        return self._SAVED + name[len(self._OWN):] if name.startswith(self._OWN) else name
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also takes `trained_state()` keys (backbone names for the LayerNorm copies)."""
+        own = {self._SAVED + n[len(self._OWN):] for n, _ in self.named_parameters() if n.startswith(self._OWN)}
+        renamed = {(self._OWN + k[len(self._SAVED):] if k in own else k): v for k, v in state_dict.items()}
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ contract
     def no_weight_decay(self) -> set[str]:
         """LayerNorms and SOAP's identity-initialised projections (SPEC 3; W* keeps it)."""
-        names = {f"backbone.{name}" for name in self._layernorms}
+        names = {n for n, _ in self.layernorms.named_parameters(prefix="layernorms")} if self.layernorms else set()
         if self.fusion is not None:
             names |= {f"fusion.{name}" for name in self.fusion.no_weight_decay()}
         return names

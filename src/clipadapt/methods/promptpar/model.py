@@ -64,6 +64,9 @@ class PromptPAR(Method):
         if not task.multilabel:
             raise ClipAdaptError("promptpar predicts multi-label (binary) attributes; use a PAR data format "
                                  "(pa100k, peta, rap, wider, par-pickle, synthetic-par) or data.task: multilabel.")
+        if backbone.num_prefix_tokens > 1:  # e.g. register tokens: no slot for them in the layout
+            raise ClipAdaptError(f"promptpar needs a tower with one [CLS] token or none; {backbone.name} has "
+                                 f"{backbone.num_prefix_tokens} prefix tokens. Use a clip-family backbone.")
         groups = params.groups if params.regions else 0
         prompts_per_group = params.group_prompts if params.regions else 0
         global_prompts = params.global_prompts + (0 if params.regions else params.groups * params.group_prompts)
@@ -100,11 +103,12 @@ class PromptPAR(Method):
         return self.text_prompts.features() if self.text_prompts is not None else self.fixed_text
 
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Every output token of the prompted, masked image pass after ln_post + proj: [B, T, E]."""
+        """Every output token of the prompted, masked image pass through the tower's output head
+        (CLIP: ln_post + proj): [B, T, E]; token 0 is the global one ([CLS], or SigLIP's pool)."""
         bb = self.backbone
-        seq = self.visual.sequence(bb.embed(images, ln_pre=False), bb.visual.ln_pre)
+        seq = self.visual.sequence(bb.embed(images, ln_pre=False), bb.pre_norm, has_cls=bb.num_prefix_tokens == 1)
         mask = self.attn_mask.to(seq.dtype) if self.attn_mask is not None else None
-        return bb.project_tokens(bb.run_blocks(seq, self.visual.inject, mask), ln_post=self.params.token_norm)
+        return bb.run_prompted(seq, self.visual.inject, mask, ln_post=self.params.token_norm)
 
     def attribute_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Main logits [B, A] and, in training with the branch on, aggregation logits [B, A]."""

@@ -39,14 +39,17 @@ class VisualPrompts(nn.Module):
         self.register_buffer("prompt_slots", torch.tensor(layout.prompt_indices(), dtype=torch.long), persistent=False)
         self.register_buffer("part_slots", torch.tensor(layout.part_indices(), dtype=torch.long), persistent=False)
 
-    def sequence(self, embedded: torch.Tensor, ln_pre: nn.Module) -> torch.Tensor:
+    def sequence(self, embedded: torch.Tensor, ln_pre: nn.Module, has_cls: bool = True) -> torch.Tensor:
         """[CLS, prompt slots (empty), part tokens, patches] from embed(ln_pre=False) output
         [B, 1 + N, D]. Part tokens (no position) go through ln_pre with CLS and the
-        patches, as in the authors' model; the prompts enter after it."""
+        patches, as in the authors' model; the prompts enter after it. A tower without
+        [CLS] (`has_cls=False`, SigLIP: `embedded` is [B, N, D]) leaves slot 0 empty: the
+        backbone's `run_prompted` fills it with the pooled output."""
         b, _, d = embedded.shape
         seq = embedded.new_zeros(b, self.layout.length, d)
-        seq[:, 0] = embedded[:, 0]
-        seq[:, self.layout.prefix:] = embedded[:, 1:]
+        if has_cls:
+            seq[:, 0] = embedded[:, 0]
+        seq[:, self.layout.prefix:] = embedded[:, 1 if has_cls else 0:]
         if self.parts is not None:
             seq[:, self.part_slots] = self.parts.to(seq.dtype)
         return ln_pre(seq)
