@@ -26,6 +26,11 @@ def test_demo_trains_every_method_and_writes_tables(tmp_path, monkeypatch):
     table = (tmp_path / "summary.md").read_text()
     assert "| mhadapter |" in table and "| weather |" in table
     assert "mean macro-F1" in result.output and "lighting_condition" in result.output
+    # every method is calibrated on validation: the table shows test ECE before -> after
+    assert demo.ECE_TITLE in table
+    for name, entry in summary.items():
+        assert set(entry["calibration"]["temperatures"]) == set(entry["metrics"]["attributes"]), name
+        assert 0 <= entry["metrics"]["mean"]["ece"] <= 1
     for name in demo.DEMO_METHODS:
         run = tmp_path / "runs" / name
         for part in ("card.json", "metrics.json", "checkpoint.safetensors", "config.yaml", "predictions.csv",

@@ -149,6 +149,9 @@ class TrainConfig(_Strict):
     end_to_end: bool = False  # run the backbone every step (exact augmentation) instead of the feature store
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(256, ge=1)
+    # temperature: after selection, fit one temperature per attribute on the validation split
+    # (never test) so that probabilities match observed frequencies (engine/calibrate.py)
+    calibrate: Literal["none", "temperature"] = "none"
 
     @field_validator("betas")
     @classmethod

@@ -21,6 +21,7 @@ from clipadapt.data.transforms import describe_transform
 from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
+from clipadapt.methods.base import TEMPERATURE
 from clipadapt.task import TaskSpec
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -119,8 +120,11 @@ def _check_card(card, path: Path) -> None:
 
 
 def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load trained tensors; any missing, unexpected or mis-shaped key is an error."""
-    expected = method.trained_state()
+    """Load trained tensors; any missing, unexpected or mis-shaped key is an error. The one
+    optional key is the calibrated run's `temperature` [A]: a state without it (uncalibrated,
+    or written before calibration existed) loads with every temperature 1."""
+    state = {TEMPERATURE: torch.ones(len(method.task)), **state}
+    expected = {**method.trained_state(), TEMPERATURE: method.temperature}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]

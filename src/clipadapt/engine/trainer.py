@@ -30,6 +30,7 @@ from clipadapt.engine.schedule import set_epoch_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
+from clipadapt.metrics.calibration import add_calibration
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
@@ -102,10 +103,14 @@ class Runner:
         return autocast_for(self.device)
 
     # --------------------------------------------------------------- prediction
-    @torch.no_grad()
     def predict_proba(self, images: LabelledImages, description: str = "predict", show: bool = True) -> list[np.ndarray]:
         """Class probabilities per attribute, [N, K_a] each, in row order (`show`: a
         progress bar, off inside the training bar, where rich cannot nest a second one)."""
+        return [torch.softmax(torch.from_numpy(z), dim=-1).numpy() for z in self.predict_logits(images, description, show)]
+
+    @torch.no_grad()
+    def predict_logits(self, images: LabelledImages, description: str = "predict", show: bool = True) -> list[np.ndarray]:
+        """The method's logits per attribute (float32, divided by its temperatures), [N, K_a] each."""
         self.method.eval()
         src = self.source(images, train=False)
         order = np.arange(len(images))
@@ -117,7 +122,7 @@ class Runner:
                 with self.autocast():
                     logits = self.logits(batch)
                 for a, lg in enumerate(logits):
-                    out[a].append(torch.softmax(lg.float(), dim=-1).cpu().numpy())
+                    out[a].append(lg.float().cpu().numpy())
                 bar.advance(task, len(idx))
         return [np.concatenate(parts) if parts else np.zeros((0, a.num_classes))
                 for parts, a in zip(out, self.method.task.attributes)]
@@ -127,7 +132,8 @@ class Runner:
         """Metrics of the method on a labelled list, and the probabilities. A multi-label
         task decides each attribute with train.threshold and adds the field's scores
         (metrics["multilabel"]; mA and instance scores also in metrics["mean"])."""
-        probs = self.predict_proba(images, description, show)
+        logits = self.predict_logits(images, description, show)
+        probs = [torch.softmax(torch.from_numpy(z), dim=-1).numpy() for z in logits]
         task = self.method.task
         if task.multilabel:
             yes = np.stack([p[:, 1] for p in probs], axis=1)
@@ -144,6 +150,7 @@ class Runner:
             preds = np.stack([p.argmax(1) for p in probs], axis=1)
             metrics = attribute_metrics(images.labels, preds, task)
         metrics["loss"] = float(self._loss_of(probs, images.labels))
+        add_calibration(metrics, images.labels, logits, task, self.method.temperatures())  # ECE, NLL, reliability bins
         return metrics, probs
 
     @staticmethod

@@ -6,7 +6,8 @@ a multi-label attribute is present. The text side (class prompts, CoOp's learned
 context, PromptPAR's text prompts) is computed once here and folded into constant
 weights, so the file needs no tokenizer. Its metadata (key "clipadapt", JSON) holds
 the preprocessing, the class names, the decision threshold, the method and the run's
-identity; `clipadapt.runtime` reads it without torch.
+identity; `clipadapt.runtime` reads it without torch. A calibrated run's temperatures (logits / T,
+per attribute) are inside the graph, applied by the method itself (`Method.apply_temperature`).
 
 Exported with torch.onnx's dynamo exporter (torch.export): the TorchScript one fixes the
 batch size inside PromptPAR's prompt injection. On CPU without autograd some layers run
@@ -160,6 +161,8 @@ def build_metadata(method: Method, card: dict, run_dir: Path) -> dict:
         "run": {"folder": str(Path(run_dir).resolve()), "checkpoint_sha256": file_sha256(Path(run_dir) / CHECKPOINT),
                 "method": card.get("method"), "params": card.get("params", {}), "backbone": card.get("backbone"),
                 "seed": card.get("seed"), "metrics": card.get("metrics"), "versions": card.get("versions")},
+        # the temperatures are inside the graph (Method.apply_temperature); this says they are
+        "calibration": card.get("calibration"),
         "precision": "fp32",
         "exported_by": {"clipadapt": clipadapt.__version__, "torch": torch.__version__, "opset": OPSET},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,6 +18,7 @@ from clipadapt.task import TaskSpec
 from clipadapt.validation import describe_errors
 
 METHODS: Registry[type["Method"]] = Registry("method")
+TEMPERATURE = "temperature"  # the calibrated run's per-attribute temperatures in trained_state()
 
 
 def register_method(name: str):
@@ -73,6 +75,41 @@ class Method(nn.Module):
         self.backbone = backbone
         self.task = task
         self.params = params
+        # Temperature scaling (engine.calibrate): every attribute's logits are divided by its
+        # temperature on the way out of forward / forward_images (1 until a run is calibrated),
+        # so evaluation, predict, serve, explain and the ONNX graph all see the same numbers.
+        self.register_buffer(TEMPERATURE, torch.ones(len(task)))
+        self._scaling = False
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own forward / forward_images return logits divided by the temperature:
+        the one place it is applied, whatever path (features or images) a caller takes."""
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "forward_images"):
+            if name in cls.__dict__:
+                setattr(cls, name, _divided_by_temperature(cls.__dict__[name]))
+
+    # --------------------------------------------------------------- calibration
+    @property
+    def calibrated(self) -> bool:
+        """True when some attribute's temperature is not 1."""
+        return bool((self.temperature != 1.0).any())
+
+    def temperatures(self) -> list[float]:
+        """The temperature of each attribute (1.0: not calibrated)."""
+        return [float(t) for t in self.temperature]
+
+    def set_temperatures(self, values) -> None:
+        """Set one temperature per attribute (each > 0); all 1 undoes calibration."""
+        values = torch.as_tensor(list(values), dtype=torch.float32)
+        if values.shape != self.temperature.shape or not bool((values > 0).all()) or not bool(values.isfinite().all()):
+            raise ClipAdaptError(f"Temperatures must be {len(self.task)} finite positive numbers (one per attribute), "
+                                 f"got {values.tolist()}.")
+        self.temperature.copy_(values.to(self.temperature.device))
+
+    def apply_temperature(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
+        """logits[a] / T_a (exactly the logits when T_a = 1)."""
+        return [z / self.temperature[a] for a, z in enumerate(logits)]
 
     @classmethod
     def parse_params(cls, raw: dict) -> MethodParams:
@@ -112,6 +149,8 @@ class Method(nn.Module):
         persistent buffers (never the frozen backbone weights)."""
         state = self.state_dict()
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        if not self.calibrated:  # an uncalibrated checkpoint is what it was before calibration existed
+            state.pop(TEMPERATURE)
         return {k: v for k, v in state.items() if k in trainable or not k.startswith("backbone.")}
 
     def num_trainable(self) -> int:
@@ -135,6 +174,24 @@ class Method(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameter names to exclude from weight decay (default: none)."""
         return set()
+
+
+def _divided_by_temperature(fn):
+    """`fn` (a Method's forward or forward_images) with its logits divided by the method's
+    temperatures, once: an inner call (forward_images running self(...)) returns raw logits."""
+
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        if self._scaling:
+            return fn(self, *args, **kwargs)
+        self._scaling = True
+        try:
+            logits = fn(self, *args, **kwargs)
+        finally:
+            self._scaling = False
+        return self.apply_temperature(logits)
+
+    return run
 
 
 class TextClassifier(nn.Module):

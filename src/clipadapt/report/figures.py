@@ -91,3 +91,35 @@ def explain_panel(view: Image.Image, overlays: Sequence[tuple[str, Image.Image]]
             fig.suptitle(title)
         atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     return Path(path)
+
+
+def reliability_png(attribute: str, table: dict, binary: bool = False, ece: float | None = None,
+                    ece_before: float | None = None) -> bytes:
+    """A reliability diagram from `metrics.calibration.reliability_bins` output: per bin the
+    observed accuracy (bars; for a binary attribute the frequency of "present") against
+    the diagonal of perfect calibration, each bin's mean confidence as a dot and its row
+    count above the bar. Bars below the diagonal: overconfident; above: underconfident."""
+    edges = np.asarray(table["edges"], dtype=float)
+    width = edges[1:] - edges[:-1]
+    centres = (edges[1:] + edges[:-1]) / 2
+    filled = [i for i, n in enumerate(table["count"]) if n]
+    with plot_style():
+        fig = new_figure((4.2, 4.0))
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], color=CHANCE_COLOUR, linestyle="--", linewidth=1)
+        ax.bar(centres[filled], [table["accuracy"][i] for i in filled], width=width[filled], align="center",
+               color=BAR_COLOUR, edgecolor="white", linewidth=0.6)
+        ax.plot([table["confidence"][i] for i in filled], [table["confidence"][i] for i in filled], linestyle="none",
+                marker="o", markersize=3, color=OKABE_ITO[7])
+        for i in filled:
+            ax.text(centres[i], min(table["accuracy"][i] + 0.02, 1.0), str(table["count"][i]), ha="center", fontsize=6)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.08)
+        ax.set_xlabel("predicted p(present)" if binary else "confidence (probability of the predicted class)")
+        ax.set_ylabel("observed frequency of present" if binary else "accuracy")
+        scores = [] if ece is None else [f"ECE {100 * ece:.1f}%"]
+        if ece_before is not None:
+            scores.append(f"before scaling {100 * ece_before:.1f}%")
+        ax.set_title(f"{attribute}" + (f" ({', '.join(scores)})" if scores else ""))
+        fig.tight_layout()
+        return figure_png(fig)

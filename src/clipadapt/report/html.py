@@ -15,13 +15,13 @@ from clipadapt.engine.checkpoint import read_card
 from clipadapt.io import write_text
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.report.sections import (
-    card_section, confusion_section, curves_section, metrics_section, per_class_section, read_json, summary,
-    warnings_banner,
+    calibration_section, card_section, confusion_section, curves_section, metrics_section, per_class_section,
+    read_json, summary, warnings_banner,
 )
 from clipadapt.report.thumbnails import gallery_section
 
 REPORT_NAME = "report.html"
-NAV = (("metrics", "Metrics"), ("per-class", "Per-class accuracy"), ("confusion", "Confusion"),
+NAV = (("metrics", "Metrics"), ("per-class", "Per-class accuracy"), ("confusion", "Confusion"), ("calibration", "Calibration"),
        ("curves", "Curves"), ("gallery", "Gallery"), ("card", "Run card"))
 
 # Colours from the Okabe-Ito palette; wrong/right are also written as words (never colour alone).
@@ -86,6 +86,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
         metrics_section(metrics, why),
         per_class_section(metrics),
         confusion_section(results, card, metrics),
+        calibration_section(metrics, card),
         curves_section(run_dir),
         gallery_section(run_dir, card, gallery, results),
         card_section(card),

@@ -17,7 +17,7 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.classification import MEAN_KEYS
 from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.report.embed import png_file_uri, png_uri
-from clipadapt.report.figures import per_class_accuracy_png
+from clipadapt.report.figures import per_class_accuracy_png, reliability_png
 
 METRIC_HEADERS = {
     "accuracy": "accuracy",
@@ -106,7 +106,59 @@ def metrics_section(metrics: dict | None, why_missing: str | None) -> str:
              f'<tbody>\n' + "\n".join(rows) + '\n</tbody>\n</table>')
     if isinstance(metrics.get("loss"), (int, float)):
         table += f'\n<p>Test loss (cross-entropy, summed over attributes): {metrics["loss"]:.4f}</p>'
+    if isinstance(mean.get("ece"), (int, float)):
+        before = (metrics.get("calibration") or {}).get("mean") or {}
+        scaled = (f" (before temperature scaling: {percent(before.get('ece_before'))}%, NLL {_number(before.get('nll_before'))})"
+                  if before else "")
+        table += (f'\n<p>Calibration, mean over attributes: ECE {percent(mean["ece"])}%, NLL {_number(mean.get("nll"))}'
+                  f'{escape(scaled)}; see <a href="#calibration">Calibration</a>.</p>')
     return section("metrics", "Test metrics", table)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{float(value):.4f}"
+
+
+def calibration_section(metrics: dict | None, card: dict) -> str:
+    """ECE and NLL per attribute (before / after temperature scaling when the run was
+    calibrated) and a reliability diagram per attribute, from metrics.json."""
+    if metrics is None or not any("reliability" in m for m in metrics.get("attributes", {}).values()):
+        return section("calibration", "Calibration", note(
+            "No calibration figures: the metrics predate them or the run was not evaluated. "
+            "`clipadapt eval RUN_DIR` recomputes them."))
+    binary = bool(card.get("task", {}).get("multilabel"))
+    scaled = (metrics.get("calibration") or {}).get("attributes") or {}
+    head = ["attribute", "ECE (%)", "NLL", "n"]
+    if scaled:
+        head = ["attribute", "temperature", "ECE before (%)", "ECE after (%)", "NLL before", "NLL after", "n"]
+    rows, charts = [], []
+    for name, m in metrics.get("attributes", {}).items():
+        row = scaled.get(name)
+        cells = ([f"{row['temperature']:.3f}", percent(row["ece_before"]), percent(row["ece_after"]),
+                  _number(row["nll_before"]), _number(row["nll_after"])] if row
+                 else ([""] * 5 if scaled else [percent(m.get("ece")), _number(m.get("nll"))]))
+        rows.append(f'<tr><th scope="row">{escape(name)}</th>' + "".join(f'<td class="num">{c}</td>' for c in cells)
+                    + f'<td class="num">{m.get("n", "")}</td></tr>')
+        table = m.get("reliability")
+        if not table or not sum(table["count"]):
+            charts.append(note(f"{name}: no labelled test images, no reliability diagram."))
+            continue
+        uri = png_uri(reliability_png(name, table, binary, m.get("ece"), row["ece_before"] if row else None))
+        charts.append(f'<figure>{img(uri, f"Reliability diagram of {name}: observed accuracy per confidence bin against the diagonal of perfect calibration.")}'
+                      f'<figcaption>{escape(name)}: bars = observed {"frequency of present" if binary else "accuracy"} '
+                      f'per bin (row count above), dots = mean confidence, dashed = perfect calibration.</figcaption></figure>')
+    fitted = card.get("calibration") or {}
+    what = ("15 equal-width bins of p(present) per attribute" if binary
+            else "15 equal-width bins of the probability of the predicted class")
+    caption = f"Test split. ECE: {what}; NLL: mean negative log-likelihood of the true label."
+    if fitted.get("val"):
+        v = fitted["val"]
+        caption += (f" Temperatures fitted on the validation split (mean ECE there {percent(v.get('ece_before'))}% -> "
+                    f"{percent(v.get('ece_after'))}%, NLL {_number(v.get('nll_before'))} -> {_number(v.get('nll_after'))}).")
+    table_html = (f'<table>\n<caption>{escape(caption)}</caption>\n<thead><tr>'
+                  + "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
+                  + '</tr></thead>\n<tbody>\n' + "\n".join(rows) + '\n</tbody>\n</table>')
+    return section("calibration", "Calibration", table_html + '\n<div class="grid">' + "\n".join(charts) + "</div>")
 
 
 def per_class_section(metrics: dict | None) -> str:

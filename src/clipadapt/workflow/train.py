@@ -12,6 +12,7 @@ import numpy as np
 from clipadapt.backbone import apply_preprocessing, backbone_from_config, create_backbone
 from clipadapt.config import RunConfig
 from clipadapt.data.formats import build_splits
+from clipadapt.engine.calibrate import calibrate_run, require_validation
 from clipadapt.engine.checkpoint import build_card, load_run, read_card
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
@@ -47,6 +48,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     folder.write_config(cfg)
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
+    require_validation(cfg, splits)  # train.calibrate=temperature without a validation split: before any work
     if cfg.data.shots and main:
         from clipadapt.data.splits import save_shots
 
@@ -68,6 +70,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     fit = runner.fit(splits, out, resume=resume)
     if not main:
         return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
+    calibration = calibrate_run(runner, splits, cfg)  # train.calibrate=temperature: fit on val, after selection
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
     if reasons:
@@ -87,6 +90,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
                    "best_epoch": fit.best_epoch, "best_score": fit.best_score,
                    "stopped_early": fit.stopped_early, "epochs_run": len(fit.history)},
         metrics=metrics["mean"] if metrics else None,
+        **({"calibration": calibration} if calibration else {}),
         **flags,
     )
     folder.finish(method, card, fit.history)

@@ -14,7 +14,6 @@ from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
-from torch import nn
 
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import FeatureNeeds, Method, MethodParams, register_method
