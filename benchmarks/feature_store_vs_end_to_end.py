@@ -62,7 +62,7 @@ def epoch_runner(runner: Runner, images: LabelledImages):
     optimizer = build_optimizer(runner.method, runner.cfg.train)
     source = runner.source(images, train=True)
     labels = torch.as_tensor(images.labels)
-    return lambda: runner._train_epoch(source, labels, criterion, optimizer, 0)
+    return lambda: runner.train_one_epoch(source, labels, criterion, optimizer, 0)
 
 
 def authors_way(runner: Runner) -> None:

@@ -79,7 +79,7 @@ def child(root: Path, model: str, n: int) -> dict:
     runner = Runner(method, cfg, progress=False)
     labels = torch.from_numpy(np.random.default_rng(0).integers(0, attribute.num_classes, (n, 1)))
     criterion = AttributeLoss("ce", [np.bincount(labels[:, 0].numpy(), minlength=attribute.num_classes)])
-    runner._train_epoch(EntrySource(entry), labels, criterion, build_optimizer(method, cfg.train), 0)
+    runner.train_one_epoch(EntrySource(entry), labels, criterion, build_optimizer(method, cfg.train), 0)
     after = proc_status_mib("VmHWM", "VmRSS", "RssAnon", "RssFile")
     return {"images": n, "store_mib": round(entry.nbytes / 2**20, 1), "peak_restarted": restarted,
             "before_epoch_mib": round(opened["VmRSS"]), "peak_process_before_epoch_mib": round(opened["VmHWM"]),

@@ -79,21 +79,33 @@ def train_epochs(plan: StepPlan, optimizer, trainable: list[torch.Tensor], *, ep
     step = epochs.start * (plan.steps_per_epoch or 0)
     with progress_bar(progress) as bar:
         job = bar.add_task(description, total=total, completed=epochs.start, info="")
+
+        def show_step(epoch: int, loss: float) -> None:
+            if plan.steps_per_epoch:
+                bar.update(job, advance=1 / plan.steps_per_epoch, info=f"epoch {epoch + 1}/{total} loss {loss:.3f}")
+
         for epoch in epochs:
-            totals = EpochTotals(epoch)
-            for batch in plan.start_epoch(epoch):
-                totals.lr = plan.set_lr(optimizer, epoch, step)
-                loss, parts = plan.loss(batch)
-                apply_gradients(optimizer, loss, trainable, grad_clip)
-                totals.add(float(loss.detach()), parts)
-                step += 1
-                if plan.steps_per_epoch:
-                    bar.update(job, advance=1 / plan.steps_per_epoch,
-                               info=f"epoch {epoch + 1}/{total} loss {float(loss.detach()):.3f}")
+            totals = run_epoch(plan, optimizer, trainable, grad_clip, epoch, step, on_step=show_step)
+            step += totals.batches
             stop, info = plan.end_epoch(totals)
             bar.update(job, completed=epoch + 1, info=info)
             if stop:
                 break
+
+
+def run_epoch(plan: StepPlan, optimizer, trainable: list[torch.Tensor], grad_clip: float | None, epoch: int,
+              step: int = 0, on_step=None) -> EpochTotals:
+    """The steps of one epoch of `plan` (its lr, loss, gradients); `step`: the run's step
+    count before it. `on_step(epoch, loss)` after each step (the progress bar)."""
+    totals = EpochTotals(epoch)
+    for batch in plan.start_epoch(epoch):
+        totals.lr = plan.set_lr(optimizer, epoch, step + totals.batches)
+        loss, parts = plan.loss(batch)
+        apply_gradients(optimizer, loss, trainable, grad_clip)
+        totals.add(float(loss.detach()), parts)
+        if on_step is not None:
+            on_step(epoch, float(loss.detach()))
+    return totals
 
 
 class Selection:

@@ -23,7 +23,7 @@ from clipadapt.engine import distributed
 from clipadapt.bars import progress_bar
 from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
 from clipadapt.engine.devices import autocast_for, resolve_device, seed_everything  # noqa: F401 - re-exported
-from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, train_epochs
+from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, run_epoch, train_epochs
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
 from clipadapt.engine.schedule import set_epoch_lr
@@ -186,7 +186,7 @@ class Runner:
                 self.source(splits.val, train=False)  # fill the store before the progress bar starts
         self._training_pass = distributed.wrap_training(self.training_logits, method, self.device, self.dist)
         best = BestCheckpoint(run_dir, method, write=self.dist.is_main)
-        plan = SupervisedSteps(self, splits, train_src, optimizer, selection, best, result)
+        plan = SupervisedFit(self, splits, train_src, optimizer, selection, best, result)
         train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
                      epochs=range(start, cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip,
                      progress=self.progress)
@@ -194,6 +194,12 @@ class Runner:
         if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
             best.restore(self.device)
         return result
+
+    def train_one_epoch(self, source, labels: torch.Tensor, criterion: AttributeLoss, optimizer, epoch: int) -> float:
+        """One supervised epoch outside `fit` (the benchmarks time it); its mean loss."""
+        plan = SupervisedSteps(self, source, labels, criterion)
+        trainable = [p for p in self.method.parameters() if p.requires_grad]
+        return run_epoch(plan, optimizer, trainable, self.cfg.train.grad_clip, epoch).mean()
 
     # --------------------------------------------------------------- resume
     def _save_resume(self, run_dir: Path, optimizer, epoch: int, result: FitResult, patience_left) -> None:
@@ -221,22 +227,13 @@ class Runner:
 
 
 class SupervisedSteps:
-    """The supervised step for `engine.loop.train_epochs`: labelled batches in a seeded
-    order, the method's (weighted) loss, then validation, selection, the best state and the
-    resume state after every epoch."""
+    """The supervised step for `engine.loop`: labelled batches in a seeded order and the
+    method's (weighted) loss. `SupervisedFit` adds what `Runner.fit` does after an epoch."""
 
-    def __init__(self, runner: Runner, splits: DataSplits, source, optimizer, selection: Selection,
-                 best: BestCheckpoint, result: FitResult):
-        cfg = runner.cfg.train
-        self.runner, self.splits, self.source, self.optimizer = runner, splits, source, optimizer
-        self.selection, self.best, self.result = selection, best, result
-        self.labels = torch.as_tensor(splits.train.labels)
-        counts = [splits.train.class_counts(a) for a in range(len(runner.method.task))]
-        self.criterion = AttributeLoss(resolve_loss(cfg.loss, runner.method.task.multilabel), counts,
-                                       gamma=cfg.focal_gamma, cb_beta=cfg.cb_beta)
-        self.monitor = resolve_monitor(cfg.monitor, runner.method.task.multilabel)
-        self.has_val = splits.val is not None and len(splits.val) > 0
-        self.steps_per_epoch = None  # the bar moves once per epoch
+    steps_per_epoch = None  # the bar moves once per epoch
+
+    def __init__(self, runner: Runner, source, labels: torch.Tensor, criterion: AttributeLoss):
+        self.runner, self.source, self.labels, self.criterion = runner, source, labels, criterion
 
     def start_epoch(self, epoch: int):
         runner, cfg = self.runner, self.runner.cfg.train
@@ -261,6 +258,26 @@ class SupervisedSteps:
         for weight, aux in extra:  # auxiliary branches (PromptPAR's region aggregation)
             loss = loss + weight * self.criterion(aux, target)
         return loss, {}
+
+    def end_epoch(self, totals: EpochTotals) -> tuple[bool, str]:
+        return False, f"loss {totals.mean():.3f}"
+
+
+class SupervisedFit(SupervisedSteps):
+    """`Runner.fit`'s epochs: after each, validation, selection, the best state and the
+    resume state."""
+
+    def __init__(self, runner: Runner, splits: DataSplits, source, optimizer, selection: Selection,
+                 best: BestCheckpoint, result: FitResult):
+        cfg = runner.cfg.train
+        counts = [splits.train.class_counts(a) for a in range(len(runner.method.task))]
+        criterion = AttributeLoss(resolve_loss(cfg.loss, runner.method.task.multilabel), counts,
+                                  gamma=cfg.focal_gamma, cb_beta=cfg.cb_beta)
+        super().__init__(runner, source, torch.as_tensor(splits.train.labels), criterion)
+        self.splits, self.optimizer = splits, optimizer
+        self.selection, self.best, self.result = selection, best, result
+        self.monitor = resolve_monitor(cfg.monitor, runner.method.task.multilabel)
+        self.has_val = splits.val is not None and len(splits.val) > 0
 
     def end_epoch(self, totals: EpochTotals) -> tuple[bool, str]:
         runner, epoch = self.runner, totals.epoch
