@@ -73,7 +73,7 @@ def test_full_size_towers_encode_as_open_clip_does(name):
     assert embedding < 1e-4 and taps < 1e-4
 
 
-@pytest.mark.parametrize("family", ["siglip", "eva"])
+@pytest.mark.parametrize("family", ["siglip", "eva", "clip"])
 def test_every_method_runs_or_is_refused_with_its_reason(family):
     """Every cell of the method x family matrix: built and scoring images (PromptPAR on
     pedestrian attributes, the rest on one single-label attribute), or refused with why."""
