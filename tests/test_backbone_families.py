@@ -5,6 +5,7 @@ or is refused with its reason, and the supported ones learn."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -20,6 +21,7 @@ from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 from clipadapt.workflow import train_run
 
 MICRO = {"siglip": "clipadapt-micro-map", "eva": "clipadapt-micro-eva", "clip": "clipadapt-micro"}
+FULL = {"siglip": "ViT-B-16-SigLIP", "eva": "EVA02-B-16"}
 TASK = TaskSpec((Attribute("weather", ("clear", "foggy", "rainy")),))
 PAR_TASK = TaskSpec(tuple(Attribute(n, BINARY_CLASSES, template=f"A pedestrian with a {n}")
                           for n in ("hat", "backpack", "skirt")), multilabel=True)
@@ -39,8 +41,14 @@ def tap_by_hook(backbone, images: torch.Tensor, block: int) -> torch.Tensor:
     return seen["out"][:, backbone.num_prefix_tokens:]
 
 
+@functools.lru_cache(maxsize=None)
+def full_size(name: str):
+    """A full-size tower with random weights, built once for this module's tests (seconds each)."""
+    return create_backbone(name, None)
+
+
 def check_parity(name: str, batch: int = 2) -> tuple[float, float]:
-    backbone = create_backbone(name, None)
+    backbone = full_size(name) if name in FULL.values() else create_backbone(name, None)
     size = backbone.image_size
     images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -65,7 +73,7 @@ def test_full_size_towers_encode_as_open_clip_does(name):
     assert embedding < 1e-4 and taps < 1e-4
 
 
-@pytest.mark.parametrize("family", ["siglip", "eva"])
+@pytest.mark.parametrize("family", ["siglip", "eva", "clip"])
 def test_every_method_runs_or_is_refused_with_its_reason(family):
     """Every cell of the method x family matrix: built and scoring images (PromptPAR on
     pedestrian attributes, the rest on one single-label attribute), or refused with why."""
@@ -134,7 +142,6 @@ def test_the_text_tower_runs_from_token_embeddings_as_open_clip_does(family):
 
 
 # --- microCLIP's value path on each family ---------------------------------------------------
-FULL = {"siglip": "ViT-B-16-SigLIP", "eva": "EVA02-B-16"}
 
 
 def tokens_like(backbone, seed: int = 0) -> torch.Tensor:
@@ -186,20 +193,28 @@ def test_value_path_is_the_pool_or_block_with_each_token_alone_micro(family):
 def test_value_path_is_the_pool_or_block_with_each_token_alone_full_size(family):
     """The same property on the real architectures (random weights): SigLIP ViT-B/16's MAP
     head; EVA02-B/16's block (unfused q/k/v, SwiGLU with its inner norm, rotary)."""
-    assert VALUE_PATH_GAP[family](create_backbone(FULL[family], None)) < 1e-5
+    assert VALUE_PATH_GAP[family](full_size(FULL[family])) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def birds(tmp_path_factory):
+    """Unlabelled synthetic birds (10 look-alike classes), written once for this module."""
+    from clipadapt.data.formats import build_splits
+    from clipadapt.synthetic.finegrained import write_finegrained_dataset
+
+    root = write_finegrained_dataset(tmp_path_factory.mktemp("birds") / "birds", n_train_per_class=8,
+                                     n_test_per_class=1, image_size=40)
+    return build_splits(validate_config({"data": {"format": "folder", "root": str(root)}}).data)
 
 
 @pytest.mark.parametrize("family", ["siglip", "eva"])
-def test_microclip_self_training_loss_falls(tmp_path, family):
+def test_microclip_self_training_loss_falls(birds, family):
     """microCLIP on random micro towers and unlabelled synthetic birds: its self-training
     loss (pseudo-label CE on the strong view + fairness) falls over the epochs."""
     from clipadapt.config import RunConfig, TrainConfig
-    from clipadapt.data.formats import build_splits
     from clipadapt.engine.selftrain import SelfTrainer, microclip_train_defaults
-    from clipadapt.synthetic.finegrained import write_finegrained_dataset
 
-    root = write_finegrained_dataset(tmp_path / "birds", n_train_per_class=8, n_test_per_class=1, image_size=40)
-    splits = build_splits(validate_config({"data": {"format": "folder", "root": str(root)}}).data)
+    splits = birds
     method = build_method("microclip", create_backbone(MICRO[family], None), splits.task,
                           {"crops": 2, "randaugment": None})
     train = microclip_train_defaults(TrainConfig.model_validate({"device": "cpu", "epochs": 6, "batch_size": 16,

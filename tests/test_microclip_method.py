@@ -288,16 +288,21 @@ def test_both_call_sites_fuse_through_token_fusion(backbone, task):
     method = build_method("microclip", backbone, task, {"descriptions": DESCRIPTIONS}).eval()
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        x = method.last_block_input(images)
-        final = backbone.block(backbone.num_blocks - 1, x)
-        cls_token = backbone.global_token(final)
-        patches = backbone.dense_patches(x, final=final)
+        for p in method.layernorms.parameters():  # as if trained: every path must use the copies
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        with method.layernorms.applied():
+            x = method.last_block_input(images)
+            final = backbone.block(backbone.num_blocks - 1, x)
+            cls_token = backbone.global_token(final)
+            patches = backbone.dense_patches(x, final=final)
         by_matrix = method.fusion(patches, cls_token, backbone.visual.proj)
         encoded = method.encode(images)
-        from_features = method(method.forward_features(images))[0]
+        from_features = method(method.forward_features(images))[0]  # the fused image pass (fast.py)
+        bare = method(backbone.forward_features(images, method.needs().tap_block))[0]  # the backbone's own norms
     assert torch.equal(encoded.mixed, by_matrix.mixed) and torch.equal(encoded.fused, by_matrix.fused)
     assert torch.equal(encoded.fg_embedding, by_matrix.fg_embedding)
     assert (from_features - method.class_logits(encoded.mixed)).abs().max() < 1e-4
+    assert (bare - from_features).abs().max() > 1e-2  # so the line above compares what it should
 
 
 def test_building_and_training_microclip_leaves_a_shared_backbone_as_it_was(backbone, task):

@@ -5,11 +5,12 @@ EVA02-CLIP (timm EVA blocks with rotary position embeddings and a [CLS] token).
 The same explicit forward as ClipBackbone, on timm's modules: patch embedding and
 positions (`embed`), each block in turn (`block`, with EVA's rotary embedding), the
 tokens of any block (`forward_features(tap_block=...)`, prefix tokens dropped) and the
-pooled embedding (`pool`: final norm, timm's head, open_clip's head), so the methods
-that need frozen features (zero-shot, linear probe, CLIP-Adapter, CLIP-MHAdapter) run
-on them unchanged. What needs CLIP's own modules (deep prompts and part tokens inside
-the blocks, the value path MaskCLIP reads, learned text context) is refused by
-`families.check_method` with the reason, before any work.
+pooled embedding (`pool` = `project(global_token(x))`: final norm, timm's pooling,
+open_clip's head). What methods that reach inside the tower need has its counterpart
+here: per-token outputs (`project_tokens`: SigLIP's through the MAP head's value path),
+the value-path patch features microCLIP pools (`dense_patches`), and a prompted pass with
+an attention mask (`run_prompted`; EVA's prompts get no rotary position). Why each is
+the faithful counterpart of CLIP's: docs/backbones.md.
 """
 
 from __future__ import annotations

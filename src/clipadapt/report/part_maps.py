@@ -38,6 +38,10 @@ def require_parts(method) -> None:
     """Raise a ClipAdaptError unless `method` is PromptPAR with part tokens."""
     if getattr(method, "name", None) != "promptpar":
         raise ClipAdaptError(f"part attention is PromptPAR's; this run's method is '{getattr(method, 'name', '?')}'.")
+    family = getattr(method.backbone, "family", "clip")
+    if family != "clip":  # the maps read the weights of CLIP's own attention module (nn.MultiheadAttention)
+        raise ClipAdaptError(f"part attention maps are drawn on clip-family backbones; this run's is {family} "
+                             f"({method.backbone.name}). Its predictions and scores work as on CLIP.")
     if not method.layout.groups or method.attn_mask is None:
         raise ClipAdaptError("This PromptPAR run has no part tokens (method.params.regions: false), so there is "
                              "no per-part attention to show. Train with regions: true to see it.")
@@ -57,7 +61,7 @@ def last_block_input(method, images: torch.Tensor) -> tuple[torch.Tensor, torch.
             captured["x"] = x
         return x
 
-    seq = method.visual.sequence(bb.embed(images, ln_pre=False), bb.visual.ln_pre)
+    seq = method.visual.sequence(bb.embed(images, ln_pre=False), bb.pre_norm)
     mask = method.attn_mask.to(seq.dtype)
     bb.run_blocks(seq, inject, mask)  # also runs the last block: a little waste for no copy of the loop
     return captured["x"], mask

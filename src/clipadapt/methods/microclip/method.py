@@ -195,13 +195,14 @@ class MicroCLIP(Method):
     """microCLIP: SOAP [FG] token fused with [CLS], LayerNorms + SOAP + W* trained by
     label-free self-training (`clipadapt.engine.selftrain`). One single-label attribute.
 
-    Trainable: the image encoder's LayerNorms, SOAP's W_q / W_k / W_v (identity-initialised)
-    and the learnable head W* (`head`, K x E). Buffers (derived, not checkpointed):
-    `template_head` t_k, `description_head` (CuPL prototype), `llm_head` W_LLM.
+    Trainable: the image encoder's LayerNorms (`layernorms`: this method's own copies, put
+    in the backbone's place only during its passes; checkpoints keep them under the
+    backbone names), SOAP's W_q / W_k / W_v (identity-initialised) and the learnable head
+    W* (`head`, K x E). Buffers (derived, not checkpointed): `template_head` t_k,
+    `description_head` (CuPL prototype), `llm_head` W_LLM.
 
-    The method takes over its backbone: it switches the backbone's own LayerNorms to
-    trainable and training changes them in place, so build any other method (or a
-    zero-shot baseline) on a fresh backbone, or before training.
+    The backbone itself is never changed (weights or requires_grad flags), so other
+    methods may share it, before or after this one trains.
     """
 
     Params = MicroCLIPParams
