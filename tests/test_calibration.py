@@ -301,6 +301,17 @@ def test_test_metrics_show_ece_before_and_after(calibrated_run):
     assert 'id="calibration"' in report and "Reliability diagram of weather" in report
 
 
+def test_eval_of_a_calibrated_run_reports_the_same_before_and_after(calibrated_run, tmp_path):
+    run, _ = calibrated_run
+    result = cli("eval", run, "--out", tmp_path / "eval", "--quiet")
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())["calibration"]
+    trained = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert again["temperatures"] == trained["temperatures"]
+    for key, value in trained["mean"].items():
+        assert again["mean"][key] == pytest.approx(value, abs=1e-6), key
+
+
 def test_the_temperatures_are_fitted_on_validation_never_on_test(calibrated_run):
     run, calls = calibrated_run
     card = json.loads((run / "card.json").read_text())

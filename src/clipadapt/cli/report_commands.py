@@ -20,11 +20,11 @@ def report_command(
     """Write one self-contained HTML report of a run: metrics, per-class accuracy, confusion
     matrices, curves, the run card and a gallery of test images (with attention maps for
     mhadapter). It opens offline: images and styles are inside the file."""
-    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.cli.common import out_console, quiet_libraries, run_safely
     from clipadapt.report import write_report
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         path = write_report(run_dir, out, gallery=gallery)
         out_console.print(f"wrote {path}")
 
@@ -43,13 +43,13 @@ def explain_command(
     _head<k>.png; promptpar: each part token's attention over its strip, <image>_part<g>.png;
     microclip: SOAP attention and the Normalised-Cut foreground mask, <image>_soap.png and
     _mask.png. Every image also gets <image>_panel.png with the predictions."""
-    from clipadapt.cli.main import _quiet_libraries, out_console, run_safely
+    from clipadapt.cli.common import out_console, quiet_libraries, run_safely
     from clipadapt.data.formats import collect_images
     from clipadapt.engine.devices import resolve_device
     from clipadapt.report import explain_images
 
     def go():
-        _quiet_libraries()
+        quiet_libraries()
         paths = [p for spec in images for p in collect_images(spec)]
         written = explain_images(checkpoint, paths, out, per_head=per_head, device=resolve_device(device))
         out_console.print(f"wrote {len(written)} files for {len(paths)} images to {out}")
