@@ -345,3 +345,12 @@ def test_adapt_true_labels_is_the_labelled_upper_bound_and_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     assert "TRUE training labels used" in result.output and "(upper bound)" in result.output
     assert json.loads((tmp_path / "run" / "card.json").read_text())["data"]["train_labels_used"] is True
+
+
+def test_adapt_refuses_calibration_it_cannot_fit():
+    from clipadapt.config import validate_config
+    from clipadapt.workflow import prepare_adapt_config
+
+    cfg = validate_config({"train": {"calibrate": "temperature"}, "data": {"format": "synthetic-finegrained"}})
+    with pytest.raises(ClipAdaptError, match="label-free.*train.calibrate|train.calibrate.*label-free"):
+        prepare_adapt_config(cfg)

@@ -59,6 +59,10 @@ def prepare_adapt_config(cfg: RunConfig, config_dir: Path | None = None) -> RunC
         raise ClipAdaptError(f"`clipadapt adapt` runs the label-free method microclip; the config names method "
                              f"'{cfg.method.name}'. Remove method.name or set it to microclip "
                              "(use `clipadapt train` for supervised methods).")
+    if cfg.train.calibrate != "none":
+        raise ClipAdaptError(f"train.calibrate={cfg.train.calibrate}: `clipadapt adapt` is label-free, so it has no "
+                             "labelled validation split to fit a temperature on. Remove train.calibrate, or train "
+                             "with labels (`clipadapt train`).")
     params = dict(cfg.method.params)
     spec = params.get("descriptions")
     if isinstance(spec, str):
@@ -140,7 +144,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     trainer = SelfTrainer(method, cfg, progress=progress)
 
     test = splits.test if splits.test is not None and len(splits.test) else None
-    # zero-shot first: self-training changes the LayerNorms in place
+    # zero-shot first: self-training changes microCLIP's own LayerNorm copies and its head
     comparison = _score_heads_before_training(trainer, test) if test is not None else {}
     fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo", run_dir=out)
     folder.write_history(fit.history)
