@@ -123,6 +123,18 @@ def test_supported_methods_learn_on_street_views(tmp_path, family):
         else:
             assert losses[-1] < losses[0] - 0.05, (method, losses)
         assert outcome.card["backbone"]["name"] == MICRO[family] and outcome.card["backbone"]["family"] == family
+        assert outcome.card["backbone"]["tokenizer"] == "open_clip SimpleTokenizer (CLIP BPE)"  # the micro towers'
+
+
+def test_cards_name_the_tokenizer_from_the_architecture():
+    """A SigLIP's tokenizer is a Hugging Face one, named without loading it (no hub here)."""
+    from types import SimpleNamespace
+
+    from clipadapt.backbone.clip import ClipBackbone
+
+    name = ClipBackbone.tokenizer_name.fget
+    assert name(SimpleNamespace(name="ViT-B-16-SigLIP")) == "hf:timm/ViT-B-16-SigLIP"
+    assert name(SimpleNamespace(name="ViT-B-16")) == "open_clip SimpleTokenizer (CLIP BPE)"
 
 
 @pytest.mark.parametrize("family", ["siglip", "eva", "clip"])

@@ -319,6 +319,14 @@ class ClipBackbone(nn.Module):
             self._tokenizer = open_clip.get_tokenizer(self.name)
         return self._tokenizer
 
+    @property
+    def tokenizer_name(self) -> str:
+        """Which tokenizer the text side uses, for the run card; read from the architecture
+        (nothing is loaded): a Hugging Face tokenizer's name, or open_clip's CLIP BPE."""
+        text_cfg = (open_clip.get_model_config(self.name) or {}).get("text_cfg", {})
+        hub = text_cfg.get("hf_tokenizer_name")
+        return f"hf:{hub}" if hub else "open_clip SimpleTokenizer (CLIP BPE)"
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """Token ids [K, context_length] for the model's tokenizer."""
         return self.tokenizer(texts)

@@ -43,7 +43,8 @@ def build_card(method: Method, **extra) -> dict:
     card = {
         "method": method.name,
         "params": method.params.model_dump(mode="json"),
-        "backbone": bb.describe(),
+        # describe() is also the feature store's key; the card adds what a reader wants named
+        "backbone": {**bb.describe(), "family": bb.family, "tokenizer": bb.tokenizer_name},
         "task": method.task.to_dict(),
         "prompts": method.prompts(),
         "preprocessing": {
