@@ -3,6 +3,7 @@ the one optimiser step (apply_gradients)."""
 
 import math
 
+import pytest
 import torch
 
 from clipadapt.engine.loop import LOSS_MIN_DELTA, EpochTotals, Selection, apply_gradients
@@ -55,3 +56,12 @@ def test_epoch_totals_average_the_parts_over_batches():
     totals.add(2.0, {"ce": 1.0})
     totals.add(4.0, {"ce": 3.0, "fair": 1.0})
     assert (totals.mean(), totals.mean("ce"), totals.mean("fair"), totals.batches) == (3.0, 2.0, 0.5, 2)
+
+
+def test_calibration_scores_are_printed_but_never_select():
+    from clipadapt.errors import ClipAdaptError
+    from clipadapt.metrics.table import METRICS, MONITORS, resolve_monitor
+
+    assert {"ece", "nll"} <= set(METRICS) and not {"ece", "nll"} & set(MONITORS)
+    with pytest.raises(ClipAdaptError, match="not a score runs are selected on"):
+        resolve_monitor("ece", multilabel=False)

@@ -76,12 +76,13 @@ def print_metrics(metrics: dict | None, title: str) -> None:
         out_console.print("(no test split: nothing evaluated)")
         return
     table = Table(title=title)
-    keys = HEADLINE
+    # a run's calibration error is shown beside its scores (every evaluation computes it)
+    keys = HEADLINE + (("ece",) if "ece" in metrics["mean"] else ())
     table.add_column("attribute", justify="left")
     for col in (*(METRICS[k].header for k in keys), "n"):
         table.add_column(col, justify="right")
     for name, m in metrics["attributes"].items():
-        table.add_row(name, *(percent(m[k]) for k in keys), str(m["n"]))
+        table.add_row(name, *(percent(m.get(k)) for k in keys), str(m["n"]))
     if len(metrics["attributes"]) > 1:
-        table.add_row("mean", *(percent(metrics["mean"][k]) for k in keys), "")
+        table.add_row("mean", *(percent(metrics["mean"].get(k)) for k in keys), "")
     out_console.print(table)

@@ -24,6 +24,7 @@ class Metric:
     higher_is_better: bool = True
     tasks: Literal["any", "multilabel"] = "any"
     headline: bool = False
+    monitor: bool = True  # a value of train.monitor (calibration scores describe, they do not select)
 
     def read(self, metrics: dict) -> float | None:
         """This score in an evaluation's metrics (None where it is undefined)."""
@@ -38,9 +39,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("mA", "mA", tasks="multilabel"),
     Metric("instance_f1", "instance F1", tasks="multilabel"),
     Metric("loss", "loss", higher_is_better=False),
+    # metrics.calibration: 15-bin expected calibration error and negative log-likelihood
+    Metric("ece", "ECE", higher_is_better=False, monitor=False),
+    Metric("nll", "NLL", higher_is_better=False, monitor=False),
 )}
 HEADLINE = tuple(m.name for m in METRICS.values() if m.headline)
-MONITORS = ("auto", *METRICS)  # the values train.monitor accepts
+MONITORS = ("auto", *(m.name for m in METRICS.values() if m.monitor))  # the values train.monitor accepts
 SUMMARY = ("accuracy", "macro_f1")  # the two scores of comparison tables (demo, adapt, bench)
 
 
@@ -48,8 +52,9 @@ def resolve_monitor(monitor: str, multilabel: bool) -> str:
     """The validation score that "auto" stands for: mA for multi-label tasks, macro-F1 otherwise."""
     if monitor == "auto":
         return "mA" if multilabel else "macro_f1"
-    if monitor not in METRICS:
-        raise ClipAdaptError(f"train.monitor={monitor} is not a metric; choose one of {', '.join(MONITORS)}.")
+    if monitor not in METRICS or not METRICS[monitor].monitor:
+        raise ClipAdaptError(f"train.monitor={monitor} is not a score runs are selected on; choose one of "
+                             f"{', '.join(MONITORS)}.")
     if METRICS[monitor].tasks == "multilabel" and not multilabel:
         single = ", ".join(m.name for m in METRICS.values() if m.tasks == "any")
         raise ClipAdaptError(f"train.monitor={monitor} is a multi-label score; this task is single-label. Use {single}.")
