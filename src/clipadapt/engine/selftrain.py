@@ -25,7 +25,6 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,7 +38,7 @@ from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import load_image
 from clipadapt.data.transforms import BICUBIC
 from clipadapt.engine.optim import build_optimizer
-from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, train_epochs
+from clipadapt.engine.loop import EpochTotals, train_epochs
 from clipadapt.engine.schedule import lr_at_epoch, set_lr
 from clipadapt.engine.sources import ImageBatches, make_transform
 from clipadapt.bars import progress_bar
@@ -279,10 +278,10 @@ class SelfTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, images: LabelledImages, hidden_labels: np.ndarray | None = None,
-            targets: Literal["pseudo", "true"] = "pseudo", run_dir: Path | None = None) -> SelfTrainResult:
+            targets: Literal["pseudo", "true"] = "pseudo") -> SelfTrainResult:
         """Self-train on `images` (their labels are ignored); `hidden_labels` [N] or [N, 1]
-        (-1 = unknown) only score the pseudo-labels in the history. With `run_dir`, each
-        epoch's state is written to run_dir/checkpoint.safetensors (the last epoch is kept).
+        (-1 = unknown) only score the pseudo-labels in the history. No labels select an
+        epoch: the method ends in its last epoch's state.
 
         targets="true" is the diagnostic upper bound, NOT label-free: the same recipe, views
         and trainable parts, with the loss's targets the `hidden_labels` instead of the
@@ -302,8 +301,7 @@ class SelfTrainer:
         if cfg.epochs == 0:
             return SelfTrainResult()
         optimizer = build_optimizer(method, cfg)
-        plan = SelfTrainingSteps(self, images, hidden, None if targets == "pseudo" else torch.as_tensor(hidden),
-                                 best=BestCheckpoint(run_dir, method) if run_dir is not None else None)
+        plan = SelfTrainingSteps(self, images, hidden, None if targets == "pseudo" else torch.as_tensor(hidden))
         train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
                      epochs=range(cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip, progress=self.progress,
                      description="adapt")
@@ -361,13 +359,12 @@ class SelfTrainingSteps:
     last epoch is kept."""
 
     def __init__(self, trainer: SelfTrainer, images: LabelledImages, hidden: np.ndarray | None,
-                 truth: torch.Tensor | None, best: BestCheckpoint | None):
+                 truth: torch.Tensor | None):
         cfg = trainer.cfg.train
-        self.trainer, self.hidden, self.truth, self.best = trainer, hidden, truth, best
+        self.trainer, self.hidden, self.truth = trainer, hidden, truth
         self.dataset = trainer.views(images)
         self.steps_per_epoch = math.ceil(len(images) / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.selection = Selection(patience=None)
         self.result = SelfTrainResult()
 
     def start_epoch(self, epoch: int):
@@ -406,8 +403,6 @@ class SelfTrainingSteps:
                                      seen["dynamic"], self.hidden, self.trainer.method.attribute.num_classes)
         row["seconds"] = round(time.perf_counter() - self.started, 2)
         self.result.history.append(row)
-        if self.selection.update(totals.epoch + 1, float(totals.epoch)) and self.best is not None:
-            self.best.save()
         acc = row.get("pseudo_label_accuracy")
         epochs = self.trainer.cfg.train.epochs
         return False, (f"epoch {totals.epoch + 1}/{epochs} loss {row['train_loss']:.3f}"

@@ -190,7 +190,6 @@ class Runner:
         train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
                      epochs=range(start, cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip,
                      progress=self.progress)
-        result.best_epoch, result.best_score = selection.best_epoch, selection.best_score
         if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
             best.restore(self.device)
         return result

@@ -146,7 +146,7 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     test = splits.test if splits.test is not None and len(splits.test) else None
     # zero-shot first: self-training changes microCLIP's own LayerNorm copies and its head
     comparison = _score_heads_before_training(trainer, test) if test is not None else {}
-    fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo", run_dir=out)
+    fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo")
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, len(fit.history))
     notes += [no_progress_message("microclip", reasons)] if reasons else []
