@@ -112,6 +112,24 @@ CASES = {
     "unknown encoding": ({"data": {"encoding": "klingon-8"}}, ["'data.encoding': 'klingon-8' is not an encoding"]),
     "unknown bad-image policy": ({"data": {"on_bad_image": "ignore"}}, ["'data.on_bad_image': Input should be 'fail' or 'skip'"]),
     "negative workers": ({"train": {"num_workers": -2}}, ["'train.num_workers'"]),
+    # data.* settings the chosen format checks itself, or does not read at all
+    "renderer options on a manifest": ({"data": {"synthetic": {"n_train": 3}}},
+                                       ["format 'manifest' does not read data.synthetic (data.synthetic is read by "
+                                        "format synthetic-coop / synthetic-finegrained / synthetic-gss / synthetic-par)"]),
+    "PAR options on a manifest": ({"data": {"par": {"split_index": 1}}}, ["does not read data.par", "pa100k / par-pickle"]),
+    "benchmark name on a manifest": ({"data": {"dataset": "caltech101"}},
+                                     ["does not read data.dataset (data.dataset is read by format benchmark)"]),
+    "split column beside a test manifest": ({"data": {"split_column": "split", "test_manifest": "test.csv"}},
+                                            ["data.split_column 'split' puts every split in data.train_manifest"]),
+    "misspelt renderer option": ({"data": {"format": "synthetic-gss", "train_manifest": None, "attributes": [],
+                                           "synthetic": {"n_trian": 4}}},
+                                 ["Unknown data.synthetic option(s) ['n_trian'] for format 'synthetic-gss'"]),
+    "unknown PAR option value": ({"data": {"format": "pa100k", "train_manifest": None, "par": {"uncertain": "maybe"}}},
+                                 ["Invalid data.par options: 'uncertain'"]),
+    "unknown benchmark": ({"data": {"format": "benchmark", "train_manifest": None, "dataset": "flowers"}},
+                          ["'flowers' is not one. Did you mean 'oxford_flowers'?"]),
+    "two attributes for class folders": ({"data": {"format": "folder", "train_manifest": None, "attributes": ["a", "b"]}},
+                                         ["format 'folder' holds one attribute (the class)"]),
 }
 
 
@@ -146,6 +164,10 @@ FILE_CASES = {
                               ["error: Invalid --set train.min_lr=0.5: 'train': min_lr (0.5) is above lr (0.1)"]),
     "file wrong, --set fine": ("train: {lr: fast}\n", ["--set", "train.epochs=2"],
                                ["config.yaml: 'train.lr': Input should be a valid number"]),
+    "--set a key the format does not read": ("data: {format: manifest, train_manifest: t.csv, attributes: [x]}\n",
+                                             ["--set", "data.dataset=caltech101"],
+                                             ["error: Invalid --set data.dataset=caltech101: format 'manifest' does not "
+                                              "read data.dataset"]),
     "--set broken YAML": ("{}\n", ["--set", "train.betas=[0.9,"], ["--set train.betas=[0.9,: the value is not valid YAML"]),
 }
 

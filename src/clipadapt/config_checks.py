@@ -1,6 +1,7 @@
 """Checks of a run config that need more than its schema: names that must exist in a
-registry (method, data format, backbone), the method's own params, and values that must
-fit the backbone (attention heads, tap block). They run when the config is loaded, so a
+registry (method, data format, backbone), the method's params, the format's data.*
+settings (each format checks its own) and values that must fit the backbone (attention
+heads, tap block). They run when the config is loaded, so a
 mistake is reported before any data is read, any model built or any file written.
 """
 
@@ -24,10 +25,13 @@ def check_settings(cfg, source: str) -> None:
 
 
 def _check_format(cfg) -> None:
-    from clipadapt.data.formats import DATA_FORMATS
+    """The format's name (from the index, importing no reader), then its own check of its
+    data.* settings (which imports that one format)."""
+    from clipadapt.format_index import DATA_FORMATS, check_data_settings
 
     if cfg.data.format not in DATA_FORMATS:
         _unknown("data.format", cfg.data.format, DATA_FORMATS.names())
+    check_data_settings(cfg.data)
 
 
 def _check_method(cfg) -> None:
@@ -39,7 +43,7 @@ def _check_method(cfg) -> None:
     known = list(cls.Params.model_fields)
     for key in cfg.method.params:
         if key not in known:
-            from clipadapt.data.tables import did_you_mean
+            from clipadapt.suggest import did_you_mean
 
             hint = did_you_mean(key, known) or f" Known params: {', '.join(known) or 'none'}."
             raise ClipAdaptError(f"unknown key 'method.params.{key}' for method '{cls.name}'.{hint}")
@@ -81,7 +85,7 @@ def _check_backbone_fit(cfg) -> None:
 
 
 def _unknown(key: str, value: Any, known: list[str]) -> None:
-    from clipadapt.data.tables import did_you_mean
+    from clipadapt.suggest import did_you_mean
 
     hint = did_you_mean(str(value), known)
     listed = "" if hint or len(known) > 30 else f" Known: {', '.join(known)}."

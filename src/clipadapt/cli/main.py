@@ -253,7 +253,7 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
             from clipadapt.backbone.families import backbones_by_family
             names = backbones_by_family()
         elif what == "formats":
-            from clipadapt.data.formats import DATA_FORMATS
+            from clipadapt.format_index import DATA_FORMATS
             names = DATA_FORMATS.names()
         else:
             raise ClipAdaptError(f"Can list methods, backbones or formats, not '{what}'.")

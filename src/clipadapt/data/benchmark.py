@@ -21,7 +21,9 @@ from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.fewshot import draw_fewshot
 from clipadapt.data.images import IMAGE_EXTENSIONS
+from clipadapt.data.folder import check_one_attribute
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 from clipadapt.task import Attribute, TaskSpec, normalise_class_name
 
 SPLITS = ("train", "val", "test")
@@ -310,9 +312,8 @@ def _attribute(src: _Source, names: dict[int, str], cfg: DataConfig) -> Attribut
 def read_benchmark(cfg: DataConfig):
     """(train, val, test) of data.dataset; val is the split file's (None where the set has
     no val list); with data.shots, Dassl's K-shot train and min(K, 4)-shot val."""
-    if not cfg.dataset or cfg.dataset not in LAYOUTS:
-        given = f"'{cfg.dataset}' is not one" if cfg.dataset else "is not set"
-        raise ClipAdaptError(f"format 'benchmark' needs data.dataset, one of {', '.join(LAYOUTS)}; {given}.")
+    if not cfg.dataset:
+        raise ClipAdaptError(f"format 'benchmark' needs data.dataset, one of {', '.join(LAYOUTS)}; it is not set.")
     if cfg.root is None:
         raise ClipAdaptError(f"data.root is required for format 'benchmark' (the {cfg.dataset} folder).\n"
                              f"{expected_tree(cfg.dataset)}")
@@ -334,7 +335,18 @@ def read_benchmark(cfg: DataConfig):
     return train, val, test
 
 
-# build_splits leaves the K-shot subsets to this reader (they are Dassl's, not its own).
-read_benchmark.draws_shots = True
+def check_benchmark_settings(cfg: DataConfig) -> None:
+    """data.dataset, when given, must be a data set clipadapt knows the layout of."""
+    if cfg.dataset and cfg.dataset not in LAYOUTS:
+        from clipadapt.suggest import did_you_mean
 
-__all__ = ["LAYOUTS", "expected_tree", "read_benchmark"]
+        raise ClipAdaptError(f"format 'benchmark' needs data.dataset, one of {', '.join(LAYOUTS)}; '{cfg.dataset}' "
+                             f"is not one.{did_you_mean(cfg.dataset, list(LAYOUTS))}")
+    check_one_attribute(cfg)
+
+
+# build_splits leaves the K-shot subsets to this reader (they are Dassl's, not its own).
+BENCHMARK_FORMAT = DataFormat(read=read_benchmark, check=check_benchmark_settings, reads=("dataset",),
+                              single_label=True, draws_shots=True)
+
+__all__ = ["BENCHMARK_FORMAT", "LAYOUTS", "expected_tree", "read_benchmark"]

@@ -10,6 +10,7 @@ from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.images import IMAGE_EXTENSIONS
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 from clipadapt.task import Attribute, TaskSpec, normalise_class_name
 
 
@@ -53,3 +54,13 @@ def read_folder(cfg: DataConfig):
 
     test = split(root / "test") if (root / "test").is_dir() else None
     return split(root / "train"), None, test
+
+
+def check_one_attribute(cfg: DataConfig) -> None:
+    """A class folder (or a benchmark's class list) is one attribute; data.attributes may name it."""
+    if len(cfg.attributes) > 1:
+        raise ClipAdaptError(f"format '{cfg.format}' holds one attribute (the class), but data.attributes names "
+                             f"{len(cfg.attributes)}: {cfg.attributes}. Name one, e.g. [{cfg.attributes[0]}], or none.")
+
+
+FOLDER_FORMAT = DataFormat(read=read_folder, check=check_one_attribute, single_label=True)

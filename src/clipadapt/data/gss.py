@@ -14,6 +14,7 @@ from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
 from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import drop_repeated_images, encode, label_map, normalised, read_table, require_columns, where
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 from clipadapt.task import Attribute, TaskSpec
 
 
@@ -127,3 +128,6 @@ def merge(tables: dict[str, tuple[pd.DataFrame, Path]], task: TaskSpec) -> Label
         rows = np.array([order[p] for p in table["_path"]], dtype=np.int64)
         labels[rows, a] = codes
     return LabelledImages([Path(p) for p in order], labels, task, sources)
+
+
+GSS_FORMAT = DataFormat(read=read_gss, single_label=True)

@@ -16,6 +16,7 @@ from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, label_map, normalised, read_table,
                                   require_columns, where)
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 LOG = logging.getLogger("clipadapt")
@@ -92,9 +93,6 @@ def read_manifest(cfg: DataConfig):
     split column (data.split_column); the label map comes from train."""
     if cfg.train_manifest is None:
         raise ClipAdaptError("data.train_manifest is required for format 'manifest' (a CSV or Parquet file).")
-    if cfg.split_column and (cfg.val_manifest or cfg.test_manifest):
-        raise ClipAdaptError(f"data.split_column '{cfg.split_column}' puts every split in data.train_manifest; "
-                             "remove data.val_manifest / data.test_manifest, or data.split_column.")
     multilabel = cfg.task == "multilabel"
     if multilabel:
         declared = _multilabel_attributes(cfg)
@@ -162,3 +160,15 @@ def _multilabel_attributes(cfg: DataConfig) -> list[Attribute]:
         raise ClipAdaptError("A multi-label manifest needs data.attribute_file (names + sentences) or "
                              "data.attributes (the 0/1 label columns).")
     return [Attribute(a.name, a.classes, cfg.templates.get(a.name, a.template), a.class_words) for a in chosen]
+
+
+def check_manifest_settings(cfg: DataConfig) -> None:
+    """The manifest settings that contradict each other, whatever the tables hold."""
+    if cfg.split_column and (cfg.val_manifest or cfg.test_manifest):
+        raise ClipAdaptError(f"data.split_column '{cfg.split_column}' puts every split in data.train_manifest; "
+                             "remove data.val_manifest / data.test_manifest, or data.split_column.")
+
+
+MANIFEST_FORMAT = DataFormat(read=read_manifest, check=check_manifest_settings,
+                             reads=("train_manifest", "test_manifest", "val_manifest", "split_column",
+                                    "attribute_file"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import difflib
 import io
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from clipadapt.errors import ClipAdaptError
+from clipadapt.suggest import did_you_mean
 from clipadapt.task import MISSING, normalise_class_name
 
 LOG = logging.getLogger("clipadapt")
@@ -102,22 +102,6 @@ def where(path: Path, row: int) -> str:
     if path.suffix.lower() in (".parquet", ".pq"):
         return f"{path} row {row}"
     return f"{path} line {row + 2}"  # +1 for the header, +1 for 1-based lines
-
-
-def closest(name: str, known) -> str | None:
-    """The known name most like `name` (case and spacing first, then spelling), or None."""
-    known = [str(k) for k in known]
-    folded = {k.strip().lower(): k for k in known}
-    if name.strip().lower() in folded:
-        return folded[name.strip().lower()]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def did_you_mean(name: str, known) -> str:
-    """' Did you mean 'x'?' for the closest known name, or ''."""
-    best = closest(name, known)
-    return f" Did you mean '{best}'?" if best is not None and best != name else ""
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], path: Path) -> None:

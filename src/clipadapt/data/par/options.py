@@ -62,6 +62,11 @@ def par_options(cfg: DataConfig, options: ParOptions | dict[str, Any] | None = N
         ) from None
 
 
+def check_par_settings(cfg: DataConfig) -> None:
+    """data.par's keys and values (split index, uncertain rule ...), before any file is read."""
+    par_options(cfg)
+
+
 def dataset_root(cfg: DataConfig, fmt: str, what: str) -> Path:
     """data.root, required by every PAR reader."""
     if cfg.root is None:

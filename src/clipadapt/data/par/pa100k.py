@@ -10,9 +10,10 @@ import numpy as np
 
 from clipadapt.config import DataConfig
 from clipadapt.data.par.matfile import as_strings, get_field, load_mat
-from clipadapt.data.par.options import ParOptions, dataset_root, par_options, under_root
+from clipadapt.data.par.options import ParOptions, check_par_settings, dataset_root, par_options, under_root
 from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 
 IMAGE_DIRS = ("data", "release_data/release_data")  # unpacked release vs. the field's layout
 
@@ -22,6 +23,9 @@ def read_pa100k(cfg: DataConfig, options: ParOptions | dict | None = None):
     opts = par_options(cfg, options)
     root = dataset_root(cfg, "pa100k", "annotation.mat and data/")
     return to_splits(pa100k_table(root, opts), cfg, opts.check_images)
+
+
+PA100K_FORMAT = DataFormat(read=read_pa100k, check=check_par_settings, reads=("par",))
 
 
 def pa100k_table(root: Path, opts: ParOptions) -> ParTable:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from clipadapt.config import DataConfig
-from clipadapt.data.par.options import ParOptions, dataset_root, par_options, under_root
+from clipadapt.data.par.options import ParOptions, check_par_settings, dataset_root, par_options, under_root
 from clipadapt.data.par.partitions import as_splits, choose
 from clipadapt.data.par.record import ParRecord, record_from_fields
 from clipadapt.data.par.safe_unpickle import load_plain_pickle
@@ -23,6 +23,7 @@ from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.data.paths import is_inside
 from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 
 CONVERTED = "par.json"
 LABELS = "labels.npy"
@@ -39,6 +40,9 @@ def read_par_pickle(cfg: DataConfig, options: ParOptions | dict | None = None):
     source = _find_source(root, opts)
     record = load_record(source)
     return to_splits(record_table(record, source, root, opts), cfg, opts.check_images)
+
+
+PAR_PICKLE_FORMAT = DataFormat(read=read_par_pickle, check=check_par_settings, reads=("par",))
 
 
 def load_record(source: Path) -> ParRecord:

@@ -15,10 +15,11 @@ import numpy as np
 
 from clipadapt.config import DataConfig
 from clipadapt.data.par.matfile import as_strings, get_field, load_mat
-from clipadapt.data.par.options import ParOptions, dataset_root, par_options, under_root
+from clipadapt.data.par.options import ParOptions, check_par_settings, dataset_root, par_options, under_root
 from clipadapt.data.par.partitions import as_splits, choose, split_rows
 from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 
 ID_COLUMNS = 4  # leading columns of peta.data that are identifiers, not labels
 
@@ -42,6 +43,9 @@ def read_peta(cfg: DataConfig, options: ParOptions | dict | None = None):
     opts = par_options(cfg, options)
     root = dataset_root(cfg, "peta", "PETA.mat and images/")
     return to_splits(peta_table(root, opts), cfg, opts.check_images)
+
+
+PETA_FORMAT = DataFormat(read=read_peta, check=check_par_settings, reads=("par",))
 
 
 def peta_table(root: Path, opts: ParOptions) -> ParTable:

@@ -19,10 +19,11 @@ import numpy as np
 
 from clipadapt.config import DataConfig
 from clipadapt.data.par.matfile import as_indices, as_strings, get_field, load_mat
-from clipadapt.data.par.options import ParOptions, dataset_root, par_options, under_root
+from clipadapt.data.par.options import ParOptions, check_par_settings, dataset_root, par_options, under_root
 from clipadapt.data.par.partitions import as_splits, choose, split_rows
 from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 
 ANNOTATION_FILES = ("RAP_annotation/RAP_annotation.mat", "RAP_annotation.mat")
 RAP1_EVALUATED = 51  # leading columns of RAPv1's label the field evaluates
@@ -39,6 +40,9 @@ def read_rap(cfg: DataConfig, options: ParOptions | dict | None = None):
     opts = par_options(cfg, options)
     root = dataset_root(cfg, "rap", "RAP_annotation/ and RAP_dataset/")
     return to_splits(rap_table(root, opts), cfg, opts.check_images)
+
+
+RAP_FORMAT = DataFormat(read=read_rap, check=check_par_settings, reads=("par",))
 
 
 def rap_table(root: Path, opts: ParOptions) -> ParTable:

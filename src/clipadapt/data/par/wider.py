@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from clipadapt.config import DataConfig
-from clipadapt.data.par.options import ParOptions, dataset_root, par_options, under_root
+from clipadapt.data.par.options import ParOptions, check_par_settings, dataset_root, par_options, under_root
 from clipadapt.data.par.table import ParTable, to_splits
 from clipadapt.errors import ClipAdaptError
+from clipadapt.format_index import DataFormat
 
 WIDER_14 = ("Male", "longHair", "sunglass", "Hat", "Tshirt", "longSleeve", "formal", "shorts", "jeans",
             "longPants", "skirt", "faceMask", "logo", "stripe")
@@ -32,6 +33,9 @@ def read_wider(cfg: DataConfig, options: ParOptions | dict | None = None):
     opts = par_options(cfg, options)
     root = dataset_root(cfg, "wider", "Annotations/ and split_image/")
     return to_splits(wider_table(root, opts), cfg, opts.check_images)
+
+
+WIDER_FORMAT = DataFormat(read=read_wider, check=check_par_settings, reads=("par",))
 
 
 def wider_table(root: Path, opts: ParOptions) -> ParTable:
