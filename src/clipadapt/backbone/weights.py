@@ -41,7 +41,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except Exception as exc:  # truncated or not a safetensors file
             raise ClipAdaptError(f"Could not read weights from {path}: {exc}. Re-download or re-export the file.") from None
     else:
-        from clipadapt.importers.safe_pickle import safe_torch_load
+        from clipadapt.safe_pickle import safe_torch_load
 
         # torch's own refusal text advises weights_only=False; this one line names what was refused
         state = safe_torch_load(path)

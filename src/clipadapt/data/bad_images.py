@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from clipadapt.data.dataset import LabelledImages
+from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.data.images import BadImage, load_image
 from clipadapt.io import atomic_write
 
@@ -51,8 +52,6 @@ def find_bad_images(paths: list[Path], sources: list[str] | None = None, workers
     remembered per image list (paths, sizes, times) within the process, so the several
     runs of one command (seeds, the demo's methods, extract's summary) decode it once.
     """
-    from clipadapt.features.keys import image_list_fingerprint
-
     key = image_list_fingerprint(paths)["sha256"]
     if key not in _SCANS:
         sources = sources or [None] * len(paths)

@@ -3,8 +3,9 @@
 Memory-mapped, resumable, shared by every run that would compute the same features.
 """
 
+from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.features.extract import extract
-from clipadapt.features.keys import feature_key, image_list_fingerprint
+from clipadapt.features.keys import feature_key
 from clipadapt.features.store import (
     FeatureSet,
     FeatureStore,

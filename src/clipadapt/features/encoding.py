@@ -18,7 +18,7 @@ from clipadapt.backbone import ClipBackbone
 from clipadapt.data.images import load_image
 from clipadapt.data.transforms import describe_transform, transform_for
 from clipadapt.features.extract import Encoder
-from clipadapt.features.keys import image_list_fingerprint
+from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.features.views import seeded_view_transform
 
 VIEW_SEED = 1234  # base seed of the stored augmented views (part of every entry's key)

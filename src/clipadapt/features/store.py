@@ -40,10 +40,11 @@ from numpy.lib.format import open_memmap
 
 from clipadapt import __version__
 from clipadapt.config import FeatureConfig
+from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.io import remove_stale_temps, temp_path, write_bytes
 from clipadapt.errors import ClipAdaptError
 from clipadapt.features.extract import extract
-from clipadapt.features.keys import canonical_json, feature_key, image_list_fingerprint
+from clipadapt.features.keys import canonical_json, feature_key
 from clipadapt.features.verify import corrupt_pairs, row_checksums
 from clipadapt.features.views import ViewSampler, seeded_view_transform
 

@@ -5,6 +5,6 @@
 """
 
 from clipadapt.importers.dassl_mhadapter import AUTHORS_KEYS, import_mhadapter_checkpoint, read_dassl_checkpoint
-from clipadapt.importers.safe_pickle import InertObject, safe_torch_load
+from clipadapt.safe_pickle import InertObject, safe_torch_load
 
 __all__ = ["AUTHORS_KEYS", "InertObject", "import_mhadapter_checkpoint", "read_dassl_checkpoint", "safe_torch_load"]

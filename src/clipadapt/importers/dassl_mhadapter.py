@@ -30,7 +30,7 @@ from clipadapt.backbone import ClipBackbone, create_backbone
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
 from clipadapt.engine.checkpoint import CARD, CHECKPOINT, build_card, load_state_strict, write_checkpoint
 from clipadapt.errors import ClipAdaptError
-from clipadapt.importers.safe_pickle import safe_torch_load
+from clipadapt.safe_pickle import safe_torch_load
 from clipadapt.methods import build_method
 from clipadapt.task import TaskSpec, normalise_class_name
 

@@ -35,7 +35,7 @@ from clipadapt.backbone.factory import _random_model
 from clipadapt.backbone.weights import load_strict
 from clipadapt.engine.checkpoint import CARD, CHECKPOINT, build_card, load_state_strict, save_state, write_checkpoint
 from clipadapt.errors import ClipAdaptError
-from clipadapt.importers.safe_pickle import safe_torch_load
+from clipadapt.safe_pickle import safe_torch_load
 from clipadapt.methods import build_method
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 

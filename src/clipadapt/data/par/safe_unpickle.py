@@ -3,7 +3,7 @@
 A pickle names callables that run while it loads, so loading an arbitrary .pkl runs
 arbitrary code. These files hold only plain data: dicts (EasyDict), lists, strings,
 numbers and numpy arrays. `load_plain_pickle` admits exactly the builders of those,
-the same allow-list idea as `clipadapt.importers.safe_pickle` but without torch (this
+the same allow-list idea as `clipadapt.safe_pickle` but without torch (this
 module sits in the data layer and must not import the model side):
 
 - builtins that build plain values (dict, list, tuple, set, str, int, range, ...);
