@@ -96,3 +96,11 @@ def test_a_plain_reader_function_is_still_a_format(tmp_path, monkeypatch):
     cfg = validate_config({"data": {"format": "shades-from-code", "val_fraction": 0.25, "dataset": "anything"}}).data
     splits = build_splits(cfg)  # a user's reader may read any key: nothing refused
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 8)
+
+
+def test_every_problem_of_the_data_section_is_named_at_once():
+    with pytest.raises(ClipAdaptError) as info:
+        check_data_settings(DataConfig(format="folder", task="multilabel", synthetic={"seed": 1}, attributes=["a", "b"]))
+    message = str(info.value)
+    assert "does not read data.synthetic" in message and "reads single-label classes" in message
+    assert "holds one attribute (the class)" in message and message.count("; ") >= 2

@@ -70,21 +70,28 @@ def data_format(name: str) -> DataFormat:
 
 
 def check_data_settings(data) -> None:
-    """Raise a ClipAdaptError when `data` (a DataConfig) names an unknown format, sets a key
-    its format does not read, or fails the format's own check."""
+    """Raise one ClipAdaptError listing every problem of `data` (a DataConfig): keys its
+    format does not read, data.task: multilabel for single-label classes, and what the
+    format's own check finds."""
     fmt = data_format(data.format)
+    problems = []
     unread = [key for key, default in FORMAT_SPECIFIC_KEYS.items()
               if key not in fmt.reads and getattr(data, key) not in (default, None)]
     if unread:
         readers = {key: [n for n in DATA_FORMATS.names() if key in _reads(n)] for key in unread}
         listed = "; ".join(f"data.{key} is read by format {' / '.join(readers[key]) or 'none'}" for key in unread)
-        raise ClipAdaptError(f"format '{data.format}' does not read {', '.join('data.' + k for k in unread)} ({listed}). "
-                             "Remove it, or set data.format to a format that reads it.")
+        problems.append(f"format '{data.format}' does not read {', '.join('data.' + k for k in unread)} ({listed}). "
+                        "Remove it, or set data.format to a format that reads it")
     if fmt.single_label and data.task == "multilabel":
-        raise ClipAdaptError(f"format '{data.format}' reads single-label classes; data.task: multilabel applies to "
-                             "format manifest (the pedestrian formats are multi-label already). Remove data.task.")
+        problems.append(f"format '{data.format}' reads single-label classes; data.task: multilabel applies to format "
+                        "manifest (the pedestrian formats are multi-label already). Remove data.task")
     if fmt.check is not None:
-        fmt.check(data)
+        try:
+            fmt.check(data)
+        except ClipAdaptError as exc:
+            problems.append(str(exc).rstrip("."))
+    if problems:
+        raise ClipAdaptError("; ".join(problems) + ".")
 
 
 def _reads(name: str) -> tuple[str, ...]:
