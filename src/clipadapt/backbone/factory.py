@@ -94,14 +94,7 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
                              f"config.json, and backbone.pretrained {pretrained!r} is not such a folder (save_pretrained's "
                              "output, or hf-transformers:org/repo). Name the open_clip model instead.")
     if name.startswith("hf-hub:"):
-        try:
-            model = open_clip.create_model(name)
-        except Exception as exc:
-            raise ClipAdaptError(
-                f"Could not load '{name}' from the Hugging Face hub ({exc}). Offline? Download the repository "
-                "once and pass backbone.name=<open_clip model name> with backbone.pretrained=<path to its weights file>."
-            ) from None
-        return wrap(model, name=name, pretrained=None, weights_id=name)
+        return _from_hub(name)
 
     if name not in open_clip.list_models():
         close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
@@ -115,23 +108,45 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
         return wrap(_random_model(name), name=name, pretrained=None, weights_id=f"random-seed{RANDOM_INIT_SEED}")
 
     if pretrained == "embedded":
-        path = EMBEDDED_WEIGHTS.get(name)
-        if path is None:
-            raise ClipAdaptError(
-                f"No embedded weights for '{name}'; embedded weights exist for {sorted(EMBEDDED_WEIGHTS)}. "
-                "Use an open_clip tag, a local file, or pretrained=null for random weights."
-            )
-        if not path.is_file():
-            raise ClipAdaptError(
-                f"The embedded weights file {path} is missing from this install. Reinstall clipadapt, or "
-                "recreate it with scripts/pretrain_tiny_clip.py."
-            )
-        return _from_file(name, path, pretrained="embedded")
+        return _from_file(name, _embedded_path(name), pretrained="embedded")
 
     if _is_local_file(pretrained):
         path = Path(pretrained).expanduser()
         return _from_file(name, path, pretrained=str(pretrained), tag=tag or recognise_tag(name, path), known=False)
 
+    return _from_tag(name, pretrained)
+
+
+def _from_hub(name: str) -> ClipBackbone:
+    """An 'hf-hub:org/repo' model: architecture, weights and preprocessing from the hub."""
+    try:
+        model = open_clip.create_model(name)
+    except Exception as exc:
+        raise ClipAdaptError(
+            f"Could not load '{name}' from the Hugging Face hub ({exc}). Offline? Download the repository "
+            "once and pass backbone.name=<open_clip model name> with backbone.pretrained=<path to its weights file>."
+        ) from None
+    return wrap(model, name=name, pretrained=None, weights_id=name)
+
+
+def _embedded_path(name: str) -> Path:
+    """The weights file shipped inside clipadapt for `name`."""
+    path = EMBEDDED_WEIGHTS.get(name)
+    if path is None:
+        raise ClipAdaptError(
+            f"No embedded weights for '{name}'; embedded weights exist for {sorted(EMBEDDED_WEIGHTS)}. "
+            "Use an open_clip tag, a local file, or pretrained=null for random weights."
+        )
+    if not path.is_file():
+        raise ClipAdaptError(
+            f"The embedded weights file {path} is missing from this install. Reinstall clipadapt, or "
+            "recreate it with scripts/pretrain_tiny_clip.py."
+        )
+    return path
+
+
+def _from_tag(name: str, pretrained: str) -> ClipBackbone:
+    """open_clip's weights tag `pretrained` of `name` (downloaded once into open_clip's cache)."""
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
         raise ClipAdaptError(
