@@ -113,3 +113,12 @@ def test_runs_rebuild_the_tagged_backbone_from_their_card(tmp_path, micro_tags):
     again, card = load_run(tmp_path / "run")
     assert again.backbone.tag == "halfnorm" and again.backbone.image_mean == HALF
     assert open_clip.list_pretrained_tags_by_model(MICRO) == ["halfnorm", "squashed"]
+
+
+@pytest.mark.parametrize("preprocess, words", [("letterbox", "LetterBox(black"), ("resize", "Resize(square"),
+                                               ("crop", "Resize(short side")])
+def test_the_card_describes_the_test_transform_the_run_used(preprocess, words):
+    backbone = backbone_from_config({"name": MICRO, "pretrained": None, "preprocess": preprocess})
+    card = one_attribute_card(backbone)
+    assert card["preprocessing"]["test"].startswith(words), card["preprocessing"]
+    assert card["backbone"]["preprocess"] == preprocess
