@@ -47,6 +47,7 @@ def test_every_format_declares_itself_and_accepts_its_defaults(name):
     fmt = DATA_FORMATS.get(name)
     assert isinstance(fmt, DataFormat)
     assert set(fmt.reads) <= set(FORMAT_SPECIFIC_KEYS), fmt.reads
+    assert fmt.summary, name  # `clipadapt list formats` says what it reads
     check_data_settings(DataConfig(format=name))  # the defaults are no mistake
 
 
@@ -104,3 +105,15 @@ def test_every_problem_of_the_data_section_is_named_at_once():
     message = str(info.value)
     assert "does not read data.synthetic" in message and "reads single-label classes" in message
     assert "holds one attribute (the class)" in message and message.count("; ") >= 2
+
+
+def test_list_formats_says_what_each_reads_and_its_keys():
+    from typer.testing import CliRunner
+
+    from clipadapt.cli.main import app
+
+    result = CliRunner().invoke(app, ["list", "formats"], env={"COLUMNS": "200"})
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 0 and [line.split(":")[0] for line in lines] == DATA_FORMATS.names()
+    assert "pa100k: PA100K: annotation.mat and data/ (26 attributes); keys: data.par" in lines
+    assert any(line.startswith("manifest: CSV or Parquet") and "data.split_column" in line for line in lines)

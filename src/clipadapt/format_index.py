@@ -28,7 +28,8 @@ FORMAT_SPECIFIC_KEYS: dict[str, Any] = {
 class DataFormat:
     """A data format: `read(data_config) -> (train, val, test)`, the check of its own
     settings (run when a config is loaded, before any file is read), and the
-    format-specific keys (FORMAT_SPECIFIC_KEYS) it reads. `single_label`: its attributes
+    format-specific keys (FORMAT_SPECIFIC_KEYS) it reads. `summary`: one line for
+    `clipadapt list formats`. `single_label`: its attributes
     are single-label whatever data.task says (so data.task: multilabel is refused).
     `draws_shots`: the reader draws the K-shot subset itself (Dassl's draws), so
     build_splits does not."""
@@ -36,6 +37,7 @@ class DataFormat:
     read: Callable[[Any], tuple]
     check: Callable[[Any], None] | None = None
     reads: tuple[str, ...] = ()
+    summary: str = ""
     single_label: bool = False
     draws_shots: bool = False
 
@@ -67,6 +69,16 @@ def data_format(name: str) -> DataFormat:
     a format that reads no format-specific key and checks nothing up front."""
     entry = DATA_FORMATS.get(name)
     return entry if isinstance(entry, DataFormat) else DataFormat(read=entry, reads=tuple(FORMAT_SPECIFIC_KEYS))
+
+
+def describe_formats() -> list[str]:
+    """One line per format: its name, what it reads and the format-specific keys it takes."""
+    lines = []
+    for name in DATA_FORMATS.names():
+        fmt = data_format(name)
+        keys = f"; keys: data.{', data.'.join(fmt.reads)}" if fmt.reads and isinstance(DATA_FORMATS.get(name), DataFormat) else ""
+        lines.append(f"{name}: {fmt.summary or 'registered by you'}{keys}")
+    return lines
 
 
 def check_data_settings(data) -> None:

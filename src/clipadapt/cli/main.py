@@ -253,8 +253,8 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
             from clipadapt.backbone.families import backbones_by_family
             names = backbones_by_family()
         elif what == "formats":
-            from clipadapt.format_index import DATA_FORMATS
-            names = DATA_FORMATS.names()
+            from clipadapt.format_index import describe_formats
+            names = describe_formats()
         else:
             raise ClipAdaptError(f"Can list methods, backbones or formats, not '{what}'.")
         out_console.print("\n".join(names))

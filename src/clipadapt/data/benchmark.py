@@ -347,6 +347,7 @@ def check_benchmark_settings(cfg: DataConfig) -> None:
 
 # build_splits leaves the K-shot subsets to this reader (they are Dassl's, not its own).
 BENCHMARK_FORMAT = DataFormat(read=read_benchmark, check=check_benchmark_settings, reads=("dataset",),
-                              single_label=True, draws_shots=True)
+                              single_label=True, draws_shots=True,
+                              summary="the field's classification benchmarks, read with their split files")
 
 __all__ = ["BENCHMARK_FORMAT", "LAYOUTS", "expected_tree", "read_benchmark"]

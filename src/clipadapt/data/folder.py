@@ -63,4 +63,5 @@ def check_one_attribute(cfg: DataConfig) -> None:
                              f"{len(cfg.attributes)}: {cfg.attributes}. Name one, e.g. [{cfg.attributes[0]}], or none.")
 
 
-FOLDER_FORMAT = DataFormat(read=read_folder, check=check_one_attribute, single_label=True)
+FOLDER_FORMAT = DataFormat(read=read_folder, check=check_one_attribute, single_label=True,
+                           summary="class folders: root/train/<class>/*, root/test/<class>/*")

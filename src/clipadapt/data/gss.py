@@ -130,4 +130,5 @@ def merge(tables: dict[str, tuple[pd.DataFrame, Path]], task: TaskSpec) -> Label
     return LabelledImages([Path(p) for p in order], labels, task, sources)
 
 
-GSS_FORMAT = DataFormat(read=read_gss, single_label=True)
+GSS_FORMAT = DataFormat(read=read_gss, single_label=True,
+                        summary="Global StreetScapes folder: img/, train/<attribute>.csv, test/<attribute>.csv")

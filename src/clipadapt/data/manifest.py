@@ -171,4 +171,5 @@ def check_manifest_settings(cfg: DataConfig) -> None:
 
 MANIFEST_FORMAT = DataFormat(read=read_manifest, check=check_manifest_settings,
                              reads=("train_manifest", "test_manifest", "val_manifest", "split_column",
-                                    "attribute_file"))
+                                    "attribute_file"),
+                             summary="CSV or Parquet tables of image paths and labels, multi-class or multi-label")

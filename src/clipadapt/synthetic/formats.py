@@ -85,10 +85,13 @@ def read_synthetic_coop(cfg: DataConfig):
 
 
 SYNTHETIC_GSS = DataFormat(read=read_synthetic_gss, check=check_synthetic_settings, reads=("synthetic",),
-                           single_label=True)
+                           single_label=True, summary="rendered street views with the eight GSS attributes")
 SYNTHETIC_PAR = DataFormat(read=read_synthetic_par, check=check_synthetic_settings,
-                           reads=("synthetic", "attribute_file"))  # attribute_file: other sentences
+                           reads=("synthetic", "attribute_file"),  # attribute_file: other sentences
+                           summary="rendered pedestrian crops with 12 binary attributes")
 SYNTHETIC_FINEGRAINED = DataFormat(read=read_synthetic_finegrained, check=check_synthetic_class_folders,
-                                   reads=("synthetic",), single_label=True)
+                                   reads=("synthetic",), single_label=True,
+                                   summary="rendered look-alike birds in class folders, with descriptions")
 SYNTHETIC_COOP = DataFormat(read=read_synthetic_coop, check=check_synthetic_class_folders, reads=("synthetic",),
-                            single_label=True, draws_shots=True)
+                            single_label=True, draws_shots=True,
+                            summary="the rendered birds in CoOp's Caltech101 layout, with a split file")

@@ -25,7 +25,8 @@ def read_pa100k(cfg: DataConfig, options: ParOptions | dict | None = None):
     return to_splits(pa100k_table(root, opts), cfg, opts.check_images)
 
 
-PA100K_FORMAT = DataFormat(read=read_pa100k, check=check_par_settings, reads=("par",))
+PA100K_FORMAT = DataFormat(read=read_pa100k, check=check_par_settings, reads=("par",),
+                           summary="PA100K: annotation.mat and data/ (26 attributes)")
 
 
 def pa100k_table(root: Path, opts: ParOptions) -> ParTable:

@@ -42,7 +42,8 @@ def read_par_pickle(cfg: DataConfig, options: ParOptions | dict | None = None):
     return to_splits(record_table(record, source, root, opts), cfg, opts.check_images)
 
 
-PAR_PICKLE_FORMAT = DataFormat(read=read_par_pickle, check=check_par_settings, reads=("par",))
+PAR_PICKLE_FORMAT = DataFormat(read=read_par_pickle, check=check_par_settings, reads=("par",),
+                               summary="a pedestrian-attribute pickle (dataset_all.pkl) or its converted copy")
 
 
 def load_record(source: Path) -> ParRecord:

@@ -45,7 +45,8 @@ def read_peta(cfg: DataConfig, options: ParOptions | dict | None = None):
     return to_splits(peta_table(root, opts), cfg, opts.check_images)
 
 
-PETA_FORMAT = DataFormat(read=read_peta, check=check_par_settings, reads=("par",))
+PETA_FORMAT = DataFormat(read=read_peta, check=check_par_settings, reads=("par",),
+                         summary="PETA: PETA.mat and images/ (35 attributes)")
 
 
 def peta_table(root: Path, opts: ParOptions) -> ParTable:

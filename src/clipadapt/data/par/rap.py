@@ -42,7 +42,8 @@ def read_rap(cfg: DataConfig, options: ParOptions | dict | None = None):
     return to_splits(rap_table(root, opts), cfg, opts.check_images)
 
 
-RAP_FORMAT = DataFormat(read=read_rap, check=check_par_settings, reads=("par",))
+RAP_FORMAT = DataFormat(read=read_rap, check=check_par_settings, reads=("par",),
+                        summary="RAPv1 / RAPv2: RAP_annotation/ .mat files and RAP_dataset/")
 
 
 def rap_table(root: Path, opts: ParOptions) -> ParTable:

@@ -35,7 +35,8 @@ def read_wider(cfg: DataConfig, options: ParOptions | dict | None = None):
     return to_splits(wider_table(root, opts), cfg, opts.check_images)
 
 
-WIDER_FORMAT = DataFormat(read=read_wider, check=check_par_settings, reads=("par",))
+WIDER_FORMAT = DataFormat(read=read_wider, check=check_par_settings, reads=("par",),
+                          summary="WIDER Attribute: Annotations/ text files and split_image/ crops (14 attributes)")
 
 
 def wider_table(root: Path, opts: ParOptions) -> ParTable:
