@@ -247,8 +247,8 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
     """List registered methods, backbones or data formats."""
     def go():
         if what == "methods":
-            from clipadapt.methods import METHODS
-            names = METHODS.names()
+            from clipadapt.methods import describe_methods
+            names = describe_methods()
         elif what == "backbones":
             from clipadapt.backbone.families import backbones_by_family
             names = backbones_by_family()

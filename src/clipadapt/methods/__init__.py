@@ -14,4 +14,14 @@ def build_method(name: str, backbone, task, params: dict | None = None) -> Metho
     return cls(backbone, task, cls.parse_params(params or {}))
 
 
-__all__ = ["METHODS", "FeatureNeeds", "Method", "MethodParams", "build_method", "register_method"]
+def describe_methods() -> list[str]:
+    """One line per method: what it is, and its params (`method.params.*`)."""
+    lines = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        params = f"; params: {', '.join(cls.Params.model_fields)}" if cls.Params.model_fields else ""
+        lines.append(f"{name}: {cls.summary or 'registered by you'}{params}")
+    return lines
+
+
+__all__ = ["METHODS", "FeatureNeeds", "Method", "MethodParams", "build_method", "describe_methods", "register_method"]

@@ -61,6 +61,7 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for `clipadapt list methods`
     Params: ClassVar[type[MethodParams]] = MethodParams
     trains: ClassVar[bool] = True  # False: no gradient training (zero-shot, majority)
     # True: the classifier is built from the class names (text) and nothing trained is per

@@ -17,6 +17,7 @@ class ClipAdapterParams(MethodParams):
 class ClipAdapter(Method):
     """f = r * MLP(g) + (1 - r) * g; MLP = Linear(E, E/4, no bias) ReLU Linear(E/4, E, no bias) ReLU.
     131,072 trainable parameters for E = 512."""
+    summary = "CLIP-Adapter: a bottleneck MLP on the image embedding, blended with it, scored against the class prompts"
 
     Params = ClipAdapterParams
     scores_any_classes = True

@@ -26,6 +26,7 @@ class CoOpParams(MethodParams):
 
 @register_method("coop")
 class CoOp(Method):
+    summary = "CoOp: learned context words in the class prompts; the image side stays frozen"
     Params = CoOpParams
     scores_any_classes = True  # the context is shared by all classes
 

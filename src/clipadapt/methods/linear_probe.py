@@ -10,6 +10,7 @@ from clipadapt.methods.base import Method, register_method
 
 @register_method("linear_probe")
 class LinearProbe(Method):
+    summary = "a linear classifier on the frozen image embedding"
     # Unit-norm inputs give logits of a few hundredths at init: lr 5e-4 (the adapters' default)
     # barely moves them in a hundred steps; 1e-2 is the shipped GSS probe recipe's lr.
     train_defaults = {"lr": 1e-2}

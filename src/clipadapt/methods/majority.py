@@ -13,6 +13,7 @@ from clipadapt.task import MISSING
 
 @register_method("majority")
 class MajorityClass(Method):
+    summary = "each attribute's most frequent training class: the floor a method must beat"
     trains = False
 
     def __init__(self, backbone, task, params):

@@ -75,6 +75,7 @@ class MHAdapterHead(nn.Module):
 
 @register_method("mhadapter")
 class MHAdapter(Method):
+    summary = "CLIP-MHAdapter: a multi-head attention adapter on the patch tokens of a late block, a head per attribute"
     Params = MHAdapterParams
     scores_any_classes = True  # the adapters work on the image side only
 

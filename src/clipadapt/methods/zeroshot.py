@@ -8,6 +8,7 @@ from clipadapt.methods.base import Method, TextClassifier, cosine_logits, regist
 @register_method("zeroshot")
 class ZeroShot(Method):
     """logits = exp(logit_scale) * cos(g, t_k), g the CLIP image embedding."""
+    summary = "CLIP zero-shot: cosine of the image embedding with each class prompt; nothing is trained"
 
     trains = False
     scores_any_classes = True

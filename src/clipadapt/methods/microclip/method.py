@@ -204,6 +204,8 @@ class MicroCLIP(Method):
     The backbone itself is never changed (weights or requires_grad flags), so other
     methods may share it, before or after this one trains.
     """
+    summary = ("microCLIP: label-free self-training (clipadapt adapt); a "
+               "saliency-pooled patch token fused with the global one")
 
     Params = MicroCLIPParams
 

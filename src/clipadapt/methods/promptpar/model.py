@@ -56,6 +56,8 @@ class PromptPARParams(MethodParams):
 
 @register_method("promptpar")
 class PromptPAR(Method):
+    summary = ("PromptPAR: region-aware visual and text prompts with a fusion block, "
+               "for multi-label (pedestrian) attributes")
     Params = PromptPARParams
 
     def __init__(self, backbone, task, params: PromptPARParams):
