@@ -75,8 +75,11 @@ def describe_formats() -> list[str]:
     """One line per format: its name, what it reads and the format-specific keys it takes."""
     lines = []
     for name in DATA_FORMATS.names():
-        fmt = data_format(name)
-        keys = f"; keys: data.{', data.'.join(fmt.reads)}" if fmt.reads and isinstance(DATA_FORMATS.get(name), DataFormat) else ""
+        fmt = DATA_FORMATS.get(name)
+        if not isinstance(fmt, DataFormat):  # a plain reader function
+            lines.append(f"{name}: registered by you")
+            continue
+        keys = f"; keys: data.{', data.'.join(fmt.reads)}" if fmt.reads else ""
         lines.append(f"{name}: {fmt.summary or 'registered by you'}{keys}")
     return lines
 

@@ -102,9 +102,10 @@ def run_epoch(plan: StepPlan, optimizer, trainable: list[torch.Tensor], grad_cli
         totals.lr = plan.set_lr(optimizer, epoch, step + totals.batches)
         loss, parts = plan.loss(batch)
         apply_gradients(optimizer, loss, trainable, grad_clip)
-        totals.add(float(loss.detach()), parts)
+        value = float(loss.detach())  # one device sync per step
+        totals.add(value, parts)
         if on_step is not None:
-            on_step(epoch, float(loss.detach()))
+            on_step(epoch, value)
     return totals
 
 

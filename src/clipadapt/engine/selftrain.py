@@ -308,24 +308,6 @@ class SelfTrainer:
         method.eval()
         return plan.result
 
-    @staticmethod
-    def _epoch_row(epoch, lr, totals: EpochTotals, idx, labels, static, dynamic, hidden, num_classes) -> dict:
-        entropy, counts = class_histogram_entropy(labels, num_classes)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": totals.mean("loss"), "train_ce": totals.mean("ce"),
-               "train_fair": totals.mean("fair"), "pseudo_label_entropy": entropy,
-               "pseudo_label_entropy_normalised": entropy / math.log(num_classes) if num_classes > 1 else 0.0,
-               "pseudo_label_counts": counts.tolist(),
-               "static_dynamic_agreement": float((static == dynamic).mean())}
-        if hidden is not None:
-            truth = hidden[idx]
-            known = truth != MISSING
-            if known.any():
-                row["pseudo_label_accuracy"] = float((labels[known] == truth[known]).mean())
-                row["static_accuracy"] = float((static[known] == truth[known]).mean())
-                row["dynamic_accuracy"] = float((dynamic[known] == truth[known]).mean())
-                row["pseudo_labels_scored"] = int(known.sum())
-        return row
-
     # ------------------------------------------------------------------ zero-shot heads
     @torch.no_grad()
     def head_predictions(self, images: LabelledImages, batch_size: int | None = None) -> dict[str, np.ndarray]:
@@ -397,10 +379,29 @@ class SelfTrainingSteps:
             self.seen[key].append(value if isinstance(value, np.ndarray) else value.cpu().numpy())
         return loss, {"ce": 0.0, "fair": 0.0, **parts}
 
+    def epoch_row(self, totals: EpochTotals, seen: dict[str, np.ndarray]) -> dict:
+        """The epoch's history row: its losses, the pseudo-labels' spread and agreement, and
+        (with hidden labels) their accuracy."""
+        labels, static, dynamic = seen["labels"], seen["static"], seen["dynamic"]
+        num_classes = self.trainer.method.attribute.num_classes
+        entropy, counts = class_histogram_entropy(labels, num_classes)
+        row = {"epoch": totals.epoch + 1, "lr": totals.lr, "train_loss": totals.mean("loss"),
+               "train_ce": totals.mean("ce"), "train_fair": totals.mean("fair"), "pseudo_label_entropy": entropy,
+               "pseudo_label_entropy_normalised": entropy / math.log(num_classes) if num_classes > 1 else 0.0,
+               "pseudo_label_counts": counts.tolist(),
+               "static_dynamic_agreement": float((static == dynamic).mean())}
+        if self.hidden is not None:
+            truth = self.hidden[seen["idx"]]
+            known = truth != MISSING
+            if known.any():
+                row["pseudo_label_accuracy"] = float((labels[known] == truth[known]).mean())
+                row["static_accuracy"] = float((static[known] == truth[known]).mean())
+                row["dynamic_accuracy"] = float((dynamic[known] == truth[known]).mean())
+                row["pseudo_labels_scored"] = int(known.sum())
+        return row
+
     def end_epoch(self, totals: EpochTotals) -> tuple[bool, str]:
-        seen = {key: np.concatenate(parts) for key, parts in self.seen.items()}
-        row = SelfTrainer._epoch_row(totals.epoch, totals.lr, totals, seen["idx"], seen["labels"], seen["static"],
-                                     seen["dynamic"], self.hidden, self.trainer.method.attribute.num_classes)
+        row = self.epoch_row(totals, {key: np.concatenate(parts) for key, parts in self.seen.items()})
         row["seconds"] = round(time.perf_counter() - self.started, 2)
         self.result.history.append(row)
         acc = row.get("pseudo_label_accuracy")

@@ -30,7 +30,7 @@ from clipadapt.engine.schedule import set_epoch_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
-from clipadapt.metrics.calibration import add_calibration
+from clipadapt.metrics.calibration import add_calibration, negative_log_likelihood
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
@@ -155,12 +155,9 @@ class Runner:
 
     @staticmethod
     def _loss_of(probs: list[np.ndarray], labels: np.ndarray) -> float:
-        total = 0.0
-        for a, p in enumerate(probs):
-            keep = labels[:, a] >= 0
-            if keep.any():
-                total += float(-np.log(np.clip(p[keep, labels[keep, a]], 1e-12, None)).mean())
-        return total
+        """The summed cross-entropy of the attributes that have labelled rows."""
+        nlls = (negative_log_likelihood(p, labels[:, a]) for a, p in enumerate(probs))
+        return float(sum(nll for nll in nlls if nll is not None))
 
     # --------------------------------------------------------------- training
     def fit(self, splits: DataSplits, run_dir: Path, resume: bool = False) -> FitResult:

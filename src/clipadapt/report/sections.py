@@ -16,15 +16,14 @@ from pathlib import Path
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.classification import MEAN_KEYS
 from clipadapt.metrics.plots import plot_confusion, plot_curves
+from clipadapt.metrics.table import METRICS
 from clipadapt.report.embed import png_file_uri, png_uri
 from clipadapt.report.figures import per_class_accuracy_png, reliability_png
 
-METRIC_HEADERS = {
-    "accuracy": "accuracy",
-    "macro_f1": "macro-F1",
-    "weighted_f1": "weighted-F1",
-    "balanced_accuracy": "balanced accuracy (chance-adjusted)",
-}
+# The metric table's headers, in the order of the cells (MEAN_KEYS); the report has room
+# to spell out what the terminal abbreviates.
+METRIC_HEADERS = {key: METRICS[key].header for key in MEAN_KEYS} | {
+    "balanced_accuracy": "balanced accuracy (chance-adjusted)"}
 
 
 def percent(value) -> str:

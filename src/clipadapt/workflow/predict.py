@@ -72,14 +72,11 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
     if ray is not None:  # same per-batch code, run shard by shard on Ray actors
         return predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared)
     from clipadapt.predict import predict_images
-    from clipadapt.predict.tables import write_predictions
 
     table = predict_images(method, paths, device, progress=progress, **shared)
     if table.attrs.get("agreement") is not None:
         outcome.lines.append(table.attrs["agreement"].describe())
-    skipped, listed = write_predictions(table, out)  # + the skip list when anything was skipped
-    outcome.lines.append(f"wrote {len(table)} rows to {out}; {len(skipped)} of {len(table)} images skipped"
-                         + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""))
+    outcome.lines.append(_write_table(table, out))
     return outcome
 
 
@@ -110,7 +107,6 @@ def predict_on_ray(checkpoint: Path, paths: list, out: Path, ray, shard_size: in
 
 def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions) -> PredictOutcome:
     """An exported file through onnxruntime (CPU); no torch is needed on this path."""
-    from clipadapt.predict.tables import write_predictions
     from clipadapt.runtime import OnnxModel, predict_onnx
 
     if options.precision != "fp32":
@@ -121,7 +117,13 @@ def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions) 
     onnx_model = OnnxModel(model)
     table = predict_onnx(onnx_model, paths, batch_size=options.batch_size, threshold=options.threshold,
                          on_bad_image=options.on_bad_image, decode=options.decode, num_workers=options.num_workers)
+    return PredictOutcome([_write_table(table, out, f" (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')})")])
+
+
+def _write_table(table, out: Path, engine: str = "") -> str:
+    """Write the predictions (and the skip list when anything was skipped); the line to show."""
+    from clipadapt.predict.tables import write_predictions
+
     skipped, listed = write_predictions(table, out)
-    return PredictOutcome([f"wrote {len(table)} rows to {out} (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')}); "
-                           f"{len(skipped)} of {len(table)} images skipped"
-                           + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else "")])
+    return (f"wrote {len(table)} rows to {out}{engine}; {len(skipped)} of {len(table)} images skipped"
+            + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""))

@@ -12,6 +12,7 @@ import pandas as pd
 from clipadapt.config import RunConfig, dump_config
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.engine.checkpoint import write_checkpoint
+from clipadapt.engine.trainer import RESUME_INFO, RESUME_STATE
 from clipadapt.errors import ClipAdaptError
 from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.metrics.classification import write_confusion_csv
@@ -19,7 +20,7 @@ from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.predict.columns import prediction_columns
 from clipadapt.report.html import write_report_or_warn
 
-RESUME_FILES = ("resume.safetensors", "resume.json")
+RESUME_FILES = (RESUME_STATE, RESUME_INFO)  # spent once the run is finished
 
 
 def prepare_run_dir(out: Path, resume: bool) -> Path:
