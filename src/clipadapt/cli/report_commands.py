@@ -44,13 +44,15 @@ def explain_command(
     microclip: SOAP attention and the Normalised-Cut foreground mask, <image>_soap.png and
     _mask.png. Every image also gets <image>_panel.png with the predictions."""
     from clipadapt.cli.common import out_console, quiet_libraries, run_safely
-    from clipadapt.data.formats import collect_images
-    from clipadapt.engine.devices import resolve_device
-    from clipadapt.report import explain_images
+    from clipadapt.data.inputs import collect_images
 
     def go():
         quiet_libraries()
+        # the inputs are checked before torch is imported: a wrong path is answered at once
         paths = [p for spec in images for p in collect_images(spec)]
+        from clipadapt.engine.devices import resolve_device
+        from clipadapt.report import explain_images
+
         written = explain_images(checkpoint, paths, out, per_head=per_head, device=resolve_device(device))
         out_console.print(f"wrote {len(written)} files for {len(paths)} images to {out}")
 

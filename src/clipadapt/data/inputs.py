@@ -6,10 +6,15 @@ Free of torch and of the data-format readers, so the ONNX runtime lists inputs t
 from __future__ import annotations
 
 import glob
+from itertools import islice
 from pathlib import Path
 
 from clipadapt.data.images import IMAGE_EXTENSIONS
 from clipadapt.errors import ClipAdaptError
+from clipadapt.suggest import closest
+
+# names of a folder compared for "did you mean": enough for any hand-made folder, bounded for huge ones
+_NEIGHBOURS_READ = 5000
 
 
 def collect_images(spec: str | Path) -> list[Path]:
@@ -31,7 +36,23 @@ def collect_images(spec: str | Path) -> list[Path]:
         return [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column] if v)]
     if path.is_file():
         return [path]
+    if not glob.has_magic(str(spec)):
+        raise ClipAdaptError(_missing(path))
     matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not matches:
         raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
     return matches
+
+
+def _missing(path: Path) -> str:
+    """'<path> does not exist', with the closest name in its folder when there is one."""
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{path} does not exist (nor does the folder {parent}); check the path."
+    try:
+        names = [p.name for p in islice(parent.iterdir(), _NEIGHBOURS_READ)]
+    except OSError:  # an unreadable folder: no suggestion, the main message stands
+        names = []
+    best = closest(path.name, names)
+    hint = f" Did you mean {parent / best}?" if best is not None else ""
+    return f"{path} does not exist.{hint}"

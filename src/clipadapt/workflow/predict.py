@@ -37,7 +37,7 @@ def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None,
     """Predict the images named by `inputs` (folders, files, globs, manifests) with a run
     folder (`checkpoint`) or an ONNX file (`model`), exactly one of them. `ray` (RayOptions):
     run on Ray actors, writing Parquet shards into the folder `out`."""
-    from clipadapt.data.formats import collect_images
+    from clipadapt.data.inputs import collect_images  # torch-free: bad inputs are answered at once
 
     if (checkpoint is None) == (model is None):
         raise ClipAdaptError("predict needs either --checkpoint or --model (one of them): a run folder, or an "
