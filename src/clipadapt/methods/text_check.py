@@ -177,12 +177,81 @@ def collision_message(method, collisions: list[TextCollision]) -> str:
             "does not read class names (method.name=linear_probe).")
 
 
-def check_class_texts(method, stop: bool = True) -> list[str]:
+@dataclass(frozen=True)
+class UnknownWords:
+    """Words of one attribute's classes that the backbone never learned."""
+
+    attribute: str
+    per_class: tuple[tuple[str, tuple[str, ...]], ...]  # (class, its unknown words), classes in order
+    sentence: bool = False  # a multi-label attribute: one sentence, its words shared by both classes
+
+    def describe(self) -> str:
+        if self.sentence:
+            return f"attribute '{self.attribute}': its sentence ({', '.join(self.per_class[0][1])})"
+        return f"attribute '{self.attribute}': " + ", ".join(f"{c} ({', '.join(w)})" for c, w in self.per_class)
+
+
+def reads_class_names(method) -> bool:
+    """True when `method`'s classifier is built from the class names' text (zero-shot,
+    CLIP-Adapter, CoOp, CLIP-MHAdapter, microCLIP); False for linear probe and majority."""
+    with torch.no_grad():
+        return method.text_classifier_rows() is not None
+
+
+def unknown_class_words(method) -> list[UnknownWords]:
+    """Per attribute, the classes whose words hold a token the backbone never learned. Empty
+    on a real CLIP (it learned every token) and for methods that do not read class names."""
+    backbone = method.backbone
+    untrained = untrained_token_ids(backbone)
+    if not untrained or not reads_class_names(method):  # the cheap test first: a real CLIP stops here
+        return []
+    found = []
+    for attr in method.task.attributes:
+        if attr.is_sentence:  # both classes are the sentence (and its negation): name its words once
+            words = unknown_words(backbone, " ".join(attr.prompts()), untrained)
+            if words:
+                found.append(UnknownWords(attr.name, (("yes", tuple(words)),), sentence=True))
+            continue
+        per_class = tuple((c, tuple(w)) for c in attr.classes if (w := unknown_words(backbone, attr.words(c), untrained)))
+        if per_class:
+            found.append(UnknownWords(attr.name, per_class))
+    return found
+
+
+MAX_LISTED = 6  # attributes named in the unknown-words line; the rest are counted (PAR tasks have 26-54)
+
+
+def unknown_words_message(method, found: list[UnknownWords]) -> str:
+    """One line: the classes whose words the backbone never learned, and the fix."""
+    bb = method.backbone
+    weights = bb.pretrained or "random weights"
+    listed = "; ".join(u.describe() for u in found[:MAX_LISTED])
+    if len(found) > MAX_LISTED:
+        listed += f"; and {len(found) - MAX_LISTED} more attributes"
+    classes = next((u for u in found if not u.sentence), None)
+    if classes is not None:
+        example = ", ".join(f"{c}: <words>" for c, _ in classes.per_class[:2])
+        fix = f"data.class_words: {{{classes.attribute}: {{{example}}}}}"
+    else:
+        fix = f"data.class_words: {{{found[0].attribute}: {{no: <sentence>}}}} or sentences in data.attribute_file"
+    return (f"{method.name} reads class names, but backbone {bb.name} ({weights}) never learned some of their words: "
+            f"{listed}. A word the model never learned adds nothing to a prompt, so these classes are scored by the "
+            "rest of their prompt alone: zero-shot guesses them blind and training starts from text that does not "
+            f"name them. Fix: give them words the model knows ({fix}; its words are listed in docs/reliability.md), "
+            "use a real CLIP (e.g. backbone.name=ViT-B-16 backbone.pretrained=openai, or a local weights file), or a "
+            "method that does not read class names (method.name=linear_probe).")
+
+
+def check_class_texts(method, stop: bool = True, name_unknown: bool = False) -> list[str]:
     """Refuse (ClipAdaptError) a run whose classes the text classifier cannot tell apart;
-    with `stop=False` (zero-shot, which has nothing to lose) return the message instead."""
+    with `stop=False` (zero-shot, which has nothing to lose) return the message instead.
+    `name_unknown`: when the classes are told apart, still return a warning naming the
+    class words the backbone never learned (one unknown word among known ones does not
+    collide, yet leaves its class blind)."""
     collisions = text_collisions(method)
     if not collisions:
-        return []
+        found = unknown_class_words(method) if name_unknown else []
+        return [unknown_words_message(method, found)] if found else []
     message = collision_message(method, collisions)
     if stop:
         raise ClipAdaptError(message)

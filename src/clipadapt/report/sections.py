@@ -76,8 +76,10 @@ def summary(card: dict, run_dir: Path) -> str:
 
 
 def warnings_banner(card: dict, metrics: dict | None) -> str:
-    """The run's warnings (a run that did not learn, classes its text cannot tell apart),
-    first on the page, so that nobody reads its scores as a result."""
+    """The run's warnings (a run that did not learn or is at chance, classes its text cannot
+    tell apart or whose words the backbone never learned), first on the page, so that nobody
+    reads its scores as a result. A card with `at_chance` but no warning (majority, at chance
+    by construction) gets no banner."""
     messages = list(dict.fromkeys([*(card.get("warnings") or []), *((metrics or {}).get("warnings") or [])]))
     if card.get("no_progress") and not messages:
         messages = ["This run did not learn: its scores are those of an untrained model (see history.json)."]

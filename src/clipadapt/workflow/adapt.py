@@ -17,7 +17,8 @@ from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card
 from clipadapt.engine.devices import seed_everything
-from clipadapt.engine.progress import no_progress_message, no_progress_reasons
+from clipadapt.engine.progress import (chance_check, no_progress_message, no_progress_reasons,
+                                      selected_balanced_accuracy)
 from clipadapt.engine.selftrain import MICROCLIP_RECIPE, SelfTrainer, microclip_train_defaults
 from clipadapt.engine.trainer import Runner
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
@@ -140,7 +141,10 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     hidden = splits.train.labels.copy()  # only for scoring the pseudo-labels
     unlabelled = LabelledImages(list(splits.train.paths), np.full_like(hidden, MISSING), task, splits.train.sources)
     method, source_file = _build_microclip(cfg, task, backbone)
-    notes = check_class_texts(method, stop=cfg.train.epochs > 0)  # classes its heads cannot tell apart
+    # classes its heads cannot tell apart (stops a run that trains), or words they never learned
+    notes = check_class_texts(method, stop=cfg.train.epochs > 0, name_unknown=True)
+    for note in notes:  # said before self-training, not after it
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     trainer = SelfTrainer(method, cfg, progress=progress)
 
     test = splits.test if splits.test is not None and len(splits.test) else None
@@ -149,14 +153,21 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
     fit = trainer.fit(unlabelled, hidden_labels=hidden, targets="true" if true_labels else "pseudo")
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, len(fit.history))
-    notes += [no_progress_message("microclip", reasons)] if reasons else []
-    for note in notes:
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
-    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
+    if reasons:
+        notes.append(no_progress_message(method, reasons))
+        warnings.warn(notes[-1], ClipAdaptWarning, stacklevel=2)
 
     metrics = None
     if test is not None:
         metrics, probs = Runner(method, cfg, progress=progress).evaluate(test, description="test")
+    # label-free: no validation split, so "at chance" is read on test
+    score, split = selected_balanced_accuracy(fit.history, len(fit.history), lambda: None, metrics)
+    at_chance, note = chance_check(method, score, split, reasons, trained=bool(fit.history))
+    if note:
+        notes.append(note)
+        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+    flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
+    if metrics is not None:
         comparison["microclip"] = {key: metrics["mean"][key] for key in SUMMARY}
         metrics["comparison"] = comparison
         metrics.update(flags)

@@ -16,7 +16,8 @@ from clipadapt.engine.calibrate import calibrate_run, require_validation
 from clipadapt.engine.checkpoint import build_card, load_run, read_card
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
-from clipadapt.engine.progress import no_progress_message, no_progress_reasons
+from clipadapt.engine.progress import (chance_check, no_progress_message, no_progress_reasons,
+                                      selected_balanced_accuracy)
 from clipadapt.engine.devices import seed_everything
 from clipadapt.engine.trainer import Runner
 from clipadapt.metrics.table import resolve_monitor
@@ -59,7 +60,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     # Classes the text classifier cannot tell apart: a training run stops here, before any
     # work; a run that does not train (zero-shot, epochs 0) reports them with its result.
-    notes = check_class_texts(method, stop=method.trains and cfg.train.epochs > 0)
+    notes = check_class_texts(method, stop=method.trains and cfg.train.epochs > 0, name_unknown=True)
     cfg = resolve_train_defaults(cfg, type(method), len(splits.train))
     folder.write_config(cfg)  # with the defaults the run resolved
     for note in notes:
@@ -74,12 +75,14 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
     if reasons:
-        notes.append(no_progress_message(method.name, reasons))
+        notes.append(no_progress_message(method, reasons))
         warnings.warn(notes[-1], ClipAdaptWarning, stacklevel=2)
-    flags = {"no_progress": bool(reasons), **({"warnings": notes} if notes else {})}
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
+    at_chance = _at_chance(runner, splits, fit, metrics, reasons, notes)
+    flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
+    if metrics is not None:
         metrics.update(flags)
         folder.write_evaluation(metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
@@ -97,6 +100,21 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     return RunOutcome(out, metrics, card, notes)
 
 
+def _at_chance(runner: Runner, splits, fit, test_metrics: dict | None, reasons: list[str], notes: list[str]) -> bool:
+    """Is the selected model at chance on validation (test without one)? Trained or not: a
+    zero-shot run has no history for `no_progress` to read. Warns (and adds to `notes`)
+    unless the "did not learn" line already said it."""
+    has_val = splits.val is not None and len(splits.val) > 0
+    score, split = selected_balanced_accuracy(
+        fit.history, fit.best_epoch, lambda: runner.evaluate(splits.val, "validate", show=False)[0] if has_val else None,
+        test_metrics)
+    at_chance, note = chance_check(runner.method, score, split, reasons, trained=bool(fit.history))
+    if note:
+        notes.append(note)
+        warnings.warn(note, ClipAdaptWarning, stacklevel=3)
+    return at_chance
+
+
 def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True,
              backbone=None) -> dict:
     """Evaluate a trained run on the test split of `cfg.data` (default: the run's own data).
@@ -112,7 +130,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
     splits = build_splits(cfg.data)
     method, notes = method_for_classes(method, splits.task, source=str(run_dir))
     if notes:  # rebuilt for other class names: those may be ones its text side cannot tell apart
-        for note in check_class_texts(method, stop=False) if method.scores_any_classes else []:
+        for note in check_class_texts(method, stop=False, name_unknown=True) if method.scores_any_classes else []:
             warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     if splits.test is None or not len(splits.test):
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
