@@ -41,9 +41,9 @@ def test_importing_the_cli_imports_no_torch():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("model_option", [["--model", "/missing.onnx"], ["-c", "/missing-run"]])
+@pytest.mark.parametrize("model_option", [["--model", "/missing.onnx"], ["-c", "{tmp}"]])
 def test_predict_answers_a_missing_image_before_importing_torch(tmp_path, model_option):
-    result, stderr = run_cli(["predict", str(tmp_path / "missing.jpg"), *model_option])
+    result, stderr = run_cli(["predict", str(tmp_path / "missing.jpg"), *(o.format(tmp=tmp_path) for o in model_option)])
     assert result == {"code": 2, "heavy": []}, stderr
     assert f"{tmp_path / 'missing.jpg'} does not exist" in stderr
 
@@ -62,6 +62,19 @@ def test_explain_answers_a_missing_image_before_importing_torch(tmp_path):
     result, stderr = run_cli(["explain", str(tmp_path / "missing.jpg"), "-c", str(tmp_path)])
     assert result == {"code": 2, "heavy": []}, stderr
     assert "does not exist" in stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "{tmp}/missing.yaml", "-o", "{tmp}/run"], ["extract", "{tmp}/missing.yaml"],
+    ["adapt", "{tmp}/missing.yaml", "-o", "{tmp}/run"], ["bench", "{tmp}/missing.yaml", "-o", "{tmp}/bench"],
+    ["eval", "{tmp}/missing-run"], ["export", "{tmp}/missing-run"], ["report", "{tmp}/missing-run"],
+    ["serve", "-c", "{tmp}/missing-run"], ["import-promptpar", "{tmp}/missing.pth", "--dataset", "pa100k", "-o", "{tmp}/r"],
+    ["import-mhadapter", "{tmp}/missing.pth", "--attribute", "weather", "-o", "{tmp}/r"],
+], ids=lambda args: args[0])
+def test_every_command_answers_a_missing_path_before_importing_torch(tmp_path, args):
+    result, stderr = run_cli([a.format(tmp=tmp_path) for a in args])
+    assert result == {"code": 2, "heavy": []}, stderr
+    assert "missing" in stderr and ("does not exist" in stderr or "not found" in stderr), stderr
 
 
 def test_the_workflow_names_still_import():

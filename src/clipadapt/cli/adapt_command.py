@@ -33,11 +33,11 @@ def adapt_command(
 
     from clipadapt.cli.common import quiet_libraries, out_console, percent, run_safely
     from clipadapt.config import load_config
-    from clipadapt.workflow import COMPARISON_ROWS, adapt_run
 
     def go():
         quiet_libraries()
         cfg = load_config(config, set_)
+        from clipadapt.workflow import COMPARISON_ROWS, adapt_run  # torch: only once the config is good
         outcome = adapt_run(cfg, out, progress=not quiet, config_dir=Path(config).expanduser().resolve().parent,
                             true_labels=true_labels)
         if outcome.history:

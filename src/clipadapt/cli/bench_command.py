@@ -28,10 +28,11 @@ def bench_command(
 
     def go():
         from clipadapt.bench import cell_state, read_protocol, run_protocol
-        from clipadapt.bench.page import write_outputs
 
         quiet_libraries()
         protocol = read_protocol(protocol_file, set_)
+        from clipadapt.bench.page import write_outputs  # matplotlib, the report: only for a good protocol
+
         if dry_run:
             for cell in protocol.cells:
                 extra = f" (+ scored on {', '.join(cell.evaluations)})" if cell.evaluations else ""

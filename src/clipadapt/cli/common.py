@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -23,6 +24,20 @@ def quiet_libraries() -> None:
     """Silence library log chatter below errors."""
     # open_clip logs a warning for every randomly initialised model; users chose that.
     logging.getLogger().setLevel(logging.ERROR)
+
+
+# what to pass instead of a path that is not there, per kind of path a command takes
+RUN_FOLDER = (", so is not a clipadapt run folder", "Pass the --out folder of a `clipadapt train` run.")
+
+
+def require_path(path: Path | None, kind: tuple[str, str] = ("", "")) -> None:
+    """Answer a path the user named that is not there at once, before the command imports
+    torch (seconds): '<path> does not exist', the closest name in its folder and what to
+    pass instead (`kind`: e.g. RUN_FOLDER). None (an option not given) passes."""
+    if path is not None and not Path(path).expanduser().exists():
+        from clipadapt.data.inputs import missing_path
+
+        raise ClipAdaptError(missing_path(Path(path).expanduser(), *kind))
 
 
 def skip_by_default(help: str):

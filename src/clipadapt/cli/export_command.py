@@ -27,13 +27,15 @@ def export_command(
     """Export a trained run for inference without clipadapt's torch code: an ONNX file that
     `clipadapt predict --model` or `python -m clipadapt.runtime` (no torch) runs with
     onnxruntime (docs/export.md)."""
-    from clipadapt.cli.common import quiet_libraries, out_console, run_safely
+    from clipadapt.cli.common import RUN_FOLDER, out_console, quiet_libraries, require_path, run_safely
     from clipadapt.data.inputs import collect_images
-    from clipadapt.export import export_run
 
     def go():
         quiet_libraries()
+        require_path(run_dir, RUN_FOLDER)
         paths: Optional[list] = [p for spec in images for p in collect_images(spec)] or None
+        from clipadapt.export import export_run  # torch: only once the inputs are there
+
         result = export_run(run_dir, out, int8=int8, images=paths, batch_size=batch_size)
         for note in result.notes:
             out_console.print(note, highlight=False, soft_wrap=True)

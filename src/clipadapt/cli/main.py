@@ -20,7 +20,8 @@ from clipadapt.cli.engine_options import (
     ray_options,
 )
 from clipadapt.cli.common import (
-    console, out_console, parse_seeds, print_metrics, quiet_libraries, run_safely, skip_by_default,
+    RUN_FOLDER, console, out_console, parse_seeds, print_metrics, quiet_libraries, require_path, run_safely,
+    skip_by_default,
 )
 from clipadapt.errors import ClipAdaptError
 
@@ -42,11 +43,11 @@ def train(
 ):
     """Train a method, select on validation, evaluate on test and write the run folder."""
     from clipadapt.config import load_config
-    from clipadapt.workflow import train_run
 
     def go():
         policy = [f"data.on_bad_image={on_bad_image.value}"] if on_bad_image else []
         cfg = load_config(config, [*set_, *policy])
+        from clipadapt.workflow import train_run  # torch: only once the config is good
         if seeds:
             return _train_seeds(cfg, out, seeds, resume, quiet)
         outcome = train_run(cfg, out, resume=resume, progress=not quiet)
@@ -97,10 +98,12 @@ def eval_cmd(
 ):
     """Evaluate a trained run on a test split: metrics, confusion matrices, predictions."""
     from clipadapt.config import load_config, validate_overridden
-    from clipadapt.engine.checkpoint import read_card
-    from clipadapt.workflow import eval_run
 
     def go():
+        require_path(run_dir, RUN_FOLDER)
+        from clipadapt.engine.checkpoint import read_card  # torch: only once RUN_DIR is there
+        from clipadapt.workflow import eval_run
+
         if config is not None:
             cfg = load_config(config, set_)
         else:
@@ -147,6 +150,7 @@ def predict(
     from clipadapt.workflow.predict import PredictOptions, predict_run
 
     def go():
+        require_path(checkpoint, RUN_FOLDER)
         if engine is Engine.local:
             check_local(ray_address, ray_actors)
         options = PredictOptions(batch_size=batch_size, num_workers=num_workers, threshold=threshold,
@@ -178,10 +182,10 @@ def extract(
 ):
     """Fill the feature store for a config's splits ahead of training."""
     from clipadapt.config import load_config
-    from clipadapt.workflow import extract_run
 
     def go():
         cfg = load_config(config, [*set_, f"data.on_bad_image={on_bad_image.value}"])
+        from clipadapt.workflow import extract_run  # torch: only once the config is good
         ray = extraction_engine(engine, ray_address, ray_actors, shard_size, shards)
         done = extract_run(cfg, progress=not quiet, ray=ray)
         if on_bad_image is BadImagePolicy.skip:
@@ -294,9 +298,10 @@ def import_mhadapter(
     heads: int = typer.Option(4, help="Attention heads of the authors' adapter."),
 ):
     """Convert an authors' CLIP-MHAdapter checkpoint into a clipadapt run folder (no pickled code runs)."""
-    from clipadapt.importers.dassl_mhadapter import import_mhadapter_checkpoint
-
     def go():
+        require_path(checkpoint_file, ("", "Pass the authors' Dassl checkpoint (model.pth.tar-N)."))
+        from clipadapt.importers.dassl_mhadapter import import_mhadapter_checkpoint
+
         path = import_mhadapter_checkpoint(checkpoint_file, attribute, None, backbone, pretrained, beta, heads, out)
         out_console.print(f"wrote {path}")
 
@@ -325,13 +330,16 @@ def import_promptpar(
 ):
     """Convert a PromptPAR authors' checkpoint into a clipadapt run folder (no pickled code runs);
     then `clipadapt predict --checkpoint RUN_DIR --threshold 0.45 ...` as the authors do."""
-    from clipadapt.importers.promptpar import import_promptpar_checkpoint, standard_task
     from clipadapt.data.attribute_sets import read_attribute_file
     from clipadapt.task import TaskSpec
 
     def go():
         if (attributes is None) == (dataset is None):
             raise ClipAdaptError("Give exactly one of --attributes FILE or --dataset NAME.")
+        require_path(checkpoint_file, ("", "Pass the PromptPAR authors' checkpoint (.pth)."))
+        require_path(attributes)
+        from clipadapt.importers.promptpar import import_promptpar_checkpoint, standard_task
+
         task = (TaskSpec(tuple(read_attribute_file(attributes)), multilabel=True) if attributes is not None
                 else standard_task(dataset))
         path = import_promptpar_checkpoint(checkpoint_file, task, out, backbone_name=backbone, overlap=overlap,

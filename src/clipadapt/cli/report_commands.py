@@ -20,11 +20,13 @@ def report_command(
     """Write one self-contained HTML report of a run: metrics, per-class accuracy, confusion
     matrices, curves, the run card and a gallery of test images (with attention maps for
     mhadapter). It opens offline: images and styles are inside the file."""
-    from clipadapt.cli.common import out_console, quiet_libraries, run_safely
-    from clipadapt.report import write_report
+    from clipadapt.cli.common import RUN_FOLDER, out_console, quiet_libraries, require_path, run_safely
 
     def go():
         quiet_libraries()
+        require_path(run_dir, RUN_FOLDER)
+        from clipadapt.report import write_report  # torch: only once RUN_DIR is there
+
         path = write_report(run_dir, out, gallery=gallery)
         out_console.print(f"wrote {path}")
 
@@ -43,12 +45,13 @@ def explain_command(
     _head<k>.png; promptpar: each part token's attention over its strip, <image>_part<g>.png;
     microclip: SOAP attention and the Normalised-Cut foreground mask, <image>_soap.png and
     _mask.png. Every image also gets <image>_panel.png with the predictions."""
-    from clipadapt.cli.common import out_console, quiet_libraries, run_safely
+    from clipadapt.cli.common import RUN_FOLDER, out_console, quiet_libraries, require_path, run_safely
     from clipadapt.data.inputs import collect_images
 
     def go():
         quiet_libraries()
         # the inputs are checked before torch is imported: a wrong path is answered at once
+        require_path(checkpoint, RUN_FOLDER)
         paths = [p for spec in images for p in collect_images(spec)]
         from clipadapt.engine.devices import resolve_device
         from clipadapt.report import explain_images

@@ -20,13 +20,15 @@ def serve_command(
     """Serve a run over HTTP: a web page at / where you drop an image and see every attribute's
     prediction with its attention overlay, and a JSON API (POST /api/predict, GET /api/info,
     GET /healthz; see docs/serve.md). The model is loaded once."""
-    from clipadapt.cli.common import quiet_libraries, out_console, run_safely
-    from clipadapt.engine.devices import resolve_device
+    from clipadapt.cli.common import RUN_FOLDER, out_console, quiet_libraries, require_path, run_safely
     from clipadapt.errors import ClipAdaptError
-    from clipadapt.serve import ServedModel, ServeSettings, make_server
 
     def go():
         quiet_libraries()
+        require_path(checkpoint, RUN_FOLDER)
+        from clipadapt.engine.devices import resolve_device  # torch: only once the run folder is there
+        from clipadapt.serve import ServedModel, ServeSettings, make_server
+
         model = ServedModel(checkpoint, device=resolve_device(device))
         settings = ServeSettings(max_upload_mb=max_upload_mb, max_batch=max_batch, request_timeout=timeout,
                                  waiting=queue)

@@ -37,22 +37,24 @@ def collect_images(spec: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not glob.has_magic(str(spec)):
-        raise ClipAdaptError(_missing(path))
+        raise ClipAdaptError(missing_path(path))
     matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not matches:
         raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
     return matches
 
 
-def _missing(path: Path) -> str:
-    """'<path> does not exist', with the closest name in its folder when there is one."""
+def missing_path(path: Path, what: str = "", fix: str = "") -> str:
+    """'<path> does not exist<what>.' with the closest name in its folder when there is one,
+    then `fix` (what to pass instead)."""
     parent = path.parent
     if not parent.is_dir():
-        return f"{path} does not exist (nor does the folder {parent}); check the path."
-    try:
-        names = [p.name for p in islice(parent.iterdir(), _NEIGHBOURS_READ)]
-    except OSError:  # an unreadable folder: no suggestion, the main message stands
-        names = []
-    best = closest(path.name, names)
-    hint = f" Did you mean {parent / best}?" if best is not None else ""
-    return f"{path} does not exist.{hint}"
+        hint = f" Neither does its folder {parent}."
+    else:
+        try:
+            names = [p.name for p in islice(parent.iterdir(), _NEIGHBOURS_READ)]
+        except OSError:  # an unreadable folder: no suggestion, the main message stands
+            names = []
+        best = closest(path.name, names)
+        hint = f" Did you mean {parent / best}?" if best is not None else ""
+    return f"{path} does not exist{what}.{hint}" + (f" {fix}" if fix else "")
