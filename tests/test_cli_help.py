@@ -3,6 +3,8 @@ says what it does, and no help text or default is cut off with an ellipsis."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -44,3 +46,45 @@ def test_list_methods_says_what_each_is_and_its_params():
             assert METHODS.get(name).summary and "registered by you" not in line, line
     mhadapter = next(line for line in lines if line.startswith("mhadapter:"))
     assert "patch tokens" in mhadapter and mhadapter.endswith("params: " + ", ".join(METHODS.get("mhadapter").Params.model_fields))
+
+
+def help_at_80(*args: str) -> str:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"},
+                                prog_name="clipadapt")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize(("name", "usage"), [
+    ("train", "clipadapt train [OPTIONS] CONFIG"), ("export", "clipadapt export [OPTIONS] RUN_DIR"),
+    ("predict", "clipadapt predict [OPTIONS] INPUTS..."), ("explain", "clipadapt explain [OPTIONS] IMAGES..."),
+    ("list", "clipadapt list [OPTIONS] [WHAT]"),
+])
+def test_usage_names_arguments_by_their_upper_case_metavar(name, usage):
+    usage_line = next(line for line in help_at_80(name).splitlines() if "Usage:" in line)
+    assert usage_line.strip() == f"Usage: {usage}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_flags_show_no_value_type(name):
+    text = help_at_80(name)
+    assert "<bool>" not in text and not re.search(r"<(str|int|path|float)", text), text
+
+
+@pytest.mark.parametrize(("name", "flag"), [("export", "--int8"), ("bench", "--dry-run"), ("train", "--quiet")])
+def test_a_flag_row_has_help_right_after_the_names(name, flag):
+    row = next(line for line in help_at_80(name).splitlines() if f" {flag} " in line)
+    # the names, then only spaces up to the help: no type column entry in between
+    assert re.search(re.escape(flag) + r"( +--no-[a-z-]+)? {2,}[A-Z][a-z]", row), row
+
+
+def test_values_are_typed_as_click_names_them():
+    text = help_at_80("predict")
+    for shown in ("PATH", "TEXT", "INTEGER RANGE", "[skip|fail]", "[fp32|bf16|int8]"):
+        assert shown in text, shown
+
+
+def test_the_default_follows_the_help_text_in_one_paragraph():
+    # typer lays help and default out as columns: '[default: 32]' alone under 'check.'
+    text = help_at_80("export")
+    assert re.search(r"check\. \[default: 32\]", text), text
