@@ -183,12 +183,12 @@ class UnknownWords:
 
     attribute: str
     per_class: tuple[tuple[str, tuple[str, ...]], ...]  # (class, its unknown words), classes in order
-    sentence: bool = False  # a multi-label attribute: one sentence, its words shared by both classes
 
-    def describe(self) -> str:
-        if self.sentence:
-            return f"attribute '{self.attribute}': its sentence ({', '.join(self.per_class[0][1])})"
-        return f"attribute '{self.attribute}': " + ", ".join(f"{c} ({', '.join(w)})" for c, w in self.per_class)
+    def describe(self, most: int = 8) -> str:
+        """'attribute 'a': c1 (w1, w2), c2 (w3)', the first `most` classes (a benchmark may have 100)."""
+        named = ", ".join(f"{c} ({', '.join(w)})" for c, w in self.per_class[:most])
+        more = f" and {len(self.per_class) - most} more classes" if len(self.per_class) > most else ""
+        return f"attribute '{self.attribute}': {named}{more}"
 
 
 def reads_class_names(method) -> bool:
@@ -200,25 +200,22 @@ def reads_class_names(method) -> bool:
 
 def unknown_class_words(method) -> list[UnknownWords]:
     """Per attribute, the classes whose words hold a token the backbone never learned. Empty
-    on a real CLIP (it learned every token) and for methods that do not read class names."""
+    on a real CLIP (it learned every token) and for methods that do not read class names.
+    Sentence attributes (multi-label) are left out: their two classes are the sentence and
+    its negation, told apart by "not", a word every backbone knows."""
     backbone = method.backbone
     untrained = untrained_token_ids(backbone)
     if not untrained or not reads_class_names(method):  # the cheap test first: a real CLIP stops here
         return []
     found = []
-    for attr in method.task.attributes:
-        if attr.is_sentence:  # both classes are the sentence (and its negation): name its words once
-            words = unknown_words(backbone, " ".join(attr.prompts()), untrained)
-            if words:
-                found.append(UnknownWords(attr.name, (("yes", tuple(words)),), sentence=True))
-            continue
+    for attr in (a for a in method.task.attributes if not a.is_sentence):
         per_class = tuple((c, tuple(w)) for c in attr.classes if (w := unknown_words(backbone, attr.words(c), untrained)))
         if per_class:
             found.append(UnknownWords(attr.name, per_class))
     return found
 
 
-MAX_LISTED = 6  # attributes named in the unknown-words line; the rest are counted (PAR tasks have 26-54)
+MAX_LISTED = 6  # attributes named in the unknown-words line; the rest are counted, to keep it one line
 
 
 def unknown_words_message(method, found: list[UnknownWords]) -> str:
@@ -228,12 +225,8 @@ def unknown_words_message(method, found: list[UnknownWords]) -> str:
     listed = "; ".join(u.describe() for u in found[:MAX_LISTED])
     if len(found) > MAX_LISTED:
         listed += f"; and {len(found) - MAX_LISTED} more attributes"
-    classes = next((u for u in found if not u.sentence), None)
-    if classes is not None:
-        example = ", ".join(f"{c}: <words>" for c, _ in classes.per_class[:2])
-        fix = f"data.class_words: {{{classes.attribute}: {{{example}}}}}"
-    else:
-        fix = f"data.class_words: {{{found[0].attribute}: {{no: <sentence>}}}} or sentences in data.attribute_file"
+    example = ", ".join(f"{c}: <words>" for c, _ in found[0].per_class[:2])
+    fix = f"data.class_words: {{{found[0].attribute}: {{{example}}}}}"
     return (f"{method.name} reads class names, but backbone {bb.name} ({weights}) never learned some of their words: "
             f"{listed}. A word the model never learned adds nothing to a prompt, so these classes are scored by the "
             "rest of their prompt alone: zero-shot guesses them blind and training starts from text that does not "
