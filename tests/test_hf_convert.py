@@ -210,6 +210,7 @@ def test_a_hub_name_is_fetched_then_converted_and_offline_says_so(clip_folder, m
         return str(clip_folder[0])
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.setattr("clipadapt.backbone.hf_transformers.hub_reachable", lambda: True)
     backbone = create_backbone("auto", "hf-transformers:someone/tiny-clip")
     assert (backbone.name, backbone.pretrained) == ("clipadapt-micro", "hf-transformers:someone/tiny-clip")
     assert calls == [("someone/tiny-clip", False)]
@@ -220,3 +221,10 @@ def test_a_hub_name_is_fetched_then_converted_and_offline_says_so(clip_folder, m
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(ClipAdaptError, match=r"Could not fetch 'someone/tiny-clip'.*huggingface-cli download"):
         create_backbone("auto", "hf-transformers:someone/tiny-clip")
+
+    # the hub unreachable: the cache alone is asked, once, with no network attempt to retry
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.setattr("clipadapt.backbone.hf_transformers.hub_reachable", lambda: False)
+    create_backbone("auto", "hf-transformers:someone/tiny-clip")
+    assert calls == [("someone/tiny-clip", True)]

@@ -152,12 +152,22 @@ class TrainConfig(_Strict):
     # temperature: after selection, fit one temperature per attribute on the validation split
     # (never test) so that probabilities match observed frequencies (engine/calibrate.py)
     calibrate: Literal["none", "temperature"] = "none"
+    # CPU threads for torch: auto (a fair share of the cores, re-read while the run goes),
+    # N (fixed), or torch (torch's own choice); CLIPADAPT_THREADS overrides (clipadapt/threads.py)
+    threads: int | Literal["auto", "torch"] = "auto"
 
     @field_validator("betas")
     @classmethod
     def _betas_range(cls, v):
         if not all(0.0 <= b < 1.0 for b in v):
             raise ValueError(f"Adam's betas must each be in [0, 1), got {list(v)}")
+        return v
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_at_least_one(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"threads must be at least 1, or auto / torch; got {v}")
         return v
 
     @field_validator("device")

@@ -30,6 +30,7 @@ from clipadapt.backbone.tags import PREPROCESSING_FIELDS, recognise_tag, tag_pre
 from clipadapt.backbone.timm_tower import TimmTowerBackbone, timm_family
 from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_strict, read_state_dict
 from clipadapt.errors import ClipAdaptError
+from clipadapt.hub_access import EMBEDDED_ROUTE, from_hub
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 RANDOM_INIT_SEED = 0
@@ -119,13 +120,14 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
 
 def _from_hub(name: str) -> ClipBackbone:
     """An 'hf-hub:org/repo' model: architecture, weights and preprocessing from the hub."""
+    fix = ("Download the repository once and pass backbone.name=<open_clip model name> with "
+           f"backbone.pretrained=<path to its weights file>. {EMBEDDED_ROUTE}")
     try:
-        model = open_clip.create_model(name)
+        model = from_hub(f"'{name}'", lambda: open_clip.create_model(name), fix)
+    except ClipAdaptError:
+        raise
     except Exception as exc:
-        raise ClipAdaptError(
-            f"Could not load '{name}' from the Hugging Face hub ({exc}). Offline? Download the repository "
-            "once and pass backbone.name=<open_clip model name> with backbone.pretrained=<path to its weights file>."
-        ) from None
+        raise ClipAdaptError(f"Could not load '{name}' from the Hugging Face hub ({exc}). {fix}") from None
     return wrap(model, name=name, pretrained=None, weights_id=name)
 
 
@@ -152,13 +154,16 @@ def _from_tag(name: str, pretrained: str) -> ClipBackbone:
         raise ClipAdaptError(
             f"'{pretrained}' is neither a file nor an open_clip weights tag of '{name}' (tags: {tags or 'none'})."
         )
+    fix = ("Download the checkpoint once (open_clip caches it) or pass a local copy as backbone.pretrained=<path to "
+           f"its .safetensors / .bin file>. {EMBEDDED_ROUTE}")
     try:
-        model = open_clip.create_model(name, pretrained=pretrained)
+        model = from_hub(f"The weights '{pretrained}' of {name}",
+                         lambda: open_clip.create_model(name, pretrained=pretrained), fix)
+    except ClipAdaptError:
+        raise
     except Exception as exc:
         raise ClipAdaptError(
-            f"Could not load weights '{pretrained}' for '{name}' ({type(exc).__name__}: {exc}). Offline? Download "
-            "the checkpoint once and pass its path as backbone.pretrained."
-        ) from None
+            f"Could not load weights '{pretrained}' for '{name}' ({type(exc).__name__}: {exc}). {fix}") from None
     return wrap(model, name=name, pretrained=pretrained, weights_id=f"{name}:{pretrained}")
 
 

@@ -26,6 +26,7 @@ import torch
 from clipadapt.backbone.families import family_of
 from clipadapt.backbone.hf_convert import convert_clip, convert_siglip, set_activation
 from clipadapt.backbone.weights import file_fingerprint, load_strict, read_state_dict
+from clipadapt.hub_access import hub_reachable
 from clipadapt.errors import ClipAdaptError
 
 AUTO_NAME = "auto"  # backbone.name that means "the architecture config.json describes"
@@ -82,7 +83,7 @@ def _download(pretrained: str) -> Path:
     wanted = ["config.json", "preprocessor_config.json", "model.safetensors", "model.safetensors.index.json",
               "model-*.safetensors", *_TOKENIZER_FILES, "special_tokens_map.json"]
     errors = []
-    for offline in (False, True):
+    for offline in (False, True) if hub_reachable() else (True,):  # unreachable: the cache, without retries
         try:
             folder = Path(snapshot_download(repo, allow_patterns=wanted, local_files_only=offline))
             if not _weights_files(folder):  # an older repository with torch weights only

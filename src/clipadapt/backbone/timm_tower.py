@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipadapt.backbone.clip import ClipBackbone
+from clipadapt.hub_access import EMBEDDED_ROUTE, from_hub
 from clipadapt.errors import ClipAdaptError
 
 
@@ -207,12 +208,15 @@ class TimmTowerBackbone(ClipBackbone):
         if self._tokenizer is None:
             import open_clip
 
-            try:
-                self._tokenizer = open_clip.get_tokenizer(self.name)
-            except Exception as exc:  # SigLIP's tokenizers come from the Hugging Face hub
+            fix = f"Run once with a connection, or set HF_HOME to a cache that holds it. {EMBEDDED_ROUTE}"
+            try:  # SigLIP's tokenizers come from the Hugging Face hub
+                self._tokenizer = from_hub(f"The tokenizer of {self.name}",
+                                           lambda: open_clip.get_tokenizer(self.name), fix)
+            except ClipAdaptError:
+                raise
+            except Exception as exc:
                 raise ClipAdaptError(f"The tokenizer of {self.name} could not be loaded ({type(exc).__name__}: "
-                                     f"{exc}). Offline? It is fetched from the Hugging Face hub once; run once "
-                                     "with a connection, or set HF_HOME to a cache that holds it.") from None
+                                     f"{exc}). {fix}") from None
         return self._tokenizer
 
 

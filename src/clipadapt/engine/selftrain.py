@@ -43,6 +43,7 @@ from clipadapt.engine.schedule import lr_at_epoch, set_lr
 from clipadapt.engine.sources import ImageBatches, make_transform
 from clipadapt.bars import progress_bar
 from clipadapt.engine.devices import autocast_for, resolve_device
+from clipadapt.threads import share_cores
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import MISSING
 
@@ -225,6 +226,7 @@ class SelfTrainer:
             raise ClipAdaptError(f"Self-training runs microclip; got method '{getattr(method, 'name', method)}'.")
         self.method = method
         self.cfg = cfg
+        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, followed while the run goes
         self.device = resolve_device(cfg.train.device)
         self.progress = progress
         self.method.to(self.device)

@@ -34,6 +34,7 @@ from clipadapt.metrics.calibration import add_calibration, negative_log_likeliho
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
+from clipadapt.threads import share_cores
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
@@ -54,6 +55,7 @@ class Runner:
     def __init__(self, method: Method, cfg: RunConfig, progress: bool = True):
         self.method = method
         self.cfg = cfg
+        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, followed while the run goes
         device = resolve_device(cfg.train.device)
         self.dist = distributed.context(device)  # one process of a torchrun job, or the only one
         self.device = distributed.rank_device(device, self.dist)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from clipadapt.hub_access import from_hub
 from clipadapt.errors import ClipAdaptError
 
 
@@ -52,11 +53,14 @@ class FusionHead(nn.Module):
         if weights.startswith("timm:"):
             import timm
 
+            fix = "Save the timm model's state dict once and pass the file as fusion_weights."
             try:
-                state = timm.create_model(weights[5:], pretrained=True).state_dict()
+                state = from_hub(f"The fusion block '{weights}'",
+                                 lambda: timm.create_model(weights[5:], pretrained=True), fix).state_dict()
+            except ClipAdaptError:
+                raise
             except Exception as exc:
-                raise ClipAdaptError(f"Could not load the fusion block '{weights}' ({exc}). Offline? Save the timm "
-                                     "model's state dict once and pass the file as fusion_weights.") from None
+                raise ClipAdaptError(f"Could not load the fusion block '{weights}' ({exc}). {fix}") from None
         else:
             from clipadapt.backbone.weights import read_state_dict
 
