@@ -3,8 +3,6 @@ seed parsing and the metric table printer. main.py only assembles the commands."
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 
 import typer
@@ -13,17 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from clipadapt.data.policy import BadImagePolicy
-from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.cli.terminal_log import quiet_libraries, terminal_warnings  # noqa: F401 - commands import quiet_libraries here
+from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.table import HEADLINE, METRICS
 
 console = Console(stderr=True)
 out_console = Console()
-
-
-def quiet_libraries() -> None:
-    """Silence library log chatter below errors."""
-    # open_clip logs a warning for every randomly initialised model; users chose that.
-    logging.getLogger().setLevel(logging.ERROR)
 
 
 # what to pass instead of a path that is not there, per kind of path a command takes
@@ -58,26 +51,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def run_safely(fn):
     """Turn ClipAdaptError into one clear line on stderr and exit status 2; print every
-    ClipAdaptWarning (a run that did not learn ...) as one "warning:" line, each time."""
+    warning (a ClipAdaptWarning each time, a library's, a log record at WARNING or above)
+    as one "warning:" line (cli/terminal_log.py)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", ClipAdaptWarning)
-            warnings.showwarning = _show_warning(warnings.showwarning)
+        with terminal_warnings(console):
             return fn()
     except ClipAdaptError as exc:
         # soft_wrap: paths in the message stay on one line, so they can be copied.
         # escape: a message may hold "[name]" (a key, a list), which rich would eat as markup
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-
-
-def _show_warning(fallback):
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ClipAdaptWarning):
-            console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-        else:
-            fallback(message, category, filename, lineno, file, line)
-    return show
 
 
 def percent(value: float | None) -> str:
