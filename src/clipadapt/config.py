@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipadapt.metrics.table import MONITORS
-from clipadapt.errors import ClipAdaptError
+from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.validation import describe_error, plain_errors
 
 
@@ -266,11 +267,36 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply dotted key=value overrides to a raw config dict (in place) and return it."""
+    """Apply dotted key=value overrides to a raw config dict (in place) and return it.
+    Switching the method (`method.name=...`) drops the params the new method does not take."""
     for text in overrides:
         keys, value = parse_override(text)
+        if keys in (["method", "name"], ["method"]) and isinstance(value, str):
+            drop_foreign_params(raw, value, f"--set {text}")
         set_setting(raw, keys, value, f"--set {text}")
     return raw
+
+
+def drop_foreign_params(raw: dict, new_method: str, where: str) -> None:
+    """Before switching a config to `new_method`: drop (with a warning) the method.params of
+    the previous method that `new_method` does not take, so that trying another method is
+    one override. An unknown method name is left for the config check to name."""
+    method = raw.get("method")
+    params = method.get("params") if isinstance(method, dict) else None
+    if not isinstance(params, dict) or not params or method.get("name") == new_method:
+        return
+    from clipadapt.methods import METHODS
+
+    if new_method not in METHODS:
+        return
+    known = METHODS.get(new_method).Params.model_fields
+    foreign = [key for key in params if key not in known]
+    for key in foreign:
+        del params[key]
+    if foreign:
+        warnings.warn(f"{where}: dropped method.params {', '.join(foreign)} of method "
+                      f"'{method.get('name', MethodConfig.model_fields['name'].default)}' ('{new_method}' does not take them).",
+                      ClipAdaptWarning, stacklevel=3)
 
 
 def set_setting(raw: dict, keys: list[str], value: Any, where: str) -> None:
