@@ -155,8 +155,32 @@ def test_training_fails_on_the_first_bad_image_by_default(dataset, tmp_path):
     result = cli("train", _config(tmp_path, dataset, tmp_path / "cache"), "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 2, result.output
     assert "train_missing.jpg" in result.output and "Image not found" in result.output
+    assert "--on-bad-image skip" in result.output and "data.on_bad_image: skip" in result.output
     assert "Traceback" not in result.output
-    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+    assert not (tmp_path / "run").exists()  # the failed run left no folder holding only its config
+
+
+def test_training_on_an_unreadable_image_names_it_once_with_the_skip_fix(cases, tmp_path):
+    # an image folder data set: its rows come from the paths themselves
+    for split, n in (("train", 6), ("test", 3)):
+        for label, shade in enumerate(["dark", "light"]):
+            (tmp_path / "data" / split / shade).mkdir(parents=True)
+            for i in range(n):
+                _class_image(tmp_path / "data" / split / shade / f"{i}.png", label, 10 * label + i)
+    bad = tmp_path / "data" / "train" / "dark" / "cut.jpg"
+    bad.write_bytes((cases / "truncated.jpg").read_bytes())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "backbone": {"name": "clipadapt-micro", "pretrained": None},
+        "data": {"format": "folder", "root": str(tmp_path / "data"), "val_fraction": 0.0},
+        "method": {"name": "mhadapter"}, "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+        "features": {"dir": str(tmp_path / "cache")}}))
+    result = cli("train", config, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert result.output.count(str(bad)) == 1, result.output
+    assert "truncated" in result.output and "--on-bad-image skip" in result.output
+    assert "data.on_bad_image: skip" in result.output and "skipped_images.csv" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

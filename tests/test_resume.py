@@ -58,7 +58,9 @@ def test_resume_matches_uninterrupted(tmp_path, micro_backbone, weather_task, sp
         broken.fit(splits, tmp_path / "resumed")
     monkeypatch.setattr(SupervisedSteps, "start_epoch", original)
     resumed = make_runner(micro_backbone, weather_task, tmp_path)
-    result2 = resumed.fit(splits, tmp_path / "resumed", resume=True)
+    said = []
+    result2 = resumed.fit(splits, tmp_path / "resumed", resume=True, notify=said.append)
+    assert said == [f"resuming from epoch 4 of 6 (3 done; {tmp_path / 'resumed' / 'resume.safetensors'})"]
 
     assert [round(r["train_loss"], 6) for r in result2.history] == [round(r["train_loss"], 6) for r in result.history]
     a = load_file(str(tmp_path / "straight" / "checkpoint.safetensors"))

@@ -35,7 +35,9 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     set_: List[str] = typer.Option([], "--set", help="Override a setting, e.g. --set train.lr=1e-3 (repeatable)."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds: one run per seed in OUT/seed-<s>, plus mean ± std."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT from its last finished epoch."),
+    restart: bool = typer.Option(False, help="Discard the progress of an interrupted run in OUT and start over "
+                                             "(without --resume or --restart, such a folder is refused)."),
     on_bad_image: Optional[BadImagePolicy] = typer.Option(
         None, help="An unusable image stops the run (fail) or is left out and listed in OUT/skipped_images.csv "
                    "(skip). Default: data.on_bad_image of the config (fail)."),
@@ -49,8 +51,8 @@ def train(
         cfg = load_config(config, [*set_, *policy])
         from clipadapt.workflow import train_run  # torch: only once the config is good
         if seeds:
-            return _train_seeds(cfg, out, seeds, resume, quiet)
-        outcome = train_run(cfg, out, resume=resume, progress=not quiet)
+            return _train_seeds(cfg, out, seeds, resume, quiet, restart)
+        outcome = train_run(cfg, out, resume=resume, progress=not quiet, restart=restart, notify=_note)
         if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 reports
             return
         print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
@@ -59,17 +61,29 @@ def train(
     run_safely(go)
 
 
-def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool):
+def _note(message: str) -> None:
+    """One 'note:' line on stderr (where a resumed run starts, what --restart discarded)."""
+    console.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool, restart: bool = False):
     from clipadapt.io import write_json
     from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
     from clipadapt.metrics.table import HEADLINE
     from clipadapt.workflow import train_run
+    from clipadapt.workflow.run_folder import finished_run
 
     seed_list = parse_seeds(seeds)
     results = []
     for s in seed_list:
         run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})})
-        outcome = train_run(run_cfg, out / f"seed-{s}", resume=resume, progress=not quiet)
+        if resume and finished_run(out / f"seed-{s}"):  # --resume continues the seeds that did not finish
+            _note(f"seed {s}: finished in {out / f'seed-{s}'}, kept")
+            kept = out / f"seed-{s}" / "metrics.json"
+            results += [json.loads(kept.read_text())] if kept.is_file() else []
+            continue
+        outcome = train_run(run_cfg, out / f"seed-{s}", resume=resume, progress=not quiet, restart=restart,
+                            notify=_note)
         if outcome.metrics:
             results.append(outcome.metrics)
         if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 writes the summary

@@ -11,6 +11,7 @@ import pandas as pd
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
+from clipadapt.data.images import with_skip_fix
 from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import drop_repeated_images, encode, label_map, normalised, read_table, require_columns, where
 from clipadapt.errors import ClipAdaptError
@@ -82,7 +83,8 @@ def read_split_table(root: Path, split: str, attribute: str, index: UuidIndex,
                     raise ClipAdaptError(f"{where(path, row)}: no img_path and no image img/*/{uuid}.jpeg under {root}.")
                 image = root / "img" / f"{uuid}.jpeg"  # not there: left out and listed as missing
         if cfg.on_bad_image == "fail" and not image.is_file():
-            raise ClipAdaptError(f"Image not found: {image} ({where(path, row)}). Fix the path or remove the row.")
+            raise ClipAdaptError(with_skip_fix(f"Image not found: {image} ({where(path, row)}). "
+                                                 "Fix the path or remove the row."))
         resolved.append(str(image))
         positions.append(where(path, row))
     table = table.assign(_path=resolved, _where=positions, _label=normalised(table[attribute]))

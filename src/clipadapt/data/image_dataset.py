@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clipadapt.data.images import load_image
+from clipadapt.data.images import BadImage, load_image
 from clipadapt.errors import ClipAdaptError
 
 
@@ -42,8 +42,8 @@ class ImageDataset(Dataset):
         try:
             image = load_image(self.paths[index], self.where(index))
         except ClipAdaptError as exc:
-            if self.on_error == "raise":
-                raise
+            if self.on_error == "raise":  # the fail policy stopped the run here: offer the skip policy too
+                raise (exc.with_skip_fix() if isinstance(exc, BadImage) else exc) from None
             self.errors[index] = str(exc)
             return torch.zeros(self._placeholder_shape()), index, False
         tensor = self.transform(image) if self.transform is not None else image

@@ -35,6 +35,17 @@ WIDE_INT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+# The other way out of an unusable image, for the runs that data.on_bad_image=fail stopped:
+# the user should not have to know the policy exists to find it.
+SKIP_FIX = ("or leave such images out with --on-bad-image skip (config: data.on_bad_image: skip), "
+            "which lists each with its reason in skipped_images.csv")
+
+
+def with_skip_fix(message: str) -> str:
+    """`message` (ending in its own fix) with the skip policy offered as well."""
+    return f"{message.rstrip().rstrip('.')}, {SKIP_FIX}."
+
+
 class BadImage(ClipAdaptError):
     """An image that cannot be used; `reason` is the short why (for skip lists)."""
 
@@ -42,6 +53,10 @@ class BadImage(ClipAdaptError):
         super().__init__(message)
         self.path = str(path) if path is not None else None
         self.reason = reason or str(self)
+
+    def with_skip_fix(self) -> BadImage:
+        """This error offering --on-bad-image skip too (raised where the fail policy stops a run)."""
+        return BadImage(with_skip_fix(str(self)), self.path, self.reason)
 
 
 def _refuse(path: Path, origin: str, reason: str) -> BadImage:
@@ -56,7 +71,8 @@ def load_image(path: Path | str, where: str | None = None) -> Image.Image:
     unrecognised, oversized or undecodable file.
     """
     path = Path(path)
-    origin = f" ({where})" if where else ""
+    # A folder data set's rows come from the path itself: naming it twice says nothing more.
+    origin = f" ({where})" if where and str(where) != str(path) else ""
     if not path.is_file():
         what = "is a folder, not an image" if path.is_dir() else "not found"
         raise BadImage(f"Image {what}: {path}{origin}. Fix the path or remove the row.", path,

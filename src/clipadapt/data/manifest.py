@@ -12,6 +12,7 @@ import pandas as pd
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.attribute_sets import read_attribute_file
+from clipadapt.data.images import with_skip_fix
 from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, label_map, normalised, read_table,
                                   require_columns, where)
@@ -36,7 +37,8 @@ def _table(path: Path, cfg: DataConfig, columns: list[str]) -> "ManifestRows":
         image = resolve_image_path(value, base, where(path, row), cfg.allow_outside_root)
         # Under on_bad_image=skip a missing file is left out (and listed) with the other bad images.
         if cfg.on_bad_image == "fail" and not image.is_file():
-            raise ClipAdaptError(f"Image not found: {image} ({where(path, row)}). Fix the path or remove the row.")
+            raise ClipAdaptError(with_skip_fix(f"Image not found: {image} ({where(path, row)}). "
+                                                 "Fix the path or remove the row."))
         paths.append(image)
         sources.append(where(path, row))
     keep = drop_repeated_images(paths, table[columns].apply(normalised), path)

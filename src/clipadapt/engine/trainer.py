@@ -162,9 +162,10 @@ class Runner:
         return float(sum(nll for nll in nlls if nll is not None))
 
     # --------------------------------------------------------------- training
-    def fit(self, splits: DataSplits, run_dir: Path, resume: bool = False) -> FitResult:
+    def fit(self, splits: DataSplits, run_dir: Path, resume: bool = False, notify=None) -> FitResult:
         """Train on splits.train, select on splits.val; the best state is written to
-        run_dir/checkpoint.safetensors and kept loaded in the method at the end."""
+        run_dir/checkpoint.safetensors and kept loaded in the method at the end. `notify`
+        (a callable taking one line) is told where a resumed run starts."""
         cfg, method = self.cfg.train, self.method
         run_dir = Path(run_dir)
         if self.cfg.data.on_bad_image == "skip" and self.dist.is_main:
@@ -178,6 +179,8 @@ class Runner:
         if resume and (run_dir / RESUME_STATE).is_file():
             start, result, patience_left = self._load_resume(run_dir, optimizer)
             selection.restore(result.history, result.best_epoch, result.best_score, patience_left)
+            if notify is not None and self.dist.is_main:
+                notify(resume_announcement(start, cfg.epochs, run_dir / RESUME_STATE))
         has_val = splits.val is not None and len(splits.val) > 0
         with distributed.main_first(self.dist):  # one process fills the store, the others read it
             train_src = self.source(splits.train, train=True)
@@ -222,6 +225,29 @@ class Runner:
                              info["optimizer"])
         result = FitResult(info["history"], info["best_epoch"], info["best_score"])
         return info["epoch"], result, info["patience_left"]
+
+
+def resume_epochs_done(run_dir: Path) -> int | None:
+    """How many epochs the resume state in `run_dir` holds; None when there is none. Reads
+    only the file's header, so asking costs nothing; -1 when the header cannot be read
+    (the resume itself then says what is wrong with the file)."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / RESUME_STATE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return int(json.loads((fh.metadata() or {})["resume"])["epoch"])
+    except Exception:  # damaged, or written by an older clipadapt: still a state, of unknown length
+        return -1
+
+
+def resume_announcement(done: int, total: int, state: Path) -> str:
+    """The one line a resumed run starts with: which epoch comes next, and from which file."""
+    if done >= total:  # stopped while writing the finished run: only the last steps remain
+        return f"resuming after the last epoch ({done} of {total} done; {state}): evaluating and writing the run"
+    return f"resuming from epoch {done + 1} of {total} ({done} done; {state})"
 
 
 class SupervisedSteps:

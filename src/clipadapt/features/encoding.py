@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clipadapt.backbone import ClipBackbone
-from clipadapt.data.images import load_image
+from clipadapt.data.images import BadImage, load_image
 from clipadapt.data.transforms import describe_transform, transform_for
 from clipadapt.features.extract import Encoder
 from clipadapt.data.fingerprint import image_list_fingerprint
@@ -63,7 +63,10 @@ class ItemViews(Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int):
-        image = load_image(self.paths[k], self.sources[k] if self.sources is not None else None)
+        try:
+            image = load_image(self.paths[k], self.sources[k] if self.sources is not None else None)
+        except BadImage as exc:  # under data.on_bad_image=skip it would have been left out: say so
+            raise exc.with_skip_fix() from None
         item = self.items[k]
         return (self.view_transform(image, item) if self.view_transform is not None else self.transform(image)), item
 

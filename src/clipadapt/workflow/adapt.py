@@ -128,6 +128,12 @@ def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
 
     cfg = prepare_adapt_config(cfg, config_dir)
     folder = RunFolder(out)
+    with folder.failure_recorded():  # a failed run leaves no folder, or one with FAILED.txt
+        return _adapt(cfg, folder, progress, backbone, true_labels)
+
+
+def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_labels: bool) -> AdaptOutcome:
+    """The steps of `adapt_run` inside its run folder."""
     out = folder.path
     folder.write_config(cfg)
     seed_everything(cfg.train.seed)

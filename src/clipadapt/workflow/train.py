@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -39,12 +40,23 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True, backbone=None) -> RunOutcome:
+def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True, backbone=None,
+              restart: bool = False, notify: Callable[[str], None] | None = None) -> RunOutcome:
     """Train cfg.method on cfg.data, select on validation, evaluate on test, write the run folder:
     config.yaml, checkpoint.safetensors, card.json, history.json, metrics.json, confusion
-    matrices (CSV + PNG) and test predictions."""
+    matrices (CSV + PNG) and test predictions. An interrupted run in `out` is continued
+    (`resume`), discarded (`restart`) or refused; a run that fails leaves no folder, or one
+    with FAILED.txt (`RunFolder.failure_recorded`). `notify` hears one-line notes (where a
+    resumed run starts, what was discarded)."""
     main = is_main_process()  # under torchrun, rank 0 alone writes the run folder
-    folder = RunFolder(out, resume, write=main)
+    folder = RunFolder(out, resume, write=main, restart=restart, notify=notify)
+    with folder.failure_recorded():
+        return _train(cfg, folder, resume, progress, backbone, main, notify)
+
+
+def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, backbone, main: bool,
+           notify: Callable[[str], None] | None) -> RunOutcome:
+    """The steps of `train_run` inside its run folder."""
     out = folder.path
     folder.write_config(cfg)
     seed_everything(cfg.train.seed)
@@ -68,7 +80,7 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False) and main:
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
-    fit = runner.fit(splits, out, resume=resume)
+    fit = runner.fit(splits, out, resume=resume, notify=notify)
     if not main:
         return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
     calibration = calibrate_run(runner, splits, cfg)  # train.calibrate=temperature: fit on val, after selection
