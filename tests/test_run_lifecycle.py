@@ -182,3 +182,11 @@ def test_resume_with_seeds_keeps_the_finished_seeds(data, tmp_path, epochs_start
     assert epochs_started == [0, 1]  # seed 1 alone trained
     assert (tmp_path / "runs" / "seed-0" / "card.json").read_bytes() == card
     assert json.loads((tmp_path / "runs" / "seeds_summary.json").read_text())["seeds"] == [0, 1]
+
+
+
+def test_a_failed_adapt_run_leaves_no_folder(data, tmp_path):
+    config = write_config(tmp_path, data, attribute="shdae")
+    result = cli("adapt", config, "--out", tmp_path / "run", "--set", "method.name=microclip", *QUIET)
+    assert result.exit_code == 2 and "shdae" in result.output, result.output
+    assert not (tmp_path / "run").exists()
