@@ -4,9 +4,9 @@ chose its own thread counts (issue 32).
 One representative run (CLIP-MHAdapter on the embedded tiny CLIP, the backbone every step,
 no feature store) is timed, as a `clipadapt train` process, in three situations:
 - alone;
-- three identical runs started together (each one's wall time);
-- beside two plain torch jobs (a matmul loop at torch's default threads) that run
-  throughout.
+- beside one, and beside two, plain torch jobs (a matmul loop at torch's default
+  threads) that run throughout;
+- three identical runs started together (each one's wall time).
 each under two settings, interleaved repeat by repeat: "before" (CLIPADAPT_THREADS=torch:
 torch's default threads and OpenMP wait policy, as clipadapt ran until now) and "after"
 (the default, auto: a fair share of the cores, idle workers sleep). On N cores shared by
@@ -16,8 +16,9 @@ situation's ratio to the same setting's run alone; "quiet" compares the two sett
 
     .venv/bin/python benchmarks/threads_fair_share.py [--repeats 3] [--epochs 4] [--demo]
 
-`--demo` adds the street-view demo (`clipadapt demo`, its full size) alone and beside two
-torch jobs, under both settings, once each (about 15 minutes). Writes
+`--demo` adds the street-view demo (`clipadapt demo`, its full size) alone and beside one
+and two torch jobs, once each under each setting of `--demo-settings` (default after; the
+"before" runs beside other jobs take 10-20 minutes each). Writes
 benchmarks/results/threads_fair_share.json and prints a Markdown table.
 """
 
@@ -36,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "clipadapt.cli.main"]
 SETTINGS = {"before": "torch", "after": "auto"}
+SITUATIONS = ("alone", "beside one torch job", "beside two torch jobs", "three together")
+COMPETING = {"beside one torch job": 1, "beside two torch jobs": 2}
 # A plain torch job: a matmul loop at torch's default threads, as another user's script would run.
 COMPETITOR = ("import torch, sys, time\n"
               "a = torch.randn(384, 384)\n"
@@ -102,17 +105,12 @@ def stop(jobs: list[subprocess.Popen]) -> None:
 
 def situation(name: str, config: Path, work: Path, setting: str, limit: float) -> list[float]:
     """Wall seconds of the run(s) timed in one situation."""
-    outs = [work / f"{name}-{setting}-{i}-{time.monotonic_ns()}" for i in range(3)]
-    if name == "alone":
-        started = time.perf_counter()
-        return wait_timed([start_training(config, outs[0], setting)], started)
-    if name == "three together":
-        started = time.perf_counter()
-        return wait_timed([start_training(config, out, setting) for out in outs], started)
-    jobs = competitors(2, limit)
+    outs = [work / f"{name}-{setting}-{i}-{time.monotonic_ns()}".replace(" ", "-") for i in range(3)]
+    jobs = competitors(COMPETING[name], limit) if name in COMPETING else []
     try:
         started = time.perf_counter()
-        return wait_timed([start_training(config, outs[0], setting)], started)
+        runs = outs if name == "three together" else outs[:1]
+        return wait_timed([start_training(config, out, setting) for out in runs], started)
     finally:
         stop(jobs)
 
@@ -121,7 +119,7 @@ def measure(config: Path, work: Path, repeats: int) -> dict:
     """Median wall seconds per (situation, setting), interleaved repeat by repeat."""
     walls: dict[tuple[str, str], list[float]] = {}
     for _ in range(repeats):
-        for name in ("alone", "three together", "beside two torch jobs"):
+        for name in SITUATIONS:
             for label, setting in SETTINGS.items():
                 times = situation(name, config, work, setting, limit=600)
                 walls.setdefault((name, label), []).extend(times)
@@ -129,16 +127,16 @@ def measure(config: Path, work: Path, repeats: int) -> dict:
     return {f"{name} | {label}": statistics.median(values) for (name, label), values in walls.items()}
 
 
-def demo_times(work: Path) -> dict:
-    """The street-view demo alone and beside two torch jobs, under each setting (once each)."""
+def demo_times(work: Path, labels: list[str]) -> dict:
+    """The street-view demo alone and beside one and two torch jobs, once per setting in `labels`."""
     figures = {}
-    for name in ("alone", "beside two torch jobs"):
-        for label, setting in SETTINGS.items():
-            jobs = competitors(2, 3600) if name != "alone" else []
+    for name in ("alone", "beside one torch job", "beside two torch jobs"):
+        for label in labels:
+            jobs = competitors(COMPETING[name], 3600) if name in COMPETING else []
             try:
                 started = time.perf_counter()
-                proc = subprocess.run([*CLI, "demo", "--out", str(work / f"demo-{name}-{label}"), "--quiet"],
-                                      env=env_for(setting), capture_output=True, text=True)
+                proc = subprocess.run([*CLI, "demo", "--out", str(work / f"demo-{name}-{label}".replace(" ", "-")),
+                                       "--quiet"], env=env_for(SETTINGS[label]), capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise SystemExit(f"the demo failed:\n{proc.stderr}")
                 figures[f"demo {name} | {label}"] = time.perf_counter() - started
@@ -149,14 +147,16 @@ def demo_times(work: Path) -> dict:
 
 
 def table(medians: dict) -> str:
+    """The run's rows (wall seconds and the ratio to the same setting alone), then the demo's."""
     lines = ["| situation | before (torch's threads) | after (auto) |", "|---|---|---|"]
-    for name in ("alone", "three together", "beside two torch jobs"):
-        cells = []
-        for label in SETTINGS:
-            wall = medians[f"{name} | {label}"]
-            ratio = wall / medians[f"alone | {label}"]
-            cells.append(f"{wall:.1f} s ({ratio:.2f}x)")
-        lines.append(f"| {name} | {' | '.join(cells)} |")
+    for prefix, names in (("", SITUATIONS), ("demo ", SITUATIONS[:3])):
+        for name in names:
+            cells = []
+            for label in SETTINGS:
+                wall, alone = medians.get(f"{prefix}{name} | {label}"), medians.get(f"{prefix}alone | {label}")
+                cells.append("-" if wall is None else f"{wall:.1f} s ({wall / alone:.2f}x)" if alone else f"{wall:.1f} s")
+            if cells != ["-", "-"]:
+                lines.append(f"| {prefix}{name} | {' | '.join(cells)} |")
     lines.append(f"| quiet speed, after / before | | {medians['alone | after'] / medians['alone | before']:.2f} |")
     return "\n".join(lines)
 
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--demo", action="store_true", help="also time the street-view demo (about 15 minutes)")
+    parser.add_argument("--demo", action="store_true", help="also time the street-view demo (15 minutes and more)")
+    parser.add_argument("--demo-settings", default="after", help="comma-separated: before, after")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "threads_fair_share.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         situation("alone", config, work, "auto", limit=600)
         medians = measure(config, work, args.repeats)
         if args.demo:
-            medians.update(demo_times(work))
+            medians.update(demo_times(work, [x for x in args.demo_settings.split(",") if x in SETTINGS]))
     print(table(medians))
     record = {"when": time.strftime("%Y-%m-%d %H:%M"), "cores": len(os.sched_getaffinity(0)),
               "repeats": args.repeats, "epochs": args.epochs, "median_seconds": medians}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+
+import clipadapt  # noqa: F401 - first: it lets idle OpenMP workers sleep, which must be set before torch loads
 import torch
 
 from clipadapt.backbone import create_backbone
@@ -12,6 +14,15 @@ from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
 from clipadapt.task import TaskSpec
 
 logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random init
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fair_share_of_the_cores():
+    """The suite takes the cores other work leaves free, as every clipadapt command does
+    (CI may run beside another suite on two cores)."""
+    from clipadapt.threads import share_cores
+
+    share_cores()
 
 
 @pytest.fixture(scope="session")

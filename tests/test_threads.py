@@ -121,3 +121,11 @@ def test_beside_a_busy_program_a_run_takes_one_thread_of_two():
         spinner.kill()
         spinner.wait()
     assert chosen == "1"
+
+
+def test_a_caller_without_a_setting_keeps_the_one_applied(share, monkeypatch):
+    """A Ray actor fixes its share of the node; predict_images inside it asks with no setting."""
+    monkeypatch.setattr(threads, "read_sample", lambda cores: None)  # no /proc/stat: auto takes every core
+    assert share.start(2) == 2
+    assert share.start(None) == 2 and torch.get_num_threads() == 2
+    assert share.start("auto") == 4  # a run's own train.threads still applies

@@ -155,9 +155,12 @@ class ThreadShare:
         self.cores = usable_cores()
         self._last: CpuSample | None = None
 
-    def start(self, configured: object = "auto") -> int | None:
+    def start(self, configured: object = None) -> int | None:
         """Apply the setting in force (see `resolve_setting`); returns the thread count set
-        (None: torch's own choice)."""
+        (None: torch's own choice). `configured` None keeps a setting already applied in
+        this process (a Ray actor's, a run's) and is "auto" otherwise."""
+        if configured is None and self.setting is not None and not os.environ.get(ENV, "").strip():
+            return self.threads
         setting = resolve_setting(configured)
         if setting == self.setting:
             return self.threads
@@ -211,8 +214,9 @@ def _set_interop_threads_once() -> None:
 SHARE = ThreadShare()
 
 
-def share_cores(configured: object = "auto") -> int | None:
-    """Set this process's torch threads to its fair share (see the module docstring)."""
+def share_cores(configured: object = None) -> int | None:
+    """Set this process's torch threads to its fair share (see the module docstring);
+    `configured`: a run's train.threads, or None (keep what this process applied, else auto)."""
     return SHARE.start(configured)
 
 

@@ -24,6 +24,7 @@ from clipadapt.distributed.shards import (
 )
 from clipadapt.bars import progress_bar
 from clipadapt.errors import ClipAdaptError
+from clipadapt.threads import share_cores
 from clipadapt.features.encoding import entry_parts, frozen_encoder, token_shape, view_batches
 from clipadapt.features.store import FeatureSet, FeatureStore, feature_key
 
@@ -37,7 +38,7 @@ class ShardEncoder:
                  use_gpu: bool = False):
         from clipadapt.backbone import backbone_from_config
 
-        torch.set_num_threads(threads)
+        share_cores(threads)  # the driver's share of the node for this actor
         device = torch.device("cuda" if use_gpu else "cpu")
         self.backbone = backbone_from_config(backbone).to(device)
         if self.backbone.weights_id != backbone["weights_id"]:  # another file at the same path on this node

@@ -21,6 +21,7 @@ from clipadapt.distributed.shards import (
 from clipadapt.engine.checkpoint import CHECKPOINT
 from clipadapt.bars import progress_bar
 from clipadapt.errors import ClipAdaptError
+from clipadapt.threads import share_cores
 
 
 class ShardPredictor:
@@ -30,7 +31,7 @@ class ShardPredictor:
                  predict_options: dict, threads: int = 1, use_gpu: bool = False):
         from clipadapt.engine.checkpoint import load_run
 
-        torch.set_num_threads(threads)
+        share_cores(threads)  # the driver's share of the node for this actor
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.method, _ = load_run(Path(checkpoint), device=self.device)
         self.out = Path(out)

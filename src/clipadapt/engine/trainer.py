@@ -34,7 +34,7 @@ from clipadapt.metrics.calibration import add_calibration, negative_log_likeliho
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
-from clipadapt.threads import share_cores
+from clipadapt.threads import recheck_share, share_cores
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
@@ -126,6 +126,7 @@ class Runner:
                 for a, lg in enumerate(logits):
                     out[a].append(lg.float().cpu().numpy())
                 bar.advance(task, len(idx))
+                recheck_share()
         return [np.concatenate(parts) if parts else np.zeros((0, a.num_classes))
                 for parts, a in zip(out, self.method.task.attributes)]
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from clipadapt.data.images import ImageDataset
 from clipadapt.engine.sources import make_transform
 from clipadapt.bars import progress_bar
+from clipadapt.threads import recheck_share, share_cores
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.predict.agreement import check_precision_applies, measure_agreement
@@ -41,6 +42,7 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
     if decode not in ("draft", "full"):
         raise ClipAdaptError(f"decode must be 'draft' or 'full', got '{decode}'.")
     check_precision_applies(method, precision)
+    share_cores()  # a fair share of the CPU's cores, followed batch by batch
     method.eval().to(device)
     method.backbone.set_precision(precision)
     agreement = None
@@ -68,6 +70,7 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
                     probs[a][index[good]] = torch.softmax(logits.float(), -1).cpu().numpy()
             ok[index] = good
             bar.advance(job, len(index))
+            recheck_share()  # other work may have started or ended beside this job
     table = {"path": [str(p) for p in paths], "ok": ok,
              "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
     table.update(prediction_columns(method.task, probs, threshold, ok))
