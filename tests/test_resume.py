@@ -67,3 +67,38 @@ def test_resume_matches_uninterrupted(tmp_path, micro_backbone, weather_task, sp
     b = load_file(str(tmp_path / "resumed" / "checkpoint.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_resumed_run_continues_at_the_thread_count_it_started_with(tmp_path, micro_backbone, weather_task, splits,
+                                                                       monkeypatch):
+    """torch's reductions split sums by thread, so the count changes a result's last bits:
+    a resumed run keeps the count of its first part, whatever the machine's load is now."""
+    from clipadapt import threads
+
+    saved = torch.get_num_threads()
+    share = threads.ThreadShare()
+    share.setting, share.cores = "auto", [0, 1]
+    monkeypatch.setattr(threads, "SHARE", share)
+    monkeypatch.setattr(threads, "resolve_setting", lambda configured=None: "auto")
+    try:
+        share._apply(1)  # the first part ran on a busy machine
+        broken = make_runner(micro_backbone, weather_task, tmp_path)
+        original = SupervisedSteps.start_epoch
+        seen, first_part = [], [True]
+
+        def record(self, epoch):
+            if epoch == 2 and first_part[0]:
+                raise Interrupt()
+            seen.append(torch.get_num_threads())
+            return original(self, epoch)
+
+        monkeypatch.setattr(SupervisedSteps, "start_epoch", record)
+        with pytest.raises(Interrupt):
+            broken.fit(splits, tmp_path / "resumed")
+        share._apply(2)  # the machine is quiet now: auto would take both cores
+        seen.clear()
+        first_part[0] = False
+        make_runner(micro_backbone, weather_task, tmp_path).fit(splits, tmp_path / "resumed", resume=True)
+        assert seen == [1] * 4  # epochs 3-6 at the first part's count
+    finally:
+        torch.set_num_threads(saved)

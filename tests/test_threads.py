@@ -42,7 +42,7 @@ def test_others_busy_cores_subtracts_this_process():
     assert threads.others_busy_cores(before, after) == pytest.approx(1.0)
 
 
-def test_auto_follows_the_load_while_running(share, monkeypatch):
+def test_auto_follows_the_load_while_predicting(share, monkeypatch):
     """Readings scripted: idle at the start, then others keep 3 of the 4 cores busy, then none."""
     clock = iter([0.0, 0.15, 5.0, 10.0])
     readings = iter([(0.0, 0.0), (0.0, 0.0), (15.0, 0.0), (15.0, 0.0)])  # (all busy, own) seconds

@@ -18,7 +18,6 @@ import torch
 
 from clipadapt.bars import progress_bar
 from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
-from clipadapt.threads import recheck_share
 
 # A validation loss "improves" when it falls below its lowest value so far by more than this
 # fraction (float noise on a flat loss must not keep a run going).
@@ -105,7 +104,6 @@ def run_epoch(plan: StepPlan, optimizer, trainable: list[torch.Tensor], grad_cli
         apply_gradients(optimizer, loss, trainable, grad_clip)
         value = float(loss.detach())  # one device sync per step
         totals.add(value, parts)
-        recheck_share()  # other work may have started or ended beside this run
         if on_step is not None:
             on_step(epoch, value)
     return totals

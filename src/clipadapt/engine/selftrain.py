@@ -226,7 +226,7 @@ class SelfTrainer:
             raise ClipAdaptError(f"Self-training runs microclip; got method '{getattr(method, 'name', method)}'.")
         self.method = method
         self.cfg = cfg
-        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, followed while the run goes
+        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, read once (threads.py)
         self.device = resolve_device(cfg.train.device)
         self.progress = progress
         self.method.to(self.device)

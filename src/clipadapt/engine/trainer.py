@@ -34,7 +34,7 @@ from clipadapt.metrics.calibration import add_calibration, negative_log_likeliho
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
-from clipadapt.threads import recheck_share, share_cores
+from clipadapt.threads import continue_at, current_threads, share_cores
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
@@ -55,7 +55,7 @@ class Runner:
     def __init__(self, method: Method, cfg: RunConfig, progress: bool = True):
         self.method = method
         self.cfg = cfg
-        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, followed while the run goes
+        share_cores(cfg.train.threads)  # a fair share of the CPU's cores, read once (threads.py)
         device = resolve_device(cfg.train.device)
         self.dist = distributed.context(device)  # one process of a torchrun job, or the only one
         self.device = distributed.rank_device(device, self.dist)
@@ -126,7 +126,6 @@ class Runner:
                 for a, lg in enumerate(logits):
                     out[a].append(lg.float().cpu().numpy())
                 bar.advance(task, len(idx))
-                recheck_share()
         return [np.concatenate(parts) if parts else np.zeros((0, a.num_classes))
                 for parts, a in zip(out, self.method.task.attributes)]
 
@@ -209,7 +208,8 @@ class Runner:
         state = {f"model.{k}": v for k, v in self.method.trained_state().items()}
         state.update({f"optim.{k}": v for k, v in tensors.items()})
         info = {"epoch": epoch, "best_epoch": result.best_epoch, "best_score": result.best_score,
-                "patience_left": patience_left, "history": result.history, "optimizer": meta}
+                "patience_left": patience_left, "history": result.history, "optimizer": meta,
+                "threads": current_threads()}  # resumed at the same count, the run repeats bit for bit
         # One file: a crash between writing the tensors and a separate JSON would resume epoch
         # e's weights with epoch e-1's position and silently train an epoch twice.
         save_state(run_dir / RESUME_STATE, state, metadata={"resume": json.dumps(info)})
@@ -220,6 +220,7 @@ class Runner:
             raise ClipAdaptError(f"{run_dir / RESUME_STATE} holds no resume position (written by an older clipadapt). "
                                  "Delete it to train this run from the start.")
         info = json.loads(metadata["resume"])
+        continue_at(info.get("threads"))
         model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
         load_state_strict(self.method, model, source=str(run_dir / RESUME_STATE))
         load_optimizer_state(optimizer, {k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")},

@@ -20,7 +20,6 @@ from clipadapt.data.transforms import describe_transform, transform_for
 from clipadapt.features.extract import Encoder
 from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.features.views import seeded_view_transform
-from clipadapt.threads import recheck_share
 
 VIEW_SEED = 1234  # base seed of the stored augmented views (part of every entry's key)
 
@@ -91,7 +90,6 @@ def frozen_encoder(backbone: ClipBackbone, tap_block: int | None, device: torch.
     """encode(images) -> (tap tokens [B, T, D] or None, embeddings [B, E]) of the frozen backbone."""
 
     def encode(images: torch.Tensor):
-        recheck_share()  # filling a store is long: follow other work that starts or ends beside it
         feats = backbone.forward_features(images.to(device), tap_block)
         return feats.tokens, feats.embedding
 

@@ -28,6 +28,7 @@ from clipadapt.methods.text_check import check_class_texts
 from clipadapt.metrics.table import SUMMARY
 from clipadapt.task import MISSING
 from clipadapt.workflow.run_folder import RunFolder
+from clipadapt.threads import current_threads
 
 
 @dataclass
@@ -180,6 +181,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
         folder.write_evaluation(metrics, probs, test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
+        cpu_threads=current_threads(),  # the count its numbers were computed at (clipadapt/threads.py)
         data={"format": cfg.data.format, "train": len(splits.train), "val": 0, "test": len(test) if test else 0,
               "train_labels_used": bool(true_labels)},
         selection={"monitor": "none (the last epoch is kept)" if true_labels else

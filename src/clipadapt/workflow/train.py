@@ -27,6 +27,7 @@ from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
 from clipadapt.report.html import write_report_or_warn
 from clipadapt.workflow.run_folder import RunFolder, write_evaluation
+from clipadapt.threads import current_threads
 
 
 @dataclass
@@ -99,6 +100,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
         folder.write_evaluation(metrics, probs, splits.test, cfg.train.threshold)
     card = build_card(
         method, seed=cfg.train.seed, processes=runner.dist.world, config=cfg.model_dump(mode="json"),
+        cpu_threads=current_threads(),  # the count its numbers were computed at (clipadapt/threads.py)
         data={"format": cfg.data.format, "train": len(splits.train), "val": len(splits.val) if splits.val else 0,
               "test": len(splits.test) if splits.test else 0},
         selection={"monitor": resolve_monitor(cfg.train.monitor, method.task.multilabel),
