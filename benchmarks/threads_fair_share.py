@@ -8,8 +8,8 @@ no feature store) is timed, as a `clipadapt train` process, in three situations:
   threads) that run throughout;
 - three identical runs started together (each one's wall time).
 each under two settings, interleaved repeat by repeat: "before" (CLIPADAPT_THREADS=torch:
-torch's default threads and OpenMP wait policy, as clipadapt ran until now) and "after"
-(the default, auto: a fair share of the cores, idle workers sleep). On N cores shared by
+torch's default threads, as clipadapt ran until now) and "after" (the default, auto: a fair
+share of the cores). On N cores shared by
 k equal jobs a fair share costs k/N of a core each: with 3 jobs on 2 cores every job
 should take about 3x its time alone, not more. Figures: median wall seconds, and each
 situation's ratio to the same setting's run alone; "quiet" compares the two settings alone.
@@ -115,11 +115,12 @@ def situation(name: str, config: Path, work: Path, setting: str, limit: float) -
         stop(jobs)
 
 
-def measure(config: Path, work: Path, repeats: int) -> dict:
-    """Median wall seconds per (situation, setting), interleaved repeat by repeat."""
+def measure(config: Path, work: Path, repeats: int, quiet_repeats: int, situations=SITUATIONS) -> dict:
+    """Median wall seconds per (situation, setting), interleaved repeat by repeat; the run
+    alone (cheap, and the baseline of every ratio) `quiet_repeats` times more often."""
     walls: dict[tuple[str, str], list[float]] = {}
-    for _ in range(repeats):
-        for name in SITUATIONS:
+    for r in range(max(repeats, quiet_repeats)):
+        for name in (situations if r < repeats else ("alone",)):
             for label, setting in SETTINGS.items():
                 times = situation(name, config, work, setting, limit=600)
                 walls.setdefault((name, label), []).extend(times)
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--quiet-repeats", type=int, default=6, help="repeats of the run alone (the baseline)")
+    parser.add_argument("--situations", default=",".join(SITUATIONS), help="comma-separated subset to time")
     parser.add_argument("--demo", action="store_true", help="also time the street-view demo (15 minutes and more)")
     parser.add_argument("--demo-settings", default="after", help="comma-separated: before, after")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "threads_fair_share.json")
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         config = run_config(work, args.epochs)
         print("rendering the data and warming up ...", flush=True)
         situation("alone", config, work, "auto", limit=600)
-        medians = measure(config, work, args.repeats)
+        chosen = tuple(x.strip() for x in args.situations.split(",") if x.strip() in SITUATIONS)
+        medians = measure(config, work, args.repeats, args.quiet_repeats, chosen)
         if args.demo:
             medians.update(demo_times(work, [x for x in args.demo_settings.split(",") if x in SETTINGS]))
     print(table(medians))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
-import clipadapt  # noqa: F401 - first: it lets idle OpenMP workers sleep, which must be set before torch loads
 import torch
 
 from clipadapt.backbone import create_backbone

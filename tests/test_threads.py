@@ -99,12 +99,6 @@ def _run(code: str, **env) -> str:
                           text=True, check=True, timeout=120).stdout.strip()
 
 
-def test_importing_clipadapt_lets_idle_openmp_workers_sleep():
-    assert _run("import clipadapt, os; print(os.environ.get('OMP_WAIT_POLICY'))") == "PASSIVE"
-    assert _run("import clipadapt, os; print(os.environ.get('OMP_WAIT_POLICY'))", OMP_WAIT_POLICY="active") == "active"
-    assert _run("import clipadapt, os; print(os.environ.get('OMP_WAIT_POLICY'))", CLIPADAPT_THREADS="torch") == "None"
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/stat") or len(os.sched_getaffinity(0)) != 2,
                     reason="reads /proc/stat on a 2-core machine")
 def test_beside_a_busy_program_a_run_takes_one_thread_of_two():

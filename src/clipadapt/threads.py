@@ -1,13 +1,13 @@
-"""How many CPU threads torch may use: a fair share of the cores, re-read while a run goes.
+"""How many CPU threads torch may use: a fair share of the cores.
 
-torch's default takes every core for intra-op threads, and its OpenMP workers spin while
-they wait for work. Alone that is fastest; beside other work it is not: on 2 cores, a small
-training run beside two torch jobs at their defaults took 4.6x its quiet time, against the
-3x a fair share of the machine would give, because its threads fight the others' for the
-same cores and burn CPU spinning (docs/experiments/threads.md). So by default ("auto")
-clipadapt measures how many cores other programs keep busy and takes the rest, at least
-one; its OpenMP workers sleep when idle (`OMP_WAIT_POLICY=PASSIVE`, set by
-`prefer_passive_waiting` before torch is imported).
+torch's default takes every core for intra-op threads. Alone that is fastest; beside other
+work it is not: on 2 cores, a small training run beside two torch jobs at their defaults
+took 4.0x its quiet time, against the 3x a fair share of the machine would give, because
+its threads fight the others' for the same cores (docs/experiments/threads.md). So by
+default ("auto") clipadapt measures how many cores other programs keep busy and takes the
+rest, at least one. OpenMP's wait policy is left as it is: letting idle workers sleep
+(OMP_WAIT_POLICY=PASSIVE) cost 10-17% of the tiny CLIP's quiet speed, and once the thread
+count fits the free cores there is no one to spin against.
 
 When the count is read: once per process, when the first run (or prediction) starts. A
 training run keeps it to the end, because torch's reductions split their sums by thread,
@@ -42,18 +42,10 @@ ENV = "CLIPADAPT_THREADS"
 # that starts or ends beside it within a few batches.
 RECHECK_SECONDS = 3.0
 # The first reading, taken before any work: short, since every command waits for it once.
-FIRST_SAMPLE_SECONDS = 0.15
+FIRST_SAMPLE_SECONDS = 0.25
 # Another program counts as holding a core from this share of one upward; less (a shell,
 # an editor, a log writer) does not take a thread away.
 BUSY_CORE_SHARE = 0.5
-
-
-def prefer_passive_waiting() -> None:
-    """Ask OpenMP (read once, when torch loads it) to let idle workers sleep instead of
-    spinning, unless the user chose a policy (or CLIPADAPT_THREADS=torch: torch's own ways).
-    Call before importing torch; later it is a no-op."""
-    if os.environ.get(ENV, "").strip().lower() != "torch":
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def parse_setting(value: object, source: str) -> str | int:
