@@ -16,7 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
-from clipadapt.data.images import BadImage, ImageDataset, load_image
+from clipadapt.data.image_dataset import ImageDataset
+from clipadapt.data.images import BadImage, load_image
 from clipadapt.errors import ClipAdaptError
 from image_cases import UNUSABLE, USABLE, write_case
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from clipadapt.config import DataConfig
 from clipadapt.data.formats import build_splits, collect_images
-from clipadapt.data.images import ImageDataset, load_image
+from clipadapt.data.image_dataset import ImageDataset
+from clipadapt.data.images import load_image
 from clipadapt.data.splits import load_shots, sample_shots, save_shots, stratified_split
 from clipadapt.data.transforms import eval_transform, train_transform
 from clipadapt.errors import ClipAdaptError

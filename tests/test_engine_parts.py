@@ -94,7 +94,7 @@ def test_bad_value_names_the_key():
 
     with pytest.raises(ClipAdaptError, match="'train.batch_size'"):
         validate_config({"train": {"batch_size": 0}})
-    from clipadapt.engine.trainer import resolve_monitor
+    from clipadapt.metrics.table import resolve_monitor
 
     assert resolve_monitor(RunConfig().train.monitor, multilabel=False) == "macro_f1"
     assert resolve_monitor(RunConfig().train.monitor, multilabel=True) == "mA"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 import warnings
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.suggest import did_you_mean
@@ -119,6 +119,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-
-FactoryRegistry = Registry[Callable[..., object]]

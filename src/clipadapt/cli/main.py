@@ -14,10 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from clipadapt.cli import help_format  # noqa: F401 - long words in --help fold instead of being cut
+from clipadapt.cli.predict_command import predict_command
 from clipadapt.data.policy import BadImagePolicy
 from clipadapt.cli.engine_options import (
-    ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Decode, Engine, Precision, check_local, extraction_engine,
-    ray_options,
+    ENGINE, RAY_ACTORS, RAY_ADDRESS, SHARD_SIZE, Engine, extraction_engine,
 )
 from clipadapt.cli.common import (
     RUN_FOLDER, console, out_console, parse_seeds, print_metrics, quiet_libraries, require_path, run_safely,
@@ -67,37 +67,22 @@ def _note(message: str) -> None:
 
 
 def _train_seeds(cfg, out: Path, seeds: str, resume: bool, quiet: bool, restart: bool = False):
-    from clipadapt.io import write_json
-    from clipadapt.metrics.aggregate import aggregate_seeds, format_mean_std
+    """`train --seeds`: the runs and the summary are the workflow's; this prints the table."""
+    from clipadapt.metrics.aggregate import format_mean_std
     from clipadapt.metrics.table import HEADLINE
-    from clipadapt.workflow import train_run
-    from clipadapt.workflow.run_folder import finished_run
+    from clipadapt.workflow import train_seeds
 
-    seed_list = parse_seeds(seeds)
-    results = []
-    for s in seed_list:
-        run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})})
-        if resume and finished_run(out / f"seed-{s}"):  # --resume continues the seeds that did not finish
-            _note(f"seed {s}: finished in {out / f'seed-{s}'}, kept")
-            kept = out / f"seed-{s}" / "metrics.json"
-            results += [json.loads(kept.read_text())] if kept.is_file() else []
-            continue
-        outcome = train_run(run_cfg, out / f"seed-{s}", resume=resume, progress=not quiet, restart=restart,
-                            notify=_note)
-        if outcome.metrics:
-            results.append(outcome.metrics)
-        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 writes the summary
-            return
-    summary = aggregate_seeds(results) if results else {}
-    write_json(out / "seeds_summary.json", {"seeds": seed_list, "summary": summary})
-    if results:
-        table = Table(title=f"{cfg.method.name}: test, mean ± std over {len(results)} seeds")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for key in HEADLINE:
-            entry = summary["mean"][key]
-            table.add_row(key, format_mean_std(entry["mean"], entry["std"]))
-        out_console.print(table)
+    outcome = train_seeds(cfg, out, parse_seeds(seeds), resume=resume, progress=not quiet, restart=restart,
+                          notify=_note)
+    if not (outcome.written and outcome.runs):
+        return
+    table = Table(title=f"{cfg.method.name}: test, mean ± std over {outcome.runs} seeds")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in HEADLINE:
+        entry = outcome.summary["mean"][key]
+        table.add_row(key, format_mean_std(entry["mean"], entry["std"]))
+    out_console.print(table)
 
 
 @app.command("eval")
@@ -134,49 +119,7 @@ def eval_cmd(
     run_safely(go)
 
 
-@app.command()
-def predict(
-    inputs: List[str] = typer.Argument(..., help="Image folders, files, glob patterns or manifests (CSV/Parquet)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Instead of --checkpoint: an .onnx file written by "
-                                         "`clipadapt export`, run with onnxruntime (docs/export.md)."),
-    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet"),
-    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
-    num_workers: int = typer.Option(0, min=0, help="Image-decoding worker processes (0: this one)."),
-    threshold: Optional[float] = typer.Option(
-        None, min=0.0, max=1.0, help="Multi-label runs: an attribute is present when p > threshold (default: the run's)."),
-    on_bad_image: BadImagePolicy = skip_by_default("skip: an unusable image gets ok=false and is listed, with "
-                                                    "the reason, in a CSV next to OUT; fail: it stops the job."),
-    decode: Decode = typer.Option(Decode.draft, "--decode", help="draft: large JPEGs are decoded at reduced scale "
-                                  "straight to about the model's input size (fast); full: every pixel is decoded first."),
-    precision: Precision = typer.Option(Precision.fp32, "--precision", help="fp32: exact. bf16 / int8: a faster, lossy "
-                                        "frozen backbone pass (int8: CPU only); its agreement with fp32 on the first "
-                                        "batch is measured and printed."),
-    engine: Engine = ENGINE,
-    ray_address: Optional[str] = RAY_ADDRESS,
-    ray_actors: Optional[int] = RAY_ACTORS,
-    shard_size: int = SHARD_SIZE,
-    quiet: bool = typer.Option(False, help="No progress bars."),
-):
-    """Predict every attribute of every image: one row per image with class and probabilities
-    (multi-label runs: every attribute's probability and its 0/1 decision)."""
-    from clipadapt.workflow.predict import PredictOptions, predict_run
-
-    def go():
-        require_path(checkpoint, RUN_FOLDER)
-        if engine is Engine.local:
-            check_local(ray_address, ray_actors)
-        options = PredictOptions(batch_size=batch_size, num_workers=num_workers, threshold=threshold,
-                                 on_bad_image=on_bad_image.value, decode=decode.value, precision=precision.value,
-                                 device=device)
-        outcome = predict_run(inputs, out, checkpoint=checkpoint, model=model, options=options,
-                              ray=ray_options(ray_address, ray_actors) if engine is Engine.ray else None,
-                              shard_size=shard_size, progress=not quiet)
-        for line in outcome.lines:
-            out_console.print(line, highlight=False, soft_wrap=True)
-
-    run_safely(go)
+app.command("predict")(predict_command)
 
 
 @app.command()
@@ -269,7 +212,8 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
             names = describe_methods()
         elif what == "backbones":
             from clipadapt.backbone.families import backbones_by_family
-            names = backbones_by_family()
+            from clipadapt.methods import METHODS  # each method says which families it runs on
+            names = backbones_by_family([METHODS.get(m) for m in METHODS.names()])
         elif what == "formats":
             from clipadapt.format_index import describe_formats
             names = describe_formats()

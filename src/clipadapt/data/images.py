@@ -146,11 +146,3 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
         scale = 1.0 / 257.0 if peak > 255 else 1.0
     return np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
 
-
-def __getattr__(name: str):
-    # ImageDataset needs torch; decoding does not (the ONNX runtime imports this module without torch)
-    if name == "ImageDataset":
-        from clipadapt.data.image_dataset import ImageDataset
-
-        return ImageDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from clipadapt.backbone import ClipBackbone, ImageFeatures
 from clipadapt.config import FeatureConfig
 from clipadapt.data.dataset import LabelledImages
-from clipadapt.data.images import ImageDataset
+from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.data.transforms import transform_for
 from clipadapt.features.encoding import VIEW_SEED, entry_parts, frozen_encoder, token_shape, view_batches
 from clipadapt.features.reading import entry_batches, release_resident_pages

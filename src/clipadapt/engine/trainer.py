@@ -22,7 +22,7 @@ from clipadapt.data.bad_images import record_skipped
 from clipadapt.engine import distributed
 from clipadapt.bars import progress_bar
 from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
-from clipadapt.engine.devices import autocast_for, resolve_device, seed_everything  # noqa: F401 - re-exported
+from clipadapt.engine.devices import autocast_for, resolve_device, seed_everything
 from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, run_epoch, train_epochs
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
@@ -33,12 +33,13 @@ from clipadapt.methods import Method
 from clipadapt.metrics.calibration import add_calibration, negative_log_likelihood
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
-from clipadapt.metrics.table import resolve_monitor, selection_score  # noqa: F401 - resolve_monitor re-exported
+from clipadapt.metrics.table import resolve_monitor, selection_score
 from clipadapt.threads import continue_at, current_threads, share_cores
 
 RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
 RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
-BEST_STATE = BestCheckpoint.FILE
+
+
 @dataclass
 class FitResult:
     """What training produced: per-epoch history and the selected epoch."""

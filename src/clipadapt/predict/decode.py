@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from clipadapt.data.images import ImageDataset
+from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.predict.draft import DRAFT_MARGIN, open_at_size
 
 __all__ = ["DRAFT_MARGIN", "SizedImageDataset", "open_at_size"]

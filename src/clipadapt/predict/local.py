@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from clipadapt.data.images import ImageDataset
+from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.engine.sources import make_transform
 from clipadapt.bars import progress_bar
 from clipadapt.threads import recheck_share, share_cores

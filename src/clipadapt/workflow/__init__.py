@@ -1,6 +1,7 @@
 """Whole runs, the layer the CLI, the demo, the benchmarks and library users call:
-`train_run`, `adapt_run`, `eval_run`, `extract_run` and `predict_run`. Each run folder is
-written by one writer (`RunFolder`); the CLI only parses options and prints outcomes.
+`train_run` (`train_seeds`: one per seed), `adapt_run`, `eval_run`, `extract_run` and
+`predict_run`. Each run folder is written by one writer (`RunFolder`); the CLI only
+parses options and prints outcomes.
 
 The names are imported on first use (module `__getattr__`): `adapt` and `train` pull in
 torch, open_clip and the methods (seconds), which a `predict --model` (onnxruntime) or a
@@ -18,7 +19,8 @@ _HOMES = {
     "PredictOptions": "predict", "PredictOutcome": "predict", "predict_run": "predict",
     "RunFolder": "run_folder", "predictions_table": "run_folder", "prepare_run_dir": "run_folder",
     "write_evaluation": "run_folder",
-    "RunOutcome": "train", "eval_run": "train", "extract_run": "train", "train_run": "train",
+    "RunOutcome": "train", "SeedsOutcome": "train", "eval_run": "train", "extract_run": "train", "train_run": "train",
+    "train_seeds": "train",
 }
 
 __all__ = sorted(_HOMES)
@@ -27,7 +29,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from clipadapt.workflow.adapt import COMPARISON_ROWS, AdaptOutcome, adapt_run, prepare_adapt_config
     from clipadapt.workflow.predict import PredictOptions, PredictOutcome, predict_run
     from clipadapt.workflow.run_folder import RunFolder, predictions_table, prepare_run_dir, write_evaluation
-    from clipadapt.workflow.train import RunOutcome, eval_run, extract_run, train_run
+    from clipadapt.workflow.train import RunOutcome, SeedsOutcome, eval_run, extract_run, train_run, train_seeds
 
 
 def __getattr__(name: str):

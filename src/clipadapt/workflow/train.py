@@ -3,6 +3,7 @@ any labelled data, extract features ahead of training."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,14 @@ from clipadapt.engine.progress import (chance_check, no_progress_message, no_pro
                                       selected_balanced_accuracy)
 from clipadapt.engine.devices import seed_everything
 from clipadapt.engine.trainer import Runner
+from clipadapt.io import write_json
+from clipadapt.metrics.aggregate import aggregate_seeds
 from clipadapt.metrics.table import resolve_monitor
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
 from clipadapt.report.html import write_report_or_warn
-from clipadapt.workflow.run_folder import RunFolder, write_evaluation
+from clipadapt.workflow.run_folder import RunFolder, finished_run, write_evaluation
 from clipadapt.threads import current_threads
 
 
@@ -53,6 +56,41 @@ def train_run(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     folder = RunFolder(out, resume, write=main, restart=restart, notify=notify)
     with folder.failure_recorded():
         return _train(cfg, folder, resume, progress, backbone, main, notify)
+
+
+@dataclass
+class SeedsOutcome:
+    """Several seeds of one run: the seeds, the summary written to OUT/seeds_summary.json
+    (mean ± std of the seeds' test metrics; {} without any) and how many seeds it holds.
+    `written` is False on a rank > 0 of a torchrun job, where rank 0 writes and reports."""
+
+    seeds: list[int]
+    summary: dict
+    runs: int
+    written: bool = True
+
+
+def train_seeds(cfg: RunConfig, out: Path, seeds: list[int], resume: bool = False, progress: bool = True,
+                restart: bool = False, notify: Callable[[str], None] | None = None) -> SeedsOutcome:
+    """One `train_run` per seed in OUT/seed-<s>, then OUT/seeds_summary.json. With `resume`,
+    a seed that already finished is kept (its test metrics read back) and the others continue."""
+    notify = notify or (lambda line: None)
+    results = []
+    for seed in seeds:
+        folder = Path(out) / f"seed-{seed}"
+        if resume and finished_run(folder):
+            notify(f"seed {seed}: finished in {folder}, kept")
+            kept = folder / "metrics.json"
+            results += [json.loads(kept.read_text())] if kept.is_file() else []
+            continue
+        run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+        outcome = train_run(run_cfg, folder, resume=resume, progress=progress, restart=restart, notify=notify)
+        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 writes the summary
+            return SeedsOutcome(list(seeds), {}, len(results), written=False)
+        results += [outcome.metrics] if outcome.metrics else []
+    summary = aggregate_seeds(results) if results else {}
+    write_json(Path(out) / "seeds_summary.json", {"seeds": list(seeds), "summary": summary})
+    return SeedsOutcome(list(seeds), summary, len(results))
 
 
 def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, backbone, main: bool,
