@@ -35,7 +35,8 @@ from clipadapt.backbone import create_backbone
 from clipadapt.config import RunConfig, TrainConfig
 from clipadapt.engine.losses import AttributeLoss
 from clipadapt.engine.optim import build_optimizer
-from clipadapt.engine.selftrain import SelfTrainer, microclip_train_defaults
+from clipadapt.engine.selftrain import SelfTrainer
+from clipadapt.methods.microclip.selftraining import microclip_train_defaults
 from clipadapt.methods import build_method
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 from row_steps import self_training_step

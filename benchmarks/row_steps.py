@@ -16,7 +16,8 @@ from bench_common import Row, interleaved_medians, peak_rss_mib, quiet
 from clipadapt.backbone import create_backbone
 from clipadapt.config import RunConfig, TrainConfig
 from clipadapt.engine.optim import build_optimizer
-from clipadapt.engine.selftrain import SelfTrainer, microclip_train_defaults
+from clipadapt.engine.selftrain import SelfTrainer
+from clipadapt.methods.microclip.selftraining import microclip_train_defaults
 from clipadapt.methods import build_method
 from clipadapt.task import Attribute, TaskSpec
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from clipadapt.backbone import create_backbone
-from clipadapt.backbone.families import ALL_METHODS, FAMILIES, backbones_by_family, family_of
+from clipadapt.backbone.families import backbones_by_family, family_of
 from clipadapt.backbone.timm_tower import map_value_path
 from clipadapt.config import validate_config
 from clipadapt.errors import ClipAdaptError
-from clipadapt.methods import build_method
+from clipadapt.methods import METHODS, build_method
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 from clipadapt.workflow import train_run
 
@@ -79,9 +79,9 @@ def test_every_method_runs_or_is_refused_with_its_reason(family):
     pedestrian attributes, the rest on one single-label attribute), or refused with why."""
     backbone = create_backbone(MICRO[family], None)
     images = torch.randn(2, 3, 32, 32)
-    for method in ALL_METHODS:
+    for method in METHODS.names():
         task = PAR_TASK if method == "promptpar" else TASK
-        if method in FAMILIES[family].refused:
+        if family in METHODS.get(method).refused_families:
             with pytest.raises(ClipAdaptError, match=f"{method} does not run on .*family {family}.*Use a clip-family"):
                 build_method(method, backbone, task, {})
             continue
@@ -97,7 +97,7 @@ def test_every_method_runs_or_is_refused_with_its_reason(family):
 
 
 def test_list_backbones_shows_the_families_and_their_methods():
-    text = "\n".join(backbones_by_family())
+    text = "\n".join(backbones_by_family([METHODS.get(m) for m in METHODS.names()]))
     assert "siglip: SigLIP" in text and "ViT-SO400M-14-SigLIP" in text and "EVA02-B-16" in text
     assert "refused" not in text and "RN50" in text.split("not supported")[1]  # every method on every family
     assert "microclip: patch features = the MAP head's value path" in text and "no rotary position" in text
@@ -224,7 +224,8 @@ def test_microclip_self_training_loss_falls(birds, family):
     """microCLIP on random micro towers and unlabelled synthetic birds: its self-training
     loss (pseudo-label CE on the strong view + fairness) falls over the epochs."""
     from clipadapt.config import RunConfig, TrainConfig
-    from clipadapt.engine.selftrain import SelfTrainer, microclip_train_defaults
+    from clipadapt.engine.selftrain import SelfTrainer
+    from clipadapt.methods.microclip.selftraining import microclip_train_defaults
 
     splits = birds
     method = build_method("microclip", create_backbone(MICRO[family], None), splits.task,

@@ -19,9 +19,9 @@ from clipadapt.backbone import create_backbone
 from clipadapt.config import RunConfig, TrainConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.errors import ClipAdaptError
-from clipadapt.engine.selftrain import (
+from clipadapt.engine.selftrain import SelfTrainer
+from clipadapt.methods.microclip.selftraining import (
     MICROCLIP_RECIPE,
-    SelfTrainer,
     SelfTrainingViews,
     class_histogram_entropy,
     combine_scores,

@@ -55,7 +55,8 @@ def _check_method(cfg) -> None:
 
 def _check_backbone_fit(cfg) -> None:
     """Method params that must agree with the backbone's shape, read from its architecture
-    file (no weights are loaded)."""
+    file (no weights are loaded): the tap block here, the rest by the method itself
+    (`Method.check_backbone_fit`, e.g. CLIP-MHAdapter's heads)."""
     from clipadapt.backbone.hf_transformers import AUTO_NAME
 
     name = cfg.backbone.name
@@ -64,21 +65,16 @@ def _check_backbone_fit(cfg) -> None:
     import open_clip
 
     from clipadapt.backbone.factory import list_backbones
+    from clipadapt.methods import METHODS
 
     known = list_backbones()
     if name not in known:
         _unknown("backbone.name", name, known)
     arch = open_clip.get_model_config(name) or {}
-    embed, layers = arch.get("embed_dim"), (arch.get("vision_cfg") or {}).get("layers")
+    layers = (arch.get("vision_cfg") or {}).get("layers")
     params = cfg.method.params
-    if cfg.method.name == "mhadapter" and embed:
-        heads = params.get("heads", 4)
-        for attribute, h in (heads.items() if isinstance(heads, dict) else [(None, heads)]):
-            if isinstance(h, int) and h >= 1 and embed % h:
-                which = f"method.params.heads[{attribute}]" if attribute else "method.params.heads"
-                fits = [d for d in range(1, min(embed, 64) + 1) if embed % d == 0]
-                raise ClipAdaptError(f"{which}={h} does not divide the embedding width {embed} of backbone '{name}'; "
-                                     f"use one of {fits}")
+    if cfg.method.name in METHODS:  # an unknown name is _check_method's to report
+        METHODS.get(cfg.method.name).check_backbone_fit(params, arch, name)
     tap = params.get("tap_block")
     if isinstance(tap, int) and layers and not 1 <= tap <= layers:
         raise ClipAdaptError(f"method.params.tap_block={tap}, but backbone '{name}' has blocks 1..{layers}")

@@ -1,48 +1,35 @@
-"""Backbone families: which image tower a model name builds, and which methods run on it.
+"""Backbone families: which image tower a model name builds.
 
 A family is a kind of image tower behind the same small interface (embed, blocks, taps,
 pool, text encode): CLIP's own ViT (`ClipBackbone`) or a timm tower (`TimmTowerBackbone`).
-Each method needs some of it; where a combination cannot be made faithful yet, it is
-refused with one line that says why and what to use instead (docs/backbones.md).
+Each method needs some of it and says itself which families it runs on (a combination
+that cannot be made faithful yet is refused by the method, with one line that says why:
+`Method.refused_families`, docs/backbones.md); the backbone layer never imports methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Sequence
 
 import open_clip
-
-from clipadapt.errors import ClipAdaptError
-
-ALL_METHODS = ("majority", "zeroshot", "linear_probe", "clip_adapter", "coop", "mhadapter", "promptpar", "microclip")
 
 
 @dataclass(frozen=True)
 class Family:
-    """One kind of image tower: what it is, the methods refused on it (with why), and what
-    a method's parts mean on it where that differs from CLIP (`notes`)."""
+    """One kind of image tower: its name and what it is. Which methods run on it is said
+    by each method (`Method.refused_families`, `Method.family_notes`): the backbone
+    never knows the methods."""
 
     name: str
     description: str
-    refused: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-
-    def supported(self) -> list[str]:
-        return [m for m in ALL_METHODS if m not in self.refused]
 
 
 FAMILIES = {
     "clip": Family("clip", "open_clip's ViT with a [CLS] token: OpenAI (QuickGELU), LAION, DataComp, DFN, MetaCLIP"),
     "siglip": Family(
-        "siglip", "SigLIP / SigLIP2: timm ViT, no [CLS], attention-pool (MAP) head, text pooled at the last token",
-        notes={"microclip": "patch features = the MAP head's value path per patch (what the pool outputs when that "
-                            "patch is its only key); the global token = the MAP output",
-               "promptpar": "global token = the MAP pool of every output token; other tokens leave through the MAP "
-                            "head's value path"}),
-    "eva": Family(
-        "eva", "EVA02-CLIP: timm EVA blocks, rotary position embeddings, SwiGLU, [CLS] pooling",
-        notes={"microclip": "patch features = the last EVA block on its value path (rotary positions drop out)",
-               "promptpar": "prompts and part tokens get no rotary position (identity rotation); patches keep theirs"}),
+        "siglip", "SigLIP / SigLIP2: timm ViT, no [CLS], attention-pool (MAP) head, text pooled at the last token"),
+    "eva": Family("eva", "EVA02-CLIP: timm EVA blocks, rotary position embeddings, SwiGLU, [CLS] pooling"),
 }
 
 
@@ -64,10 +51,12 @@ def family_of(name: str) -> str | None:
     return None
 
 
-def backbones_by_family() -> list[str]:
+def backbones_by_family(methods: Sequence = ()) -> list[str]:
     """Lines for `clipadapt list backbones`: per family, what it is, the methods it runs
-    and those refused (why: docs/backbones.md), then its model names; last, the names
-    of towers clipadapt does not run."""
+    and those refused (why: docs/backbones.md), what a method's parts mean there, then its
+    model names; last, the names of towers clipadapt does not run. `methods`: the method
+    classes (the CLI passes the registry's), each saying what it fits (`name`,
+    `refused_families`, `family_notes`)."""
     from clipadapt.backbone.factory import list_backbones
 
     names: dict[str | None, list[str]] = {}
@@ -75,20 +64,11 @@ def backbones_by_family() -> list[str]:
         names.setdefault(family_of(name), []).append(name)
     lines = []
     for family in FAMILIES.values():
-        refused = f"; refused: {', '.join(family.refused)}" if family.refused else ""
+        runs = [m.name for m in methods if family.name not in m.refused_families]
+        refused = [m.name for m in methods if family.name in m.refused_families]
         lines += [f"{family.name}: {family.description}",
-                  f"  methods: {', '.join(family.supported())}{refused}",
-                  *(f"  {method}: {note}" for method, note in family.notes.items()),
+                  f"  methods: {', '.join(runs)}" + (f"; refused: {', '.join(refused)}" if refused else ""),
+                  *(f"  {m.name}: {m.family_notes[family.name]}" for m in methods if family.name in m.family_notes),
                   "  " + " ".join(names.get(family.name, [])), ""]
     lines += ["not supported (no ViT image tower clipadapt can run):", "  " + " ".join(names.get(None, []))]
     return lines
-
-
-def check_method(method: str, backbone) -> None:
-    """Raise one clear ClipAdaptError when `method` is refused on `backbone`'s family."""
-    family = FAMILIES.get(getattr(backbone, "family", "clip"))
-    if family is None or method not in family.refused:
-        return
-    raise ClipAdaptError(f"{method} does not run on {backbone.name} (family {family.name}): "
-                         f"{family.refused[method]}. Use a clip-family backbone (e.g. ViT-B-16-quickgelu) for "
-                         f"{method}, or one of {', '.join(family.supported())} on this one.")

@@ -37,7 +37,7 @@ def adapt_command(
     def go():
         quiet_libraries()
         cfg = load_config(config, set_)
-        from clipadapt.workflow import COMPARISON_ROWS, adapt_run  # torch: only once the config is good
+        from clipadapt.workflow import adapt_run  # torch: only once the config is good
         outcome = adapt_run(cfg, out, progress=not quiet, config_dir=Path(config).expanduser().resolve().parent,
                             true_labels=true_labels)
         if outcome.history:
@@ -54,11 +54,9 @@ def adapt_command(
             table.add_column("model")
             table.add_column("accuracy", justify="right")
             table.add_column("macro-F1", justify="right")
-            for key, label in COMPARISON_ROWS.items():
+            for key, label in outcome.rows.items():  # the method's own rows and labels
                 if key in outcome.comparison:
                     row = outcome.comparison[key]
-                    if key == "microclip" and true_labels:
-                        label = "microCLIP recipe on the true labels (upper bound)"
                     table.add_row(label, percent(row["accuracy"]), percent(row["macro_f1"]))
             out_console.print(table)
         out_console.print(f"run folder: {outcome.run_dir}")

@@ -1,16 +1,21 @@
 """Adaptation methods, registered by name (`METHODS`); add your own with `register_method`."""
 
 from clipadapt.methods import clip_adapter, coop, linear_probe, majority, mhadapter, microclip, promptpar, zeroshot  # noqa: F401
+from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import METHODS, FeatureNeeds, Method, MethodParams, register_method
 
 
 def build_method(name: str, backbone, task, params: dict | None = None) -> Method:
     """Instantiate method `name` with validated params; a method refused on the
-    backbone's family (`backbone/families.py`) is one clear error, before any work."""
-    from clipadapt.backbone.families import check_method
-
+    backbone's family (`Method.refused_families`) is one clear error, before any work,
+    naming the methods that do run there."""
     cls = METHODS.get(name)
-    check_method(name, backbone)
+    try:
+        cls.check_backbone(backbone)
+    except ClipAdaptError as exc:
+        family = getattr(backbone, "family", "clip")
+        runs = [m for m in METHODS.names() if family not in METHODS.get(m).refused_families]
+        raise ClipAdaptError(f"{exc} Or one of {', '.join(runs)} on this one.") from None
     return cls(backbone, task, cls.parse_params(params or {}))
 
 

@@ -70,6 +70,42 @@ class Method(nn.Module):
     scores_any_classes: ClassVar[bool] = False
     # train.* values for the keys a config does not set (clipadapt.engine.defaults)
     train_defaults: ClassVar[dict] = {}
+    # What the method can do, read by the layers that serve it, so that none of them
+    # compares a method's name. training_plan: "supervised" (`clipadapt train`, the
+    # engine's trainer) or "self_training" (label-free, `clipadapt adapt`; the method then
+    # provides `self_training()`, the parts of its step, for `engine.selftrain`).
+    training_plan: ClassVar[str] = "supervised"
+    # The maps `explain`, the report and the web service draw for it (`clipadapt.report`):
+    # "attention" (per attribute, over the patches: the class provides `attention_maps`),
+    # "parts" (part tokens over their regions), "saliency" (pooling attention and a
+    # foreground mask); None: no maps.
+    explain_maps: ClassVar[str | None] = None
+    # Backbone families (`backbone/families.py`) it cannot run on, each with why (one
+    # line), and what its parts mean on a family where that differs from CLIP.
+    refused_families: ClassVar[dict[str, str]] = {}
+    family_notes: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def check_backbone(cls, backbone) -> None:
+        """Raise one clear ClipAdaptError when this method is refused on `backbone`'s family."""
+        family = getattr(backbone, "family", "clip")
+        if family in cls.refused_families:
+            raise ClipAdaptError(f"{cls.name} does not run on {backbone.name} (family {family}): "
+                                 f"{cls.refused_families[family]}. Use a clip-family backbone (e.g. "
+                                 f"ViT-B-16-quickgelu) for {cls.name}.")
+
+    @classmethod
+    def check_backbone_fit(cls, params: dict, arch: dict, backbone: str) -> None:
+        """Raise a ClipAdaptError when method.params (`params`, as written in the config)
+        cannot fit backbone `backbone` of open_clip architecture `arch` (its model config:
+        embed_dim, vision_cfg ...); called before anything is built. Default: all fit."""
+
+    def self_training(self, autocast):
+        """The parts of a label-free step (training_plan "self_training") for
+        `engine.selftrain.SelfTrainer`, with `autocast()` the device's mixed precision: views,
+        split, pseudo_labels, loss, epoch_row, head_predictions (the model:
+        `methods/microclip/selftraining.py`). Supervised methods have none."""
+        raise ClipAdaptError(f"{self.name} trains with labels (`clipadapt train`); it has no self-training.")
 
     def __init__(self, backbone: ClipBackbone, task: TaskSpec, params: MethodParams):
         super().__init__()

@@ -78,6 +78,23 @@ class MHAdapter(Method):
     summary = "CLIP-MHAdapter: a multi-head attention adapter on the patch tokens of a late block, a head per attribute"
     Params = MHAdapterParams
     scores_any_classes = True  # the adapters work on the image side only
+    explain_maps = "attention"  # its heads' attention over the patches (`attention_maps`)
+
+    @classmethod
+    def check_backbone_fit(cls, params: dict, arch: dict, backbone: str) -> None:
+        """Each attribute's head count must divide the backbone's embedding width."""
+        from clipadapt.errors import ClipAdaptError
+
+        embed = arch.get("embed_dim")
+        if not embed:
+            return
+        heads = params.get("heads", 4)
+        for attribute, h in (heads.items() if isinstance(heads, dict) else [(None, heads)]):
+            if isinstance(h, int) and h >= 1 and embed % h:
+                which = f"method.params.heads[{attribute}]" if attribute else "method.params.heads"
+                fits = [d for d in range(1, min(embed, 64) + 1) if embed % d == 0]
+                raise ClipAdaptError(f"{which}={h} does not divide the embedding width {embed} of backbone "
+                                     f"'{backbone}'; use one of {fits}")
 
     def __init__(self, backbone, task, params: MHAdapterParams):
         super().__init__(backbone, task, params)

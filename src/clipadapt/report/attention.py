@@ -33,11 +33,19 @@ BATCH_SIZE = 16  # images per forward pass when explaining
 
 
 # ------------------------------------------------------------------ the maps
+def maps_kind(method) -> str | None:
+    """The kind of maps a method (class or instance) has to draw: its `explain_maps`
+    ("attention", "parts", "saliency"), else "attention" when it provides
+    `attention_maps(features)` -> per attribute [B, heads, N, N] (a method registered
+    from outside joins that way too); None: no maps."""
+    kind = getattr(method, "explain_maps", None)
+    return kind or ("attention" if callable(getattr(method, "attention_maps", None)) else None)
+
+
 def explainable_methods() -> list[str]:
-    """Registered methods with attention to show: those whose class provides
-    `attention_maps(features)` -> per attribute [B, heads, N, N] over the N patches
-    (CLIP-MHAdapter; a method registered from outside joins by providing it too)."""
-    return [name for name in METHODS.names() if callable(getattr(METHODS.get(name), "attention_maps", None))]
+    """Registered methods with attention over the patches to show per attribute (maps of
+    kind "attention": CLIP-MHAdapter, and any method providing `attention_maps`)."""
+    return [name for name in METHODS.names() if maps_kind(METHODS.get(name)) == "attention"]
 
 
 def require_attention(method_name: str) -> None:

@@ -1,4 +1,5 @@
-"""`clipadapt explain`: attention pictures of a run for some images, one writer per method.
+"""`clipadapt explain`: attention pictures of a run for some images, one writer per kind of
+maps a method says it has (`Method.explain_maps`).
 
 CLIP-MHAdapter: per attribute the attention each patch receives (Figure 3), heads
 averaged and per head. PromptPAR: each part token's attention over its strip.
@@ -25,8 +26,9 @@ from clipadapt.engine.checkpoint import load_run, read_card
 from clipadapt.io import atomic_write
 from clipadapt.engine.sources import make_transform
 from clipadapt.errors import ClipAdaptError
+from clipadapt.methods import METHODS
 from clipadapt.report.attention import (
-    BATCH_SIZE, DISPLAY_SIZE, explain_batch, explainable_methods, heatmap, model_view, overlay,
+    BATCH_SIZE, DISPLAY_SIZE, explain_batch, heatmap, maps_kind, model_view, overlay,
 )
 from clipadapt.report.figures import explain_panel
 from clipadapt.report.part_maps import part_attention
@@ -156,21 +158,21 @@ def write_microclip(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     return written
 
 
-WRITERS: dict[str, Writer] = {"mhadapter": write_mhadapter, "promptpar": write_promptpar, "microclip": write_microclip}
+# one writer per kind of maps (`report.attention.maps_kind`), never per method name
+WRITERS: dict[str, Writer] = {"attention": write_mhadapter, "parts": write_promptpar, "saliency": write_microclip}
 
 
 def explained_methods() -> list[str]:
-    """Methods `explain` can draw: the three papers' methods, and any registered method
-    with `attention_maps` (drawn with CLIP-MHAdapter's recipe)."""
-    return list(WRITERS) + [m for m in explainable_methods() if m not in WRITERS]
+    """Registered methods `explain` can draw: those whose kind of maps has a writer (the
+    three papers' methods, and any method registered with `explain_maps` or `attention_maps`)."""
+    return [name for name in METHODS.names() if maps_kind(METHODS.get(name)) in WRITERS]
 
 
 def writer_for(method_name: str) -> Writer:
     """The writer of a method, or a ClipAdaptError naming those that have one."""
-    if method_name in WRITERS:
-        return WRITERS[method_name]
-    if method_name in explainable_methods():
-        return write_mhadapter
+    kind = maps_kind(METHODS.get(method_name)) if method_name in METHODS else None
+    if kind in WRITERS:
+        return WRITERS[kind]
     raise ClipAdaptError(
         f"explain supports {', '.join(explained_methods())}; this run's method is '{method_name}', which has no "
         "attention over image patches to show. Train one of those methods to see attention maps."

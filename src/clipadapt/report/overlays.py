@@ -1,8 +1,9 @@
 """One entry point for attention overlays of any method that has them: the web service
 shows these next to its predictions.
 
-Each method's maps come from its own module (CLIP-MHAdapter: `report.attention`,
-PromptPAR: `report.part_maps`, microCLIP: `report.soap_maps`); this module turns them
+Each kind of maps a method says it has (`Method.explain_maps`) comes from its own module
+("attention", CLIP-MHAdapter: `report.attention`; "parts", PromptPAR: `report.part_maps`;
+"saliency", microCLIP: `report.soap_maps`); this module turns them
 into pictures of the image as the model saw it, labelled so a person knows what each
 picture is.
 """
@@ -17,7 +18,7 @@ from PIL import Image
 
 from clipadapt.engine.sources import make_transform
 from clipadapt.report.attention import (
-    DISPLAY_SIZE, explainable_methods, heads_mean, heatmap, mhadapter_attention, model_view, overlay,
+    DISPLAY_SIZE, heads_mean, heatmap, maps_kind, mhadapter_attention, model_view, overlay,
 )
 from clipadapt.report.explain import blocky
 from clipadapt.report.part_maps import part_attention
@@ -46,18 +47,19 @@ def _microclip(method, batch: torch.Tensor) -> dict[str, Map]:
     return found
 
 
-MAP_MAKERS: dict[str, MapsFn] = {"mhadapter": _mhadapter, "promptpar": _promptpar, "microclip": _microclip}
+# one maker per kind of maps (`report.attention.maps_kind`), never per method name
+MAP_MAKERS: dict[str, MapsFn] = {"attention": _mhadapter, "parts": _promptpar, "saliency": _microclip}
 
 
 def has_overlays(method) -> bool:
-    """True when `method` (a loaded method) has attention maps to overlay: PromptPAR needs
-    its part tokens, microCLIP its SOAP pooling."""
-    name = method.name
-    if name == "promptpar":
+    """True when `method` (a loaded method) has maps to overlay: part maps need the part
+    tokens switched on (PromptPAR's regions), saliency maps the SOAP pooling (microCLIP's)."""
+    kind = maps_kind(method)
+    if kind == "parts":
         return bool(method.layout.groups) and method.attn_mask is not None
-    if name == "microclip":
+    if kind == "saliency":
         return method.fusion is not None
-    return name in MAP_MAKERS or name in explainable_methods()
+    return kind in MAP_MAKERS
 
 
 def attention_overlays(method, images: Sequence[Image.Image], size: int = DISPLAY_SIZE) -> list[dict[str, Image.Image]]:
@@ -69,7 +71,7 @@ def attention_overlays(method, images: Sequence[Image.Image], size: int = DISPLA
     """
     transform = make_transform(method.backbone, train=False)
     batch = torch.stack([transform(image) for image in images])
-    maps = MAP_MAKERS.get(method.name, _mhadapter)(method, batch)
+    maps = MAP_MAKERS[maps_kind(method)](method, batch)
     views = [model_view(image, size, method.backbone.transform_kind(False)) for image in images]
     return [{label: overlay(view, blocky(per_image[i], size) if is_mask else heatmap(per_image[i], (size, size)))
              for label, (per_image, is_mask) in maps.items()}

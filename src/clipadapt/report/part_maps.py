@@ -35,9 +35,10 @@ class PartAttention:
 
 
 def require_parts(method) -> None:
-    """Raise a ClipAdaptError unless `method` is PromptPAR with part tokens."""
-    if getattr(method, "name", None) != "promptpar":
-        raise ClipAdaptError(f"part attention is PromptPAR's; this run's method is '{getattr(method, 'name', '?')}'.")
+    """Raise a ClipAdaptError unless `method` has part tokens (PromptPAR) switched on."""
+    if getattr(method, "explain_maps", None) != "parts":
+        raise ClipAdaptError(f"part attention is PromptPAR's (a method with part tokens); this run's method is "
+                             f"'{getattr(method, 'name', '?')}'.")
     family = getattr(method.backbone, "family", "clip")
     if family != "clip":  # the maps read the weights of CLIP's own attention module (nn.MultiheadAttention)
         raise ClipAdaptError(f"part attention maps are drawn on clip-family backbones; this run's is {family} "

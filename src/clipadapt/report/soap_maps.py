@@ -28,9 +28,10 @@ class SoapMaps:
 
 
 def require_soap(method) -> None:
-    """Raise a ClipAdaptError unless `method` is microCLIP with SOAP switched on."""
-    if getattr(method, "name", None) != "microclip":
-        raise ClipAdaptError(f"SOAP maps are microCLIP's; this run's method is '{getattr(method, 'name', '?')}'.")
+    """Raise a ClipAdaptError unless `method` has SOAP's saliency maps (microCLIP) switched on."""
+    if getattr(method, "explain_maps", None) != "saliency":
+        raise ClipAdaptError(f"SOAP maps are microCLIP's (a method with saliency maps); this run's method is "
+                             f"'{getattr(method, 'name', '?')}'.")
     if method.fusion is None:
         raise ClipAdaptError("This microCLIP run has no SOAP pooling (method.params.use_soap: false), so there is "
                              "no attention map or foreground mask to show.")

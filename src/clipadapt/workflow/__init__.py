@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 # public name -> the module of this package that defines it
 _HOMES = {
-    "COMPARISON_ROWS": "adapt", "AdaptOutcome": "adapt", "adapt_run": "adapt", "prepare_adapt_config": "adapt",
+    "AdaptOutcome": "adapt", "adapt_run": "adapt", "prepare_adapt_config": "adapt",
     "PredictOptions": "predict", "PredictOutcome": "predict", "predict_run": "predict",
     "RunFolder": "run_folder", "predictions_table": "run_folder", "prepare_run_dir": "run_folder",
     "write_evaluation": "run_folder",
@@ -26,7 +26,7 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from clipadapt.workflow.adapt import COMPARISON_ROWS, AdaptOutcome, adapt_run, prepare_adapt_config
+    from clipadapt.workflow.adapt import AdaptOutcome, adapt_run, prepare_adapt_config
     from clipadapt.workflow.predict import PredictOptions, PredictOutcome, predict_run
     from clipadapt.workflow.run_folder import RunFolder, predictions_table, prepare_run_dir, write_evaluation
     from clipadapt.workflow.train import RunOutcome, SeedsOutcome, eval_run, extract_run, train_run, train_seeds

@@ -1,11 +1,13 @@
 """Label-free adaptation runs (microCLIP, SPEC 3): zero-shot heads scored first, then
 self-training on the unlabelled train images, then the test evaluation, written through
-the same run-folder writer as a supervised run."""
+the same run-folder writer as a supervised run. Any method whose training plan is
+self-training runs here; what its step does and which heads it compares come from it
+(`Method.self_training()`)."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,10 @@ from clipadapt.engine.checkpoint import build_card
 from clipadapt.engine.devices import seed_everything
 from clipadapt.engine.progress import (chance_check, no_progress_message, no_progress_reasons,
                                       selected_balanced_accuracy)
-from clipadapt.engine.selftrain import MICROCLIP_RECIPE, SelfTrainer, microclip_train_defaults
+from clipadapt.engine.selftrain import SelfTrainer
 from clipadapt.engine.trainer import Runner
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
-from clipadapt.methods import build_method
+from clipadapt.methods import METHODS, build_method
 from clipadapt.methods.microclip.method import resolve_descriptions
 from clipadapt.methods.text_check import check_class_texts
 from clipadapt.metrics.table import SUMMARY
@@ -33,33 +35,33 @@ from clipadapt.threads import current_threads
 
 @dataclass
 class AdaptOutcome:
-    """What `adapt_run` wrote: the run folder, test metrics of microCLIP (None without a
-    test split), the comparison table {row: {accuracy, macro_f1}}, the history and card."""
+    """What `adapt_run` wrote: the run folder, test metrics of the method (None without a
+    test split), the comparison table {row: {accuracy, macro_f1}}, the history and card;
+    `rows`: each comparison row's label, in the order a table shows them."""
 
     run_dir: Path
     metrics: dict | None
     comparison: dict
     history: list[dict]
     card: dict
+    rows: dict[str, str] = field(default_factory=dict)
 
 
-COMPARISON_ROWS = {
-    "zeroshot_templates": "zero-shot CLIP, templates",
-    "zeroshot_descriptions": "zero-shot CLIP, descriptions (CuPL)",
-    "zeroshot_llm_head": "zero-shot CLIP, LLM head",
-    "microclip_init": "microCLIP before adaptation (fused, W* init)",
-    "microclip": "microCLIP (self-trained, no labels)",
-}
+LABEL_FREE_DEFAULT = "microclip"  # the method `clipadapt adapt` runs when a config names none
 
 
 def prepare_adapt_config(cfg: RunConfig, config_dir: Path | None = None) -> RunConfig:
-    """The config an adapt run uses: method microclip, the microCLIP recipe for unset
-    train.* keys, no validation split unless asked (there are no labels to select with),
-    and method.params.descriptions resolved (relative paths against `config_dir` first;
+    """The config an adapt run uses: a label-free method (LABEL_FREE_DEFAULT unless the
+    config names one), its recipe (`train_defaults`) for unset train.* keys, no validation
+    split unless asked (there are no labels to select with), and
+    method.params.descriptions resolved (relative paths against `config_dir` first;
     default data.root/descriptions.json when that file exists)."""
-    if "name" in cfg.method.model_fields_set and cfg.method.name != "microclip":
-        raise ClipAdaptError(f"`clipadapt adapt` runs the label-free method microclip; the config names method "
-                             f"'{cfg.method.name}'. Remove method.name or set it to microclip "
+    name = cfg.method.name if "name" in cfg.method.model_fields_set else LABEL_FREE_DEFAULT
+    method_cls = METHODS.get(name)
+    if method_cls.training_plan != "self_training":
+        label_free = [m for m in METHODS.names() if METHODS.get(m).training_plan == "self_training"]
+        raise ClipAdaptError(f"`clipadapt adapt` runs a label-free method ({', '.join(label_free)}); the config "
+                             f"names method '{cfg.method.name}'. Remove method.name or set it to {LABEL_FREE_DEFAULT} "
                              "(use `clipadapt train` for supervised methods).")
     if cfg.train.calibrate != "none":
         raise ClipAdaptError(f"train.calibrate={cfg.train.calibrate}: `clipadapt adapt` is label-free, so it has no "
@@ -78,9 +80,10 @@ def prepare_adapt_config(cfg: RunConfig, config_dir: Path | None = None) -> RunC
         if default.is_file() or cfg.data.format == "synthetic-finegrained":  # rendered there on first use
             params["descriptions"] = str(default)
     data_update = {} if "val_fraction" in cfg.data.model_fields_set else {"val_fraction": 0.0}
+    unset = {k: v for k, v in method_cls.train_defaults.items() if k not in cfg.train.model_fields_set}
     return cfg.model_copy(update={
-        "method": cfg.method.model_copy(update={"name": "microclip", "params": params}),
-        "train": microclip_train_defaults(cfg.train),
+        "method": cfg.method.model_copy(update={"name": name, "params": params}),
+        "train": cfg.train.model_copy(update=unset),
         "data": cfg.data.model_copy(update=data_update),
     })
 
@@ -92,8 +95,8 @@ def _scores(labels: np.ndarray, preds: np.ndarray, task) -> dict:
     return {key: mean[key] for key in SUMMARY}
 
 
-def _build_microclip(cfg: RunConfig, task, backbone):
-    """microCLIP on the run's backbone, with its class descriptions inlined (the card then
+def _build_method(cfg: RunConfig, task, backbone):
+    """The label-free method on the run's backbone, with its class descriptions inlined (the card then
     rebuilds the heads without the file); returns the method and the descriptions file."""
     params = dict(cfg.method.params)
     source_file = params.get("descriptions") if isinstance(params.get("descriptions"), str) else None
@@ -102,16 +105,14 @@ def _build_microclip(cfg: RunConfig, task, backbone):
     if backbone is None:
         backbone = backbone_from_config(cfg.backbone)
     apply_preprocessing(backbone, cfg.backbone)
-    return build_method("microclip", backbone, task, params), source_file
+    return build_method(cfg.method.name, backbone, task, params), source_file
 
 
 def _score_heads_before_training(trainer: SelfTrainer, test: LabelledImages) -> dict[str, dict]:
-    """The comparison rows of the frozen heads and of microCLIP before adaptation, on test."""
-    before = trainer.head_predictions(test)
-    if trainer.method.params.descriptions is None:  # the description heads are the template head then
-        before = {k: v for k, v in before.items() if k not in ("zeroshot_descriptions", "zeroshot_llm_head")}
-    return {"microclip_init" if name == "microclip_fused" else name: _scores(test.labels, preds, test.task)
-            for name, preds in before.items()}
+    """The comparison rows of the frozen heads and of the method before adaptation, on test
+    (which heads make rows, under what names: the method's plan says)."""
+    before = trainer.plan.rows_before_training(trainer.head_predictions(test))
+    return {name: _scores(test.labels, preds, test.task) for name, preds in before.items()}
 
 
 def adapt_run(cfg: RunConfig, out: Path, progress: bool = True, backbone=None,
@@ -147,7 +148,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
                              f"{len(task)} attribute(s){' (multi-label)' if task.multilabel else ''}.")
     hidden = splits.train.labels.copy()  # only for scoring the pseudo-labels
     unlabelled = LabelledImages(list(splits.train.paths), np.full_like(hidden, MISSING), task, splits.train.sources)
-    method, source_file = _build_microclip(cfg, task, backbone)
+    method, source_file = _build_method(cfg, task, backbone)
     # classes its heads cannot tell apart (stops a run that trains), or words they never learned
     notes = check_class_texts(method, stop=cfg.train.epochs > 0, name_unknown=True)
     for note in notes:  # said before self-training, not after it
@@ -175,7 +176,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
         warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
     if metrics is not None:
-        comparison["microclip"] = {key: metrics["mean"][key] for key in SUMMARY}
+        comparison[method.name] = {key: metrics["mean"][key] for key in SUMMARY}
         metrics["comparison"] = comparison
         metrics.update(flags)
         folder.write_evaluation(metrics, probs, test, cfg.train.threshold)
@@ -190,10 +191,13 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
         metrics=metrics["mean"] if metrics else None,
         comparison=comparison or None,
         heads={**method.describe_heads(), "descriptions_file": source_file},
-        self_training={"recipe": {k: getattr(cfg.train, k) for k in MICROCLIP_RECIPE},
+        self_training={"recipe": {k: getattr(cfg.train, k) for k in method.train_defaults},
                        "last_epoch": fit.history[-1] if fit.history else None},
         **flags,
     )
     folder.finish(method, card, fit.history, curve_keys=("train_loss", "train_ce", "pseudo_label_accuracy",
                                                         "pseudo_label_entropy_normalised"))
-    return AdaptOutcome(out, metrics, comparison, fit.history, card)
+    rows = dict(trainer.plan.comparison_rows)
+    if true_labels:  # its own row learned from the true labels: the upper bound, not label-free
+        rows[method.name] = trainer.plan.upper_bound_row
+    return AdaptOutcome(out, metrics, comparison, fit.history, card, rows)

@@ -17,9 +17,9 @@ Text side, built once from the frozen text tower:
     W*      learnable head, initialised to the CuPL prototype normalise(mean_j d_kj) (by
             default), re-normalised at every use.
 
-The self-training loop (pseudo-labels from W_LLM and W*, strong-view loss, fairness term)
-lives in `clipadapt.engine.selftrain`; its switches (gamma, crops, fairness weight, views)
-are params here so that they travel with the run card.
+The self-training step (pseudo-labels from W_LLM and W*, strong-view loss, fairness term)
+lives in `selftraining.py` (the engine's `selftrain` runs its loop); its switches (gamma,
+crops, fairness weight, views) are params here so that they travel with the run card.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import FeatureNeeds, Method, MethodParams, register_method
 from clipadapt.methods.microclip.fusion import TokenFusion
 from clipadapt.methods.microclip.layernorms import OwnedLayerNorms, layernorm_parameters  # noqa: F401 (re-export)
+from clipadapt.methods.microclip.selftraining import MICROCLIP_RECIPE, MicroCLIPSelfTraining
 from clipadapt.methods.microclip.soap import SOAP, SOAPOutput
 from clipadapt.task import Attribute, TaskSpec
 
@@ -66,7 +67,7 @@ class MicroCLIPParams(MethodParams):
         fusion_ratio: weight of c in the fusion (1 = CLS only, 0 = [FG] only).
         train_layernorms: False freezes the LayerNorms too (heads / SOAP only).
         logit_scale: the fixed temperature of the loss and of the predicted probabilities.
-    Self-training (read by clipadapt.engine.selftrain):
+    Self-training (read by selftraining.py):
         gamma: weight of the static (crop-composite, W_LLM) scores in the pseudo-label;
             1 = crop-composite only, 0 = the current model only.
         crops: random square crops per image for the multi-view prior (0 = weak view only);
@@ -193,7 +194,7 @@ def encode_sentences(backbone: ClipBackbone, sentences: list[str]) -> torch.Tens
 @register_method("microclip")
 class MicroCLIP(Method):
     """microCLIP: SOAP [FG] token fused with [CLS], LayerNorms + SOAP + W* trained by
-    label-free self-training (`clipadapt.engine.selftrain`). One single-label attribute.
+    label-free self-training (`selftraining.py`). One single-label attribute.
 
     Trainable: the image encoder's LayerNorms (`layernorms`: this method's own copies, put
     in the backbone's place only during its passes; checkpoints keep them under the
@@ -208,6 +209,16 @@ class MicroCLIP(Method):
                "saliency-pooled patch token fused with the global one")
 
     Params = MicroCLIPParams
+    training_plan = "self_training"  # label-free: `clipadapt adapt`, steps from `self_training()`
+    explain_maps = "saliency"  # SOAP's attention over the patches and the Normalised-Cut mask
+    family_notes = {"siglip": "patch features = the MAP head's value path per patch (what the pool outputs when "
+                              "that patch is its only key); the global token = the MAP output",
+                    "eva": "patch features = the last EVA block on its value path (rotary positions drop out)"}
+    train_defaults = MICROCLIP_RECIPE  # the authors' recipe (SPEC 3) for the train.* keys a config leaves unset
+
+    def self_training(self, autocast) -> MicroCLIPSelfTraining:
+        """The parts of microCLIP's label-free step (views, pseudo-labels, loss, statistics)."""
+        return MicroCLIPSelfTraining(self, autocast)
 
     def __init__(self, backbone: ClipBackbone, task: TaskSpec, params: MicroCLIPParams):
         super().__init__(backbone, task, params)

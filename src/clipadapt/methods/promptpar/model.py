@@ -59,6 +59,10 @@ class PromptPAR(Method):
     summary = ("PromptPAR: region-aware visual and text prompts with a fusion block, "
                "for multi-label (pedestrian) attributes")
     Params = PromptPARParams
+    explain_maps = "parts"  # each part token's attention over its region
+    family_notes = {"siglip": "global token = the MAP pool of every output token; other tokens leave through the "
+                              "MAP head's value path",
+                    "eva": "prompts and part tokens get no rotary position (identity rotation); patches keep theirs"}
 
     def __init__(self, backbone, task, params: PromptPARParams):
         super().__init__(backbone, task, params)
