@@ -20,6 +20,7 @@ from clipadapt.bench.protocol import Cell, Protocol
 from clipadapt.io import write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.table import SUMMARY
+from clipadapt.run_files import RunFiles
 
 RESULT = "bench.json"
 SCORES = SUMMARY  # what a cell reports
@@ -39,7 +40,7 @@ def cell_state(out: Path, cell: Cell) -> str:
     folder = Path(out) / cell.folder
     if (folder / RESULT).is_file():
         return "done"
-    if (folder / "card.json").is_file():
+    if (folder / RunFiles.CARD).is_file():
         return "trained"
     return "started" if folder.is_dir() else "new"
 
@@ -68,18 +69,18 @@ def run_cell(cell: Cell, folder: Path, backbone, progress: bool) -> dict[str, di
     """Train (or resume, or skip when finished) and evaluate one cell; write bench.json last."""
     from clipadapt.workflow import eval_run, train_run
 
-    if not (folder / "card.json").is_file():
+    if not (folder / RunFiles.CARD).is_file():
         outcome = train_run(cell.config, folder, resume=True, progress=progress, backbone=backbone)
         metrics = outcome.metrics
     else:
-        metrics = _read_json(folder / "metrics.json")
+        metrics = _read_json(folder / RunFiles.METRICS)
     if not metrics:
         raise ClipAdaptError(f"{folder}: the run has no test split to score; a benchmark cell needs one.")
     scores = {"test": _scores(metrics)}
     for name, config in cell.evaluations.items():
         results = folder / f"eval-{name}"
-        if (results / "predictions.csv").is_file():
-            scores[name] = _scores(_read_json(results / "metrics.json"))
+        if (results / RunFiles.PREDICTIONS).is_file():
+            scores[name] = _scores(_read_json(results / RunFiles.METRICS))
         else:
             scores[name] = _scores(eval_run(folder, config, out=results, progress=progress, backbone=backbone))
     write_json(folder / RESULT, {"dataset": cell.dataset, "method": cell.method, "shots": cell.shots,

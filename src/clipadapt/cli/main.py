@@ -112,7 +112,9 @@ def eval_cmd(
         for note in metrics.get("notes", []):  # another class list than the run's: how it was scored
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         print_metrics(metrics, title=f"{run_dir}: test")
-        results = Path(out or Path(run_dir) / "eval")
+        from clipadapt.run_files import RunFiles
+
+        results = Path(out or Path(run_dir) / RunFiles.EVAL)
         written = sorted(p.name for p in results.iterdir() if p.is_file() and p.stat().st_mtime >= started - 1)
         out_console.print(f"wrote {len(written)} files to {results}: {', '.join(written)}", highlight=False, soft_wrap=True)
 

@@ -21,10 +21,11 @@ from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.fingerprint import image_list_fingerprint
 from clipadapt.data.images import BadImage, load_image
 from clipadapt.io import atomic_write
+from clipadapt.run_files import RunFiles
 
 LOG = logging.getLogger("clipadapt")
 
-SKIPPED_FILE = "skipped_images.csv"
+SKIPPED_FILE = RunFiles.SKIPPED  # also the suffix of predict's list beside its table
 
 
 @dataclass(frozen=True)

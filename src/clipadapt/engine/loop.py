@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Protocol
 
 import torch
 
 from clipadapt.bars import progress_bar
-from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
+from clipadapt.engine.checkpoint import load_state_strict
+from clipadapt.run_files import RunFiles
 
 # A validation loss "improves" when it falls below its lowest value so far by more than this
 # fraction (float noise on a flat loss must not keep a run going).
@@ -155,19 +155,16 @@ class Selection:
 
 
 class BestCheckpoint:
-    """The kept epoch's trained tensors in run_dir/checkpoint.safetensors: written when an
-    epoch is selected, read back strictly at the end (a missing or foreign key is an error)."""
+    """The kept epoch's trained tensors in the run folder's checkpoint (written through its
+    `RunState`, which writes nothing on a rank > 0): saved when an epoch is selected, read
+    back strictly at the end (a missing or foreign key is an error)."""
 
-    FILE = "checkpoint.safetensors"
-
-    def __init__(self, run_dir: Path, method, write: bool = True):
-        self.path = Path(run_dir) / self.FILE
+    def __init__(self, files, method):
+        self.files = files  # engine.run_state.RunState (or the workflow's RunFolder)
         self.method = method
-        self.write = write  # under torchrun only rank 0 writes
 
     def save(self) -> None:
-        if self.write:
-            save_state(self.path, self.method.trained_state())
+        self.files.save_best(self.method.trained_state())
 
     def restore(self, device: torch.device) -> None:
-        load_state_strict(self.method, read_state(self.path, device=str(device))[0], source=str(self.path))
+        load_state_strict(self.method, self.files.read_best(device), source=str(self.files.file(RunFiles.CHECKPOINT)))

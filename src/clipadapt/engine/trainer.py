@@ -8,7 +8,6 @@ its math (Lightning's split).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,26 +17,23 @@ import torch
 from clipadapt.backbone import ImageFeatures
 from clipadapt.config import RunConfig
 from clipadapt.data.dataset import DataSplits, LabelledImages
-from clipadapt.data.bad_images import record_skipped
 from clipadapt.engine import distributed
 from clipadapt.bars import progress_bar
-from clipadapt.engine.checkpoint import load_state_strict, read_state, save_state
+from clipadapt.engine.checkpoint import load_state_strict
 from clipadapt.engine.devices import autocast_for, resolve_device, seed_everything
 from clipadapt.engine.loop import BestCheckpoint, EpochTotals, Selection, run_epoch, train_epochs
 from clipadapt.engine.losses import AttributeLoss, resolve_loss
 from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimizer_state
+from clipadapt.engine.run_state import RunState
 from clipadapt.engine.schedule import set_epoch_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
-from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.metrics.calibration import add_calibration, negative_log_likelihood
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
 from clipadapt.metrics.table import resolve_monitor, selection_score
+from clipadapt.run_files import RunFiles
 from clipadapt.threads import continue_at, current_threads, share_cores
-
-RESUME_STATE = "resume.safetensors"  # tensors + the loop's position in its metadata: one atomic file
-RESUME_INFO = "resume.json"  # written by earlier versions; still removed when a run completes
 
 
 @dataclass
@@ -163,32 +159,33 @@ class Runner:
         return float(sum(nll for nll in nlls if nll is not None))
 
     # --------------------------------------------------------------- training
-    def fit(self, splits: DataSplits, run_dir: Path, resume: bool = False, notify=None) -> FitResult:
-        """Train on splits.train, select on splits.val; the best state is written to
-        run_dir/checkpoint.safetensors and kept loaded in the method at the end. `notify`
-        (a callable taking one line) is told where a resumed run starts."""
+    def fit(self, splits: DataSplits, run_dir: Path | RunState, resume: bool = False, notify=None) -> FitResult:
+        """Train on splits.train, select on splits.val; the best state is written to the
+        run folder's checkpoint and kept loaded in the method at the end. `run_dir`: the
+        folder's writer (the workflow's `RunFolder`) or a path. `notify` (a callable taking
+        one line) is told where a resumed run starts."""
         cfg, method = self.cfg.train, self.method
-        run_dir = Path(run_dir)
+        files = run_dir if isinstance(run_dir, RunState) else RunState(run_dir, write=self.dist.is_main)
         if self.cfg.data.on_bad_image == "skip" and self.dist.is_main:
-            record_skipped(run_dir, splits.skipped)
+            files.record_skipped(splits.skipped)
         method.fit_statistics(torch.as_tensor(splits.train.labels))
         if not method.trains or cfg.epochs == 0:
             return FitResult()
         seed_everything(cfg.seed)
         optimizer = build_optimizer(method, cfg)
         result, start, selection = FitResult(), 0, Selection(cfg.patience)
-        if resume and (run_dir / RESUME_STATE).is_file():
-            start, result, patience_left = self._load_resume(run_dir, optimizer)
+        if resume and files.has_resume():
+            start, result, patience_left = self._load_resume(files, optimizer)
             selection.restore(result.history, result.best_epoch, result.best_score, patience_left)
             if notify is not None and self.dist.is_main:
-                notify(resume_announcement(start, cfg.epochs, run_dir / RESUME_STATE))
+                notify(resume_announcement(start, cfg.epochs, files.file(RunFiles.RESUME_STATE)))
         has_val = splits.val is not None and len(splits.val) > 0
         with distributed.main_first(self.dist):  # one process fills the store, the others read it
             train_src = self.source(splits.train, train=True)
             if has_val:
                 self.source(splits.val, train=False)  # fill the store before the progress bar starts
         self._training_pass = distributed.wrap_training(self.training_logits, method, self.device, self.dist)
-        best = BestCheckpoint(run_dir, method, write=self.dist.is_main)
+        best = BestCheckpoint(files, method)
         plan = SupervisedFit(self, splits, train_src, optimizer, selection, best, result)
         train_epochs(plan, optimizer, [p for p in method.parameters() if p.requires_grad],
                      epochs=range(start, cfg.epochs), total=cfg.epochs, grad_clip=cfg.grad_clip,
@@ -204,46 +201,24 @@ class Runner:
         return run_epoch(plan, optimizer, trainable, self.cfg.train.grad_clip, epoch).mean()
 
     # --------------------------------------------------------------- resume
-    def _save_resume(self, run_dir: Path, optimizer, epoch: int, result: FitResult, patience_left) -> None:
+    def _save_resume(self, files: RunState, optimizer, epoch: int, result: FitResult, patience_left) -> None:
         tensors, meta = optimizer_state(optimizer)
         state = {f"model.{k}": v for k, v in self.method.trained_state().items()}
         state.update({f"optim.{k}": v for k, v in tensors.items()})
         info = {"epoch": epoch, "best_epoch": result.best_epoch, "best_score": result.best_score,
                 "patience_left": patience_left, "history": result.history, "optimizer": meta,
                 "threads": current_threads()}  # resumed at the same count, the run repeats bit for bit
-        # One file: a crash between writing the tensors and a separate JSON would resume epoch
-        # e's weights with epoch e-1's position and silently train an epoch twice.
-        save_state(run_dir / RESUME_STATE, state, metadata={"resume": json.dumps(info)})
+        files.save_resume(state, info)
 
-    def _load_resume(self, run_dir: Path, optimizer) -> tuple[int, FitResult, int | None]:
-        state, metadata = read_state(run_dir / RESUME_STATE, device=str(self.device))
-        if "resume" not in metadata:
-            raise ClipAdaptError(f"{run_dir / RESUME_STATE} holds no resume position (written by an older clipadapt). "
-                                 "Delete it to train this run from the start.")
-        info = json.loads(metadata["resume"])
+    def _load_resume(self, files: RunState, optimizer) -> tuple[int, FitResult, int | None]:
+        state, info = files.read_resume(device=self.device)
         continue_at(info.get("threads"))
         model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        load_state_strict(self.method, model, source=str(run_dir / RESUME_STATE))
+        load_state_strict(self.method, model, source=str(files.file(RunFiles.RESUME_STATE)))
         load_optimizer_state(optimizer, {k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")},
                              info["optimizer"])
         result = FitResult(info["history"], info["best_epoch"], info["best_score"])
         return info["epoch"], result, info["patience_left"]
-
-
-def resume_epochs_done(run_dir: Path) -> int | None:
-    """How many epochs the resume state in `run_dir` holds; None when there is none. Reads
-    only the file's header, so asking costs nothing; -1 when the header cannot be read
-    (the resume itself then says what is wrong with the file)."""
-    from safetensors import safe_open
-
-    path = Path(run_dir) / RESUME_STATE
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return int(json.loads((fh.metadata() or {})["resume"])["epoch"])
-    except Exception:  # damaged, or written by an older clipadapt: still a state, of unknown length
-        return -1
 
 
 def resume_announcement(done: int, total: int, state: Path) -> str:
@@ -324,7 +299,7 @@ class SupervisedFit(SupervisedSteps):
             self.best.save()
         self.result.best_epoch, self.result.best_score = self.selection.best_epoch, self.selection.best_score
         if runner.dist.is_main:
-            runner._save_resume(self.best.path.parent, self.optimizer, epoch + 1, self.result,
+            runner._save_resume(self.best.files, self.optimizer, epoch + 1, self.result,
                                 self.selection.patience_left)
         info = f"loss {train_loss:.3f}" + (f" val {self.monitor} {row.get('val_' + self.monitor) or 0:.3f}"
                                            if self.has_val else "")

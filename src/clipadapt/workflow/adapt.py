@@ -14,7 +14,6 @@ import numpy as np
 
 from clipadapt.backbone import apply_preprocessing, backbone_from_config
 from clipadapt.config import RunConfig
-from clipadapt.data.bad_images import record_skipped
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.checkpoint import build_card
@@ -141,7 +140,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
     if cfg.data.on_bad_image == "skip":  # like `train`: the images left out, with their reasons
-        record_skipped(out, splits.skipped)
+        folder.record_skipped(splits.skipped)
     task = splits.task
     if task.multilabel or len(task) != 1:
         raise ClipAdaptError("`clipadapt adapt` classifies one single-label attribute; the data has "

@@ -1,6 +1,8 @@
 """The one writer of a run folder: config, history, evaluation, checkpoint + card, curves,
-report. `train_run` and `adapt_run` write through it, so every run folder has the same
-files and `eval`, `predict`, `report` and `export` read them alike."""
+report, and (through the engine's `RunState`, which `RunFolder` extends) the best state,
+the resume state and the skipped images. `train_run` and `adapt_run` write through it, so
+every run folder has the same files and `eval`, `predict`, `report` and `export` read them
+alike. Every file's name is in `clipadapt.run_files.RunFiles`."""
 
 from __future__ import annotations
 
@@ -14,24 +16,26 @@ import numpy as np
 import pandas as pd
 
 from clipadapt.config import RunConfig, dump_config
-from clipadapt.data.bad_images import SKIPPED_FILE
 from clipadapt.data.dataset import LabelledImages
-from clipadapt.engine.checkpoint import CARD, CHECKPOINT, write_checkpoint
-from clipadapt.engine.trainer import RESUME_INFO, RESUME_STATE, resume_epochs_done
+from clipadapt.data.splits import save_shots
+from clipadapt.engine.checkpoint import write_checkpoint
+from clipadapt.engine.run_state import RunState, resume_epochs_done
 from clipadapt.errors import ClipAdaptError
 from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.metrics.classification import write_confusion_csv
 from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.predict.columns import prediction_columns
 from clipadapt.report.html import write_report_or_warn
+from clipadapt.run_files import RunFiles
 
-RESUME_FILES = (RESUME_INFO, RESUME_STATE)  # spent once the run is finished; the state goes last
-FAILURE_NOTE = "FAILED.txt"  # why the last run into the folder stopped; gone once a run finishes there
+F = RunFiles
+CARD, RESUME_STATE, FAILURE_NOTE = F.CARD, F.RESUME_STATE, F.FAILURE_NOTE  # the ones named in messages
+RESUME_FILES = (F.RESUME_INFO, F.RESUME_STATE)  # spent once the run is finished; the state goes last
 # What a run writes before it has anything worth keeping: a folder the failed run created, holding
 # only these, is removed. Anything else (a resume state, a user's file, a cache) keeps the folder.
-DISPOSABLE = {"config.yaml", "shots.json", SKIPPED_FILE, "history.json", CHECKPOINT, FAILURE_NOTE}
+DISPOSABLE = {F.CONFIG, F.SHOTS, F.SKIPPED, F.HISTORY, F.CHECKPOINT, F.FAILURE_NOTE}
 # What --restart discards: the interrupted run's progress and anything that could pass for its result.
-PROGRESS = (*RESUME_FILES, CHECKPOINT, CARD, "history.json", "metrics.json", FAILURE_NOTE)
+PROGRESS = (*RESUME_FILES, F.CHECKPOINT, F.CARD, F.HISTORY, F.METRICS, F.FAILURE_NOTE)
 
 
 def _silent(line: str) -> None:
@@ -100,21 +104,22 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-class RunFolder:
-    """A run folder being written. `write=False` (a rank > 0 of a torchrun job) writes
-    nothing and checks nothing: rank 0 prepares the folder. `restart` discards an
-    interrupted run's progress; `notify` hears the one-line notes of the folder's life."""
+class RunFolder(RunState):
+    """A run folder being written: the engine's `RunState` (best state, resume state,
+    skipped images; `Runner.fit` writes through this object) and every other file of the
+    run. `write=False` (a rank > 0 of a torchrun job) writes nothing and checks nothing:
+    rank 0 prepares the folder. `restart` discards an interrupted run's progress; `notify`
+    hears the one-line notes of the folder's life."""
 
     def __init__(self, path: Path, resume: bool = False, write: bool = True, restart: bool = False,
                  notify: Callable[[str], None] | None = None):
-        self.write = write
         self.notify = notify or _silent
         self.created = _first_missing(path)  # only a folder this run made may be removed after a failure
         if write:
-            self.path = prepare_run_dir(path, resume, restart, self.notify)
+            path = prepare_run_dir(path, resume, restart, self.notify)
         else:
-            self.path = Path(path)
-            self.path.mkdir(parents=True, exist_ok=True)
+            Path(path).mkdir(parents=True, exist_ok=True)
+        super().__init__(path, write)
 
     @contextmanager
     def failure_recorded(self):
@@ -163,11 +168,16 @@ class RunFolder:
     def write_config(self, cfg: RunConfig) -> None:
         """config.yaml: the settings as the run resolved them."""
         if self.write:
-            write_text(self.path / "config.yaml", dump_config(cfg))
+            write_text(self.file(F.CONFIG), dump_config(cfg))
+
+    def write_shots(self, images: LabelledImages) -> None:
+        """shots.json: the K-shot training images, so the subset can be reproduced."""
+        if self.write:
+            save_shots(self.file(F.SHOTS), images, np.arange(len(images)))
 
     def write_history(self, history: list[dict]) -> None:
         if self.write:
-            write_json(self.path / "history.json", history)
+            write_json(self.file(F.HISTORY), history)
 
     def write_evaluation(self, metrics: dict, probs: list[np.ndarray], images: LabelledImages,
                          threshold: float = 0.5) -> None:
@@ -183,7 +193,7 @@ class RunFolder:
             return
         write_checkpoint(self.path, method, card)
         if history:
-            plot_curves(history, self.path / "curves.png", **({"keys": curve_keys} if curve_keys else {}))
+            plot_curves(history, self.file(F.CURVES), **({"keys": curve_keys} if curve_keys else {}))
         write_report_or_warn(self.path)  # a failing figure only warns
         (self.path / FAILURE_NOTE).unlink(missing_ok=True)  # an earlier failure is history now
         # The resume state goes last: a run killed anywhere before this still resumes, so
@@ -196,17 +206,22 @@ def write_evaluation(out: Path, metrics: dict, probs: list[np.ndarray], images: 
                      threshold: float = 0.5) -> None:
     """metrics.json, predictions.csv, and per-attribute confusion matrices (CSV, PNG) or,
     for a multi-label task, one per-attribute table (per_attribute.csv)."""
-    write_json(out / "metrics.json", metrics)
+    write_json(out / F.METRICS, metrics)
     task = images.task
     if task.multilabel:
         table = pd.DataFrame(metrics["multilabel"]["per_attribute"])
-        atomic_write(out / "per_attribute.csv", lambda p: table.to_csv(p, index=False))
+        atomic_write(out / F.PER_ATTRIBUTE, lambda p: table.to_csv(p, index=False))
     for attr in () if task.multilabel else task.attributes:
         cm = np.asarray(metrics["attributes"][attr.name]["confusion_matrix"])
-        write_confusion_csv(out / f"confusion_{attr.name}.csv", cm, list(attr.classes), normalise=False)
-        plot_confusion(cm, list(attr.classes), out / f"confusion_{attr.name}.png", title=f"{attr.name} (row-normalised)")
+        write_confusion_csv(out / F.confusion(attr.name, "csv"), cm, list(attr.classes), normalise=False)
+        plot_confusion(cm, list(attr.classes), out / F.confusion(attr.name, "png"), title=f"{attr.name} (row-normalised)")
     predictions = predictions_table(images, probs, threshold)
-    atomic_write(out / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
+    atomic_write(out / F.PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
+
+
+def write_seeds_summary(out: Path, seeds: list[int], summary: dict) -> None:
+    """OUT/seeds_summary.json of `train --seeds`: the seeds and the mean ± std of their metrics."""
+    write_json(Path(out) / F.SEEDS_SUMMARY, {"seeds": list(seeds), "summary": summary})
 
 
 def predictions_table(images: LabelledImages, probs: list[np.ndarray], threshold: float = 0.5) -> pd.DataFrame:

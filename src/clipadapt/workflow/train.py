@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from clipadapt.backbone import apply_preprocessing, backbone_from_config, create_backbone
 from clipadapt.config import RunConfig
@@ -22,14 +21,14 @@ from clipadapt.engine.progress import (chance_check, no_progress_message, no_pro
                                       selected_balanced_accuracy)
 from clipadapt.engine.devices import seed_everything
 from clipadapt.engine.trainer import Runner
-from clipadapt.io import write_json
 from clipadapt.metrics.aggregate import aggregate_seeds
 from clipadapt.metrics.table import resolve_monitor
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
 from clipadapt.report.html import write_report_or_warn
-from clipadapt.workflow.run_folder import RunFolder, finished_run, write_evaluation
+from clipadapt.run_files import RunFiles
+from clipadapt.workflow.run_folder import RunFolder, finished_run, write_evaluation, write_seeds_summary
 from clipadapt.threads import current_threads
 
 
@@ -77,10 +76,10 @@ def train_seeds(cfg: RunConfig, out: Path, seeds: list[int], resume: bool = Fals
     notify = notify or (lambda line: None)
     results = []
     for seed in seeds:
-        folder = Path(out) / f"seed-{seed}"
+        folder = Path(out) / RunFiles.seed_folder(seed)
         if resume and finished_run(folder):
             notify(f"seed {seed}: finished in {folder}, kept")
-            kept = folder / "metrics.json"
+            kept = folder / RunFiles.METRICS
             results += [json.loads(kept.read_text())] if kept.is_file() else []
             continue
         run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
@@ -89,7 +88,7 @@ def train_seeds(cfg: RunConfig, out: Path, seeds: list[int], resume: bool = Fals
             return SeedsOutcome(list(seeds), {}, len(results), written=False)
         results += [outcome.metrics] if outcome.metrics else []
     summary = aggregate_seeds(results) if results else {}
-    write_json(Path(out) / "seeds_summary.json", {"seeds": list(seeds), "summary": summary})
+    write_seeds_summary(out, seeds, summary)
     return SeedsOutcome(list(seeds), summary, len(results))
 
 
@@ -101,10 +100,8 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
     require_validation(cfg, splits)  # train.calibrate=temperature without a validation split: before any work
-    if cfg.data.shots and main:
-        from clipadapt.data.splits import save_shots
-
-        save_shots(out / "shots.json", splits.train, np.arange(len(splits.train)))
+    if cfg.data.shots:
+        folder.write_shots(splits.train)
     if backbone is None:
         backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained, cfg.backbone.tag)
     apply_preprocessing(backbone, cfg.backbone)  # also on a backbone passed in
@@ -119,7 +116,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False) and main:
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
-    fit = runner.fit(splits, out, resume=resume, notify=notify)
+    fit = runner.fit(splits, folder, resume=resume, notify=notify)  # the engine writes through the folder
     if not main:
         return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
     calibration = calibrate_run(runner, splits, cfg)  # train.calibrate=temperature: fit on val, after selection
@@ -190,7 +187,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
     metrics, probs = runner.evaluate(splits.test, description="test")
     if notes:
         metrics["notes"] = notes
-    results = Path(out or Path(run_dir) / "eval")
+    results = Path(out or Path(run_dir) / RunFiles.EVAL)
     write_evaluation(results, metrics, probs, splits.test, cfg.train.threshold)
     write_report_or_warn(run_dir, results=results)
     return metrics
