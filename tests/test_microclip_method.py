@@ -315,9 +315,15 @@ def test_building_and_training_microclip_leaves_a_shared_backbone_as_it_was(back
         assert p.requires_grad == before[name][1] and torch.equal(p.detach(), before[name][0]), name
     moved = method.layernorms.model.visual.ln_post.weight
     assert not torch.equal(moved.detach(), backbone.visual.ln_post.weight)  # the copy trained
-    with method.layernorms.applied():  # and is what the backbone runs with in microCLIP's passes
-        assert backbone.visual.ln_post.weight is moved
-    assert backbone.visual.ln_post.weight is not moved
+    ln, own = backbone.visual.ln_post, method.layernorms.model.visual.ln_post
+    x = torch.randn(2, ln.normalized_shape[0])
+    with torch.no_grad():
+        with method.layernorms.applied():  # and is what the backbone computes with in microCLIP's passes
+            inside = ln(x)
+        outside = ln(x)
+        assert torch.equal(inside, F.layer_norm(x, ln.normalized_shape, moved, own.bias, ln.eps))
+        assert torch.equal(outside, F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps))
+    assert not torch.equal(inside, outside)
 
 
 def test_a_method_built_after_microclip_on_the_same_backbone_saves_and_reloads_strictly(tmp_path):

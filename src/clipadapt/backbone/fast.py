@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Callable
 
 import torch
@@ -99,7 +101,28 @@ def _is_exact_gelu(act: nn.Module) -> bool:
     return type(act) is nn.GELU and act.approximate == "none"
 
 
-_ONEDNN_OK: bool | None = None
+_ONEDNN_OK: bool | None = None  # this build's oneDNN ops checked (onednn_available), once
+# Within `portable_ops()`: the calling thread's passes use F.linear, never the oneDNN ops
+_PORTABLE: ContextVar[bool] = ContextVar("clipadapt_portable_ops", default=False)
+
+
+@contextmanager
+def portable_ops():
+    """Within (this thread / task only): every linear layer runs as F.linear, the op ONNX knows,
+    never the fused oneDNN ones (same numbers: tests/test_backbone_fast.py). The ONNX export
+    traces inside it; other threads keep the fast ops."""
+    token = _PORTABLE.set(True)
+    try:
+        yield
+    finally:
+        _PORTABLE.reset(token)
+
+
+def _use_onednn(x: torch.Tensor) -> bool:
+    """The fused oneDNN ops serve `x`: CPU, fp32, autograd off, a build that runs them
+    correctly, and not inside `portable_ops()`."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not _PORTABLE.get() and onednn_available())
 
 
 def onednn_available() -> bool:
@@ -127,7 +150,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
            activation: str | None = None) -> torch.Tensor:
     """activation(x @ weight.T + bias), activation None | "relu" | "gelu" (exact): one fused
     oneDNN call on CPU in fp32 without autograd, F.linear and the activation elsewhere."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() and onednn_available():
+    if _use_onednn(x):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation or "none", [],
                                                   "none" if activation == "gelu" else "")
     out = F.linear(x, weight, bias)
@@ -137,10 +160,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 def default_projections(blocks, x: torch.Tensor) -> list:
-    """oneDNN projections where they apply (CPU, fp32, autograd off), live F.linear ones elsewhere."""
-    use_onednn = (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-                  and onednn_available())
-    kind = _OneDnnProjections if use_onednn else _LiveProjections
+    """oneDNN projections where they apply (CPU, fp32, autograd off, not in `portable_ops()`),
+    live F.linear ones elsewhere."""
+    kind = _OneDnnProjections if _use_onednn(x) else _LiveProjections
     return [kind(b) for b in blocks]
 
 

@@ -72,8 +72,10 @@ class ClassSubsetView(Method):
     def _select(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
         return [lg.index_select(1, getattr(self, f"columns_{a}")) for a, lg in enumerate(logits)]
 
-    def forward(self, features):
+    # the inner method's calibrated outputs (its temperature applied), restricted; this view's
+    # own temperature stays 1
+    def logits(self, features):
         return self._select(self.inner(features))
 
-    def forward_images(self, images):
+    def image_logits(self, images):
         return self._select(self.inner.forward_images(images))

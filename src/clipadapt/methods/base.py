@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -54,8 +54,11 @@ class FeatureNeeds:
 class Method(nn.Module):
     """An adaptation method on a frozen backbone, for the attributes of a task.
 
-    Subclasses set `Params`, build their modules in `__init__`, and implement
-    `forward(features) -> list of logits [B, K_a]`, one per attribute. The backbone is a
+    Subclasses set `Params`, build their modules in `__init__`, and implement the hook
+    `logits(features) -> list of logits [B, K_a]`, one per attribute (image-path methods:
+    `image_logits(images)`, and `training_image_logits` for auxiliary outputs). `forward`,
+    `forward_images` and `training_forward_images` are this class's: they call the hooks and
+    divide by the calibrated temperatures, in plain sight, keeping no state. The backbone is a
     submodule (so `.to(device)` moves it) but its weights are frozen unless a method
     unfreezes some on purpose; checkpoints hold `trained_state()` only.
     """
@@ -116,15 +119,6 @@ class Method(nn.Module):
         # temperature on the way out of forward / forward_images (1 until a run is calibrated),
         # so evaluation, predict, serve, explain and the ONNX graph all see the same numbers.
         self.register_buffer(TEMPERATURE, torch.ones(len(task)))
-        self._scaling = False
-
-    def __init_subclass__(cls, **kwargs):
-        """A subclass's own forward / forward_images return logits divided by the temperature:
-        the one place it is applied, whatever path (features or images) a caller takes."""
-        super().__init_subclass__(**kwargs)
-        for name in ("forward", "forward_images"):
-            if name in cls.__dict__:
-                setattr(cls, name, _divided_by_temperature(cls.__dict__[name]))
 
     # --------------------------------------------------------------- calibration
     @property
@@ -139,6 +133,8 @@ class Method(nn.Module):
     def set_temperatures(self, values) -> None:
         """Set one temperature per attribute (each > 0); all 1 undoes calibration."""
         values = torch.as_tensor(list(values), dtype=torch.float32)
+        if bool((values != 1.0).any()):  # all 1 (undoing calibration) is harmless anywhere
+            self._check_calibratable()
         if values.shape != self.temperature.shape or not bool((values > 0).all()) or not bool(values.isfinite().all()):
             raise ClipAdaptError(f"Temperatures must be {len(self.task)} finite positive numbers (one per attribute), "
                                  f"got {values.tolist()}.")
@@ -161,17 +157,53 @@ class Method(nn.Module):
     def needs(self) -> FeatureNeeds:
         return FeatureNeeds()
 
-    def forward(self, features: ImageFeatures) -> list[torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # ------------------------------------------------------------ the passes (final)
+    # Subclasses implement the hooks below, never these three: the temperature is applied
+    # here, once per call, with nothing stored on the instance, so one method object answers
+    # any number of threads at once (tests/test_thread_safety.py).
+    def forward(self, features: ImageFeatures) -> list[torch.Tensor]:
+        """Calibrated logits from image features: `logits(features)` / temperature."""
+        return self.apply_temperature(self.logits(features))
 
     def forward_images(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Logits straight from images (end-to-end path)."""
-        return self(self.backbone.forward_features(images, self.needs().tap_block))
+        """Calibrated logits straight from images (end-to-end path): `image_logits(images)` /
+        temperature."""
+        return self.apply_temperature(self.image_logits(images))
 
     def training_forward_images(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list]:
-        """Training pass from images: (logits, auxiliary outputs as (weight, logits) pairs,
-        each scored with the run's loss and added with its weight). Default: none."""
-        return self.forward_images(images), []
+        """Training pass from images: (calibrated logits, auxiliary outputs as (weight, logits)
+        pairs, each scored with the run's loss and added with its weight). The auxiliary logits
+        are training-only and never calibrated (a run is calibrated after training: T = 1 then)."""
+        logits, extra = self.training_image_logits(images)
+        return self.apply_temperature(logits), extra
+
+    # ------------------------------------------------------------ the hooks
+    def logits(self, features: ImageFeatures) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        """The method's raw logits [B, K_a] per attribute from image features."""
+        raise NotImplementedError(f"{type(self).__name__} implements no logits(features)")
+
+    def image_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Raw logits from images. Default: the backbone's features for `needs()`, then `logits`."""
+        return self.logits(self.backbone.forward_features(images, self.needs().tap_block))
+
+    def training_image_logits(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list]:
+        """Raw training logits from images and auxiliary (weight, logits) pairs. Default: none."""
+        return self.image_logits(images), []
+
+    def _check_calibratable(self) -> None:
+        """A class that overrides `forward` itself skips the temperature: refuse to calibrate it
+        rather than let a calibrated run answer uncalibrated."""
+        if type(self).forward is not Method.forward:
+            raise ClipAdaptError(f"{type(self).__name__} overrides forward(), so its temperatures would never be "
+                                 "applied; implement logits(features) instead (docs/architecture.md, adding a method).")
+
+    @contextmanager
+    def frozen_for_export(self):
+        """Context for tracing this method into a fixed graph (ONNX export): within it, what the
+        method recomputes on every call from trained inputs that do not depend on the image
+        (CoOp's prompt features through the text tower, PromptPAR's text prompts) is served as
+        constants. Default: nothing to freeze."""
+        yield self
 
     def param_group_options(self, name: str) -> dict:
         """Optimiser options of a trainable parameter: {"lr_scale": s, "warmup_epochs": n}
@@ -211,24 +243,6 @@ class Method(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameter names to exclude from weight decay (default: none)."""
         return set()
-
-
-def _divided_by_temperature(fn):
-    """`fn` (a Method's forward or forward_images) with its logits divided by the method's
-    temperatures, once: an inner call (forward_images running self(...)) returns raw logits."""
-
-    @functools.wraps(fn)
-    def run(self, *args, **kwargs):
-        if self._scaling:
-            return fn(self, *args, **kwargs)
-        self._scaling = True
-        try:
-            logits = fn(self, *args, **kwargs)
-        finally:
-            self._scaling = False
-        return self.apply_temperature(logits)
-
-    return run
 
 
 class TextClassifier(nn.Module):

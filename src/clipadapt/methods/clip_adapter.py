@@ -31,7 +31,7 @@ class ClipAdapter(Method):
         )
         self.text = TextClassifier(backbone, task)
 
-    def forward(self, features):
+    def logits(self, features):
         g = features.embedding
         r = self.params.blend_ratio
         f = r * self.adapter(g) + (1 - r) * g

@@ -10,6 +10,8 @@ The frozen text encoder runs on every step because its input is being learned.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -43,14 +45,29 @@ class CoOp(Method):
             self.register_buffer(f"embeds_{i}", backbone.token_embeddings(tokens).detach(), persistent=False)
             self.register_buffer(f"eot_{i}", backbone.pooled_text_index(tokens), persistent=False)
         self.prefix = backbone.text_prefix_tokens
+        self._export_rows: list[torch.Tensor] | None = None  # set within frozen_for_export() only
 
     def class_text_features(self, attribute: int) -> torch.Tensor:
         """Text features [K, E] of one attribute's prompts with the current context."""
+        if self._export_rows is not None:
+            return self._export_rows[attribute]
         embeds = getattr(self, f"embeds_{attribute}")
         ctx = self.contexts[attribute].to(embeds.dtype).expand(embeds.shape[0], -1, -1)
         n, p = ctx.shape[1], self.prefix
         x = torch.cat([embeds[:, :p], ctx, embeds[:, p + n:]], dim=1)
         return self.backbone.encode_text_embeddings(x, getattr(self, f"eot_{attribute}"))
+
+    @contextmanager
+    def frozen_for_export(self):
+        """Within: the prompts' text features, computed once now, as constants (the exported
+        graph holds no text tower)."""
+        with torch.no_grad():
+            rows = [self.class_text_features(a).detach().clone() for a in range(len(self.task))]
+        self._export_rows = rows
+        try:
+            yield self
+        finally:
+            self._export_rows = None
 
     def text_classifier_rows(self):
         return [self.class_text_features(a) for a in range(len(self.task))]
@@ -59,6 +76,6 @@ class CoOp(Method):
         ctx = " ".join(["[ctx]"] * self.params.n_ctx)
         return {a.name: [f"{ctx} {a.words(c)}." for c in a.classes] for a in self.task.attributes}
 
-    def forward(self, features):
+    def logits(self, features):
         scale = self.backbone.logit_scale
         return [cosine_logits(features.embedding, self.class_text_features(a), scale) for a in range(len(self.task))]

@@ -19,6 +19,6 @@ class LinearProbe(Method):
         super().__init__(backbone, task, params)
         self.heads = nn.ModuleList(nn.Linear(backbone.embed_dim, a.num_classes) for a in task.attributes)
 
-    def forward(self, features):
+    def logits(self, features):
         g = F.normalize(features.embedding, dim=-1)
         return [head(g) for head in self.heads]

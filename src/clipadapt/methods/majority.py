@@ -27,7 +27,7 @@ class MajorityClass(Method):
             col = col[col != MISSING]
             getattr(self, f"counts_{i}").copy_(torch.bincount(col, minlength=attr.num_classes).float())
 
-    def forward(self, features):
+    def logits(self, features):
         batch = features.embedding.shape[0]
         out = []
         for i in range(len(self.task)):

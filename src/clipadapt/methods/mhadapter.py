@@ -118,7 +118,7 @@ class MHAdapter(Method):
         f = beta * a + (1.0 - beta) * features.embedding
         return (f, attn) if return_attention else f
 
-    def forward(self, features):
+    def logits(self, features):
         scale = self.backbone.logit_scale
         return [cosine_logits(self.blended(features, i), self.text.weights(i), scale) for i in range(len(self.task))]
 

@@ -17,6 +17,6 @@ class ZeroShot(Method):
         super().__init__(backbone, task, params)
         self.text = TextClassifier(backbone, task)
 
-    def forward(self, features):
+    def logits(self, features):
         scale = self.backbone.logit_scale
         return [cosine_logits(features.embedding, self.text.weights(a), scale) for a in range(len(self.task))]

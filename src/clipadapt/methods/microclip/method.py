@@ -1,7 +1,7 @@
 """microCLIP (SPEC 3) as a registered Method: label-free adaptation for fine-grained classes.
 
-Image path (every image-tower LayerNorm trained, as microCLIP's own copies swapped in for its
-passes (`layernorms.py`), so a shared backbone is never changed; all else frozen):
+Image path (every image-tower LayerNorm trained, as microCLIP's own copies run in place of the
+backbone's in its passes (`layernorms.py`), so a shared backbone is never changed; all else frozen):
     x = input of the last block (embed -> pre-norm -> blocks 1..L-1)
     global:  x_L = block_L(x);  cls_token = backbone.global_token(x_L)   (CLIP: ln_post(x_L[CLS]))
              c = normalise(backbone.project(cls_token))                  (CLIP: @ proj)
@@ -233,7 +233,7 @@ class MicroCLIP(Method):
                         threshold_rule=params.threshold_rule, edge_threshold=params.edge_threshold)
             self.fusion = TokenFusion(soap, fusion_ratio=params.fusion_ratio)
         self._build_heads()
-        # trained copies of the tower's LayerNorms, swapped in for this method's own passes
+        # trained copies of the tower's LayerNorms, run instead of the backbone's in this method's passes
         # only: the backbone (maybe shared with other methods) is never changed
         self.layernorms = OwnedLayerNorms(backbone) if params.train_layernorms else None
 
@@ -324,7 +324,7 @@ class MicroCLIP(Method):
         head = self.classifier()
         return self.params.logit_scale * mixed.to(head.dtype) @ head.t()
 
-    def forward_images(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def image_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [self.class_logits(self.encode(images).mixed)]
 
     def forward_features(self, images: torch.Tensor):
@@ -333,7 +333,7 @@ class MicroCLIP(Method):
         with self._own_layernorms():
             return self.backbone.forward_features(images, self.needs().tap_block)
 
-    def forward(self, features: ImageFeatures) -> list[torch.Tensor]:
+    def logits(self, features: ImageFeatures) -> list[torch.Tensor]:
         """Logits from `forward_features(images)` output: the patch tokens entering the last
         block, and the image embedding. (Features from the bare backbone hold its own
         LayerNorms, not the ones this method trained.)"""

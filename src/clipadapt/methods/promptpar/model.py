@@ -10,6 +10,7 @@ Every part has a switch for ablations (PromptPARParams).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -92,6 +93,7 @@ class PromptPAR(Method):
                                  params.drop_path, params.fusion_weights, train_block=params.fusion_trainable)
         use_aggregation = params.regions and params.aggregation_weight > 0
         self.aggregation = RegionAggregation(len(task)) if use_aggregation else None
+        self._export_text: torch.Tensor | None = None  # set within frozen_for_export() only
 
     def regions(self) -> list[tuple[int, int]]:
         """Inclusive (first, last) patch index each part token sees ([] without parts)."""
@@ -105,7 +107,21 @@ class PromptPAR(Method):
 
     def text_features(self) -> torch.Tensor:
         """Sentence features [A, E] (with the learned context when text prompts are on)."""
+        if self._export_text is not None:
+            return self._export_text
         return self.text_prompts.features() if self.text_prompts is not None else self.fixed_text
+
+    @contextmanager
+    def frozen_for_export(self):
+        """Within: the sentence features (deep text prompts through the text tower), computed
+        once now, as a constant (the exported graph holds no text tower)."""
+        with torch.no_grad():
+            sentences = self.text_features().detach().clone()
+        self._export_text = sentences
+        try:
+            yield self
+        finally:
+            self._export_text = None
 
     def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Every output token of the prompted, masked image pass through the tower's output head
@@ -125,16 +141,16 @@ class PromptPAR(Method):
             aux = self.aggregation(tokens[:, 0], tokens[:, self.layout.part_indices()], text)
         return main, aux
 
-    def forward_images(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def image_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
         main, _ = self.attribute_logits(images)
         return binary_logits(main)
 
-    def training_forward_images(self, images: torch.Tensor):
+    def training_image_logits(self, images: torch.Tensor):
         main, aux = self.attribute_logits(images)
         extra = [(self.params.aggregation_weight, binary_logits(aux))] if aux is not None else []
         return binary_logits(main), extra
 
-    def forward(self, features):  # pragma: no cover - PromptPAR always runs from images
+    def logits(self, features):  # pragma: no cover - PromptPAR always runs from images
         raise RuntimeError("PromptPAR runs from images (its prompts are inside the backbone)")
 
     def param_group_options(self, name: str) -> dict:
