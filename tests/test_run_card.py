@@ -44,3 +44,36 @@ def test_a_rank_that_does_not_write_writes_nothing(tmp_path):
     files.save_resume({"w": torch.ones(2)}, {"epoch": 1})
     files.record_skipped([])
     assert list(tmp_path.iterdir()) == []
+
+
+# A card as today's code wrote it before cards had a version (an untyped dict in card.json).
+VERSION_1 = {
+    "method": "linear_probe", "params": {}, "backbone": {"name": "clipadapt-micro", "weights_id": "random"},
+    "task": {"attributes": [{"name": "weather", "classes": ["clear", "rainy"]}]}, "prompts": [],
+    "preprocessing": {"image_size": 32, "test": "Resize(32)"}, "seed": 3,
+    "config": {"train": {"threshold": 0.45}}, "source": {"imported_from": "x.pth"},
+}
+
+
+def test_a_card_without_a_version_is_read_as_version_1(tmp_path):
+    import json
+
+    from clipadapt.engine.card import CARD_VERSION
+    from clipadapt.engine.checkpoint import read_card
+
+    (tmp_path / RunFiles.CARD).write_text(json.dumps(VERSION_1))
+    card = read_card(tmp_path)
+    assert card.version == 1 and card.method == "linear_probe" and card.seed == 3
+    assert card.threshold == 0.45 and card.extra == {"source": {"imported_from": "x.pth"}}
+    assert card.to_dict() == {**VERSION_1, "version": CARD_VERSION}  # written back, nothing lost
+
+
+def test_the_typed_card_round_trips_and_reads_like_the_dict(tmp_path):
+    from clipadapt.engine.card import RunCard
+
+    card = RunCard.from_dict(VERSION_1)
+    card["metrics"] = {"accuracy": 0.5}  # code written against the dict card still works
+    again = RunCard.from_dict(card.to_dict())
+    assert again == RunCard.from_dict(card.to_dict()) and again.metrics == {"accuracy": 0.5}
+    assert again["backbone"]["name"] == "clipadapt-micro" and again.get("calibration") is None
+    assert RunCard.from_dict({k: v for k, v in VERSION_1.items() if k != "config"}).threshold == 0.5

@@ -25,6 +25,7 @@ import torch
 from open_clip.model import set_model_preprocess_cfg
 
 from clipadapt.backbone.clip import ClipBackbone
+from clipadapt.backbone.model_names import list_backbones, register_configs  # noqa: F401 - list_backbones: the package's name
 from clipadapt.backbone.hf_transformers import AUTO_NAME, TransformersFolder, is_transformers_source
 from clipadapt.backbone.tags import PREPROCESSING_FIELDS, recognise_tag, tag_preprocessing
 from clipadapt.backbone.timm_tower import TimmTowerBackbone, timm_family
@@ -32,31 +33,13 @@ from clipadapt.backbone.weights import EMBEDDED_WEIGHTS, file_fingerprint, load_
 from clipadapt.errors import ClipAdaptError
 from clipadapt.hub_access import EMBEDDED_ROUTE, from_hub
 
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 RANDOM_INIT_SEED = 0
-_configs_added = False
-
-
-def _register_configs() -> None:
-    """Make clipadapt's own architectures (tiny CLIPs, micro timm towers) known to open_clip, once."""
-    global _configs_added
-    if not _configs_added:
-        import clipadapt.backbone.micro_towers  # noqa: F401  (registers the micro towers with timm)
-
-        open_clip.add_model_config(CONFIG_DIR)
-        _configs_added = True
 
 
 def wrap(model: torch.nn.Module, **identity) -> ClipBackbone:
     """The backbone class of the model's image tower: CLIP's own ViT, or a timm tower
     (SigLIP, EVA02); anything else is one clear error naming the families."""
     return (TimmTowerBackbone if timm_family(model) else ClipBackbone)(model, **identity)
-
-
-def list_backbones() -> list[str]:
-    """Model names usable as backbone.name (open_clip's and clipadapt's)."""
-    _register_configs()
-    return open_clip.list_models()
 
 
 def _is_local_file(pretrained: str) -> bool:
@@ -87,7 +70,7 @@ def create_backbone(name: str = "clipadapt-tiny", pretrained: str | None = "embe
     >>> bb.num_blocks, bb.width
     (2, 64)
     """
-    _register_configs()
+    register_configs()
     if is_transformers_source(pretrained):
         return _from_transformers(name, pretrained, tag)
     if name == AUTO_NAME:

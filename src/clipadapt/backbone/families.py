@@ -57,7 +57,7 @@ def backbones_by_family(methods: Sequence = ()) -> list[str]:
     model names; last, the names of towers clipadapt does not run. `methods`: the method
     classes (the CLI passes the registry's), each saying what it fits (`name`,
     `refused_families`, `family_notes`)."""
-    from clipadapt.backbone.factory import list_backbones
+    from clipadapt.backbone.model_names import list_backbones
 
     names: dict[str | None, list[str]] = {}
     for name in list_backbones():

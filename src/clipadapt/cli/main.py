@@ -106,7 +106,7 @@ def eval_cmd(
         if config is not None:
             cfg = load_config(config, set_)
         else:
-            cfg = validate_overridden(read_card(run_dir)["config"], set_, source=f"{run_dir}/card.json")
+            cfg = validate_overridden(read_card(run_dir).config, set_, source=f"{run_dir}/card.json")
         started = time.time()
         metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
         for note in metrics.get("notes", []):  # another class list than the run's: how it was scored

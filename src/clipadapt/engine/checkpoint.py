@@ -18,14 +18,15 @@ from safetensors.torch import save_file
 import clipadapt
 from clipadapt.backbone import apply_preprocessing, create_backbone
 from clipadapt.data.transforms import describe_transform
+from clipadapt.engine.card import CARD_VERSION, RunCard, as_card
 from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
 from clipadapt.methods.base import TEMPERATURE
+from clipadapt.run_files import RunFiles
 from clipadapt.task import TaskSpec
 
-CHECKPOINT = "checkpoint.safetensors"
-CARD = "card.json"
+CHECKPOINT, CARD = RunFiles.CHECKPOINT, RunFiles.CARD  # named in clipadapt.run_files; imported from here too
 
 
 def versions() -> dict:
@@ -37,7 +38,7 @@ def versions() -> dict:
     }
 
 
-def build_card(method: Method, **extra) -> dict:
+def build_card(method: Method, **extra) -> RunCard:
     """The run card of `method`; `extra` adds run facts (seed, config, metrics ...)."""
     bb = method.backbone
     card = {
@@ -59,7 +60,7 @@ def build_card(method: Method, **extra) -> dict:
         "versions": versions(),
     }
     card.update(extra)
-    return card
+    return RunCard.from_dict({**card, "version": CARD_VERSION})
 
 
 def save_state(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -81,14 +82,15 @@ def read_state(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor]
         raise ClipAdaptError(f"{path} is damaged or not a safetensors file ({exc}). Delete it and re-run.") from None
 
 
-def write_checkpoint(run_dir: Path, method: Method, card: dict, state: dict[str, torch.Tensor] | None = None) -> None:
+def write_checkpoint(run_dir: Path, method: Method, card: RunCard | dict,
+                     state: dict[str, torch.Tensor] | None = None) -> None:
     """Write checkpoint.safetensors (trained state) and card.json into `run_dir`."""
     save_state(Path(run_dir) / CHECKPOINT, state if state is not None else method.trained_state())
-    write_json(Path(run_dir) / CARD, card)
+    write_json(Path(run_dir) / CARD, as_card(card).to_dict())
 
 
-def read_card(run_dir: Path) -> dict:
-    """The card of a run folder, with a clear error when it is not one."""
+def read_card(run_dir: Path) -> RunCard:
+    """The card of a run folder (any version written so far), with a clear error when it is not one."""
     path = Path(run_dir) / CARD
     if not path.is_file():
         raise ClipAdaptError(f"{run_dir} is not a clipadapt run folder (no {CARD}). Pass the --out folder of a `clipadapt train` run.")
@@ -97,7 +99,7 @@ def read_card(run_dir: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClipAdaptError(f"{path} is not valid JSON ({exc}).") from None
     _check_card(card, path)
-    return card
+    return RunCard.from_dict(card)
 
 
 def _check_card(card, path: Path) -> None:
@@ -145,7 +147,7 @@ def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: st
     method.load_state_dict(state, strict=False)  # strictness checked above against trained_state
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -> tuple[Method, dict]:
+def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -> tuple[Method, RunCard]:
     """Rebuild the method of a run folder from its card and load its checkpoint strictly.
 
     `backbone` may be passed to reuse one already built; it must be the card's backbone.
@@ -155,24 +157,24 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
     ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
         raise ClipAdaptError(f"{run_dir} has a card but no {CHECKPOINT}; the run did not finish. Re-run or resume it.")
-    want = card["backbone"]
+    want = card.backbone
     if backbone is None:
         backbone = create_backbone(want["name"], want.get("pretrained"), want.get("tag"))
     check_backbone(card, backbone, source=str(run_dir))
     apply_preprocessing(backbone, want)
     try:
-        task = TaskSpec.from_dict(card["task"])
+        task = TaskSpec.from_dict(card.task)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ClipAdaptError(f"{run_dir / CARD}: its 'task' cannot be read ({type(exc).__name__}: {exc}).") from None
-    method = build_method(card["method"], backbone, task, card.get("params", {}))
+    method = build_method(card.method, backbone, task, card.params)
     state, _ = read_state(ckpt)  # a truncated or foreign file is one clear error
     load_state_strict(method, state, source=str(ckpt))
     return method.to(device).eval(), card
 
 
-def check_backbone(card: dict, backbone, source: str) -> None:
+def check_backbone(card: RunCard | dict, backbone, source: str) -> None:
     """The backbone must be the one the checkpoint was trained on (name and weights)."""
-    want = card["backbone"]
+    want = as_card(card).backbone
     if want["name"] != backbone.name or want.get("weights_id") != backbone.weights_id:
         raise ClipAdaptError(
             f"{source} was trained on backbone {want['name']} (weights {want.get('weights_id')}), but the backbone "

@@ -36,6 +36,7 @@ from torch import nn
 import clipadapt
 from clipadapt.backbone import ImageFeatures
 from clipadapt.backbone import fast
+from clipadapt.engine.card import as_card
 from clipadapt.engine.checkpoint import CHECKPOINT, load_run
 from clipadapt.io import atomic_write
 from clipadapt.errors import ClipAdaptError
@@ -144,8 +145,8 @@ def file_sha256(path: Path) -> str:
 
 def build_metadata(method: Method, card: dict, run_dir: Path) -> dict:
     """What the runtime needs (preprocessing, classes, threshold) and what identifies the run."""
-    bb = method.backbone
-    threshold = card.get("config", {}).get("train", {}).get("threshold", 0.5)
+    bb, card = method.backbone, as_card(card)
+    threshold = card.threshold
     return {
         "format_version": FORMAT_VERSION,
         "method": method.name,
@@ -157,12 +158,12 @@ def build_metadata(method: Method, card: dict, run_dir: Path) -> dict:
         "preprocessing": {"kind": bb.transform_kind(False), "image_size": int(bb.image_size),
                           "interpolation": bb.interpolation, "mean": [float(m) for m in bb.image_mean],
                           "std": [float(s) for s in bb.image_std],
-                          "steps": card.get("preprocessing", {}).get("test", "")},
+                          "steps": card.preprocessing.get("test", "")},
         "run": {"folder": str(Path(run_dir).resolve()), "checkpoint_sha256": file_sha256(Path(run_dir) / CHECKPOINT),
-                "method": card.get("method"), "params": card.get("params", {}), "backbone": card.get("backbone"),
-                "seed": card.get("seed"), "metrics": card.get("metrics"), "versions": card.get("versions")},
+                "method": card.method, "params": card.params, "backbone": card.backbone,
+                "seed": card.seed, "metrics": card.metrics, "versions": card.versions},
         # the temperatures are inside the graph (Method.apply_temperature); this says they are
-        "calibration": card.get("calibration"),
+        "calibration": card.calibration,
         "precision": "fp32",
         "exported_by": {"clipadapt": clipadapt.__version__, "torch": torch.__version__, "opset": OPSET},
     }
@@ -285,7 +286,7 @@ def run_test_images(card: dict) -> list[Path]:
         from clipadapt.config import RunConfig
         from clipadapt.data.formats import build_splits
 
-        splits = build_splits(RunConfig.model_validate(card["config"]).data)
+        splits = build_splits(RunConfig.model_validate(as_card(card).config).data)
         return list(splits.test.paths) if splits.test is not None else []
     except Exception:  # data moved, another machine, no config: the caller says it was not measured
         return []

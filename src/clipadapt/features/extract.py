@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -12,8 +13,20 @@ from rich.text import Text
 
 from clipadapt.errors import ClipAdaptError
 
-if TYPE_CHECKING:
-    from clipadapt.features.store import FeatureSet
+
+
+class FeatureSet(Protocol):
+    """What filling needs of a store entry (`features.store.FeatureSet`): written here as a
+    protocol, so this module never imports the store that imports it."""
+
+    key: str
+    path: Path
+    n_views: int
+    done: np.ndarray  # [N, views] bool: rows already written
+
+    def write(self, index, view: int, tokens, embeds, flush: bool = True) -> None: ...
+    def flush(self) -> None: ...
+    def missing(self) -> list: ...
 
 Loader = Callable[[list[int], int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor | None, torch.Tensor]]

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from clipadapt.data.images import load_image
+from clipadapt.engine.card import RunCard, as_card
 from clipadapt.engine.checkpoint import load_run, read_card
 from clipadapt.io import atomic_write
 from clipadapt.engine.sources import make_transform
@@ -52,9 +53,9 @@ class Batch:
 Writer = Callable[[object, dict, Batch, Path], list[Path]]
 
 
-def run_threshold(card: dict) -> float:
+def run_threshold(card: RunCard | dict) -> float:
     """The decision threshold a multi-label run was trained with (0.5 when unset)."""
-    return float((card.get("config") or {}).get("train", {}).get("threshold", 0.5))
+    return as_card(card).threshold
 
 
 def safe_stems(paths: Sequence[Path]) -> list[str]:
@@ -193,7 +194,7 @@ def explain_images(run_dir: Path, image_paths: Sequence[Path | str], out_dir: Pa
             or an unreadable image (named).
     """
     card = read_card(run_dir)
-    write = writer_for(card.get("method", "?"))  # before loading any weights
+    write = writer_for(card.method)  # before loading any weights
     paths = [Path(p) for p in image_paths]
     if not paths:
         raise ClipAdaptError("No images to explain; pass image files, folders or glob patterns.")

@@ -11,6 +11,7 @@ import warnings
 from html import escape
 from pathlib import Path
 
+from clipadapt.engine.card import as_card
 from clipadapt.engine.checkpoint import read_card
 from clipadapt.io import write_text
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
@@ -116,9 +117,10 @@ def write_report_or_warn(run_dir: Path, results: Path | None = None) -> Path | N
 
 
 def title(card: dict) -> str:
-    backbone = card.get("backbone", {})
+    card = as_card(card)
+    backbone = card.backbone
     weights = backbone.get("pretrained") or "random weights"
-    return f"{card.get('method', '?')} on {backbone.get('name', '?')} ({weights})"
+    return f"{card.method} on {backbone.get('name', '?')} ({weights})"
 
 
 def page(heading: str, body: str) -> str:

@@ -13,6 +13,7 @@ import tempfile
 from html import escape
 from pathlib import Path
 
+from clipadapt.engine.card import as_card
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.classification import MEAN_KEYS
 from clipadapt.metrics.plots import plot_confusion, plot_curves
@@ -229,5 +230,5 @@ def _drawn(draw) -> str | None:
 def card_section(card: dict) -> str:
     """The whole run card, collapsed: everything needed to rebuild the model."""
     body = (f'<details>\n<summary>card.json (method, backbone, task, prompts, preprocessing, versions)</summary>\n'
-            f'<pre><code>{escape(json.dumps(card, indent=2, sort_keys=False, default=str))}</code></pre>\n</details>')
+            f'<pre><code>{escape(json.dumps(as_card(card).to_dict(), indent=2, sort_keys=False, default=str))}</code></pre>\n</details>')
     return section("card", "Run card", body)

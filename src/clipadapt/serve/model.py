@@ -18,7 +18,6 @@ from clipadapt.data.images import load_image
 from clipadapt.engine.checkpoint import load_run
 from clipadapt.predict import predict_images
 from clipadapt.report.embed import image_png_uri
-from clipadapt.report.explain import run_threshold
 from clipadapt.report.overlays import attention_overlays, has_overlays
 from clipadapt.serve.uploads import Upload
 
@@ -33,12 +32,12 @@ class ServedModel:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         self.method, self.card = load_run(self.run_dir, device=self.device)
-        self.threshold = run_threshold(self.card)
+        self.threshold = self.card.threshold
 
     def info(self) -> dict:
         """What the service predicts: method, backbone, attributes and their classes."""
         task = self.method.task
-        backbone = self.card.get("backbone", {})
+        backbone = self.card.backbone
         return {
             "method": self.method.name,
             "backbone": {"name": backbone.get("name"), "pretrained": backbone.get("pretrained"),

@@ -66,7 +66,7 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
         warnings.warn(note, ClipAdaptWarning, stacklevel=2)
     threshold = options.threshold
     if threshold is None:
-        threshold = card.get("config", {}).get("train", {}).get("threshold", 0.5)
+        threshold = card.threshold
     shared = dict(batch_size=options.batch_size, num_workers=options.num_workers, threshold=threshold,
                   on_bad_image=options.on_bad_image, decode=options.decode, precision=options.precision)
     if ray is not None:  # same per-batch code, run shard by shard on Ray actors

@@ -174,7 +174,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
 
     card = read_card(run_dir)
     if cfg is None:
-        cfg = RunConfig.model_validate(card["config"])
+        cfg = RunConfig.model_validate(card.config)
     method, card = load_run(run_dir, backbone=backbone)
     splits = build_splits(cfg.data)
     method, notes = method_for_classes(method, splits.task, source=str(run_dir))
