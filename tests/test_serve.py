@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_report_support import make_run, save_run
+from test_report_support import make_run, make_task, save_run
 from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
@@ -261,6 +261,36 @@ def test_a_full_queue_answers_503(model, images):
         running.stop()
 
 
+def test_a_calibrated_run_with_8_predictions_in_flight_answers_each_as_alone(tmp_path, micro_backbone, images):
+    """ServeSettings.running = 8 (`--workers 8`): eight requests inside the model at once
+    each get the probabilities the same request gets alone (the temperature included)."""
+    method = build_method("mhadapter", micro_backbone, make_task())
+    method.set_temperatures([3.0, 0.5])
+    running = Running(ServedModel(save_run(tmp_path / "calibrated", method)), ServeSettings(running=8, waiting=8))
+    payloads = [p.read_bytes() for p in images[:4]]
+
+    def ask(i: int) -> dict:
+        status, answer = request(running.url + "/api/predict", payloads[i % len(payloads)])
+        assert status == 200, answer
+        return answer["predictions"][0]["attributes"]
+
+    try:
+        alone = [ask(i) for i in range(len(payloads))]
+        barrier = threading.Barrier(8)
+
+        def together(i: int) -> list[dict]:
+            barrier.wait()
+            return [ask(i) for _ in range(3)]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(together, range(8)))
+        assert running.server.gate.running == 8
+    finally:
+        running.stop()
+    wrong = [(i, k) for i, per in enumerate(answers) for k, got in enumerate(per) if got != alone[i % len(payloads)]]
+    assert not wrong, f"{len(wrong)} of {8 * 3} concurrent answers differ from the answer alone: {wrong[:6]}"
+
+
 def test_gate_bounds_running_and_waiting():
     gate = InferenceGate(running=1, waiting=1, wait_timeout=0.2)
     entered = threading.Event()
@@ -315,13 +345,14 @@ def test_the_serve_command_serves_until_interrupted(run):
     # test's library can leave it ignored in this process), and Python then installs no
     # KeyboardInterrupt handler, so Ctrl-C would never reach the command.
     process = subprocess.Popen([sys.executable, "-m", "clipadapt.cli.main", "serve", "-c", str(run), "--port", "0",
-                                "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                "--device", "cpu", "--workers", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()
         found = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
         assert found, line
         assert request(found.group(1) + "/healthz") == (200, {"status": "ok"})
+        assert request(found.group(1) + "/api/info")[1]["limits"]["workers"] == 3  # --workers reaches the gate
         process.send_signal(signal.SIGINT)
         code, rest = process.wait(timeout=60), process.stdout.read()  # 7-9 s seen on a loaded machine
         assert code == 0 and "stopped" in rest, rest

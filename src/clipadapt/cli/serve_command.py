@@ -14,6 +14,8 @@ def serve_command(
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest request body accepted, in MB (413 above)."),
     max_batch: int = typer.Option(16, min=1, help="Most images in one request (413 above)."),
     timeout: float = typer.Option(30.0, min=1.0, help="Seconds a client may stall while sending or waiting."),
+    workers: int = typer.Option(1, min=1, help="Predictions that may run at once (each request gets the answer it "
+                                              "gets alone); 1 suits a CPU, where one already uses every core."),
     queue: int = typer.Option(16, min=0, help="Requests that may wait for the model; more get 503."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
 ):
@@ -31,7 +33,7 @@ def serve_command(
 
         model = ServedModel(checkpoint, device=resolve_device(device))
         settings = ServeSettings(max_upload_mb=max_upload_mb, max_batch=max_batch, request_timeout=timeout,
-                                 waiting=queue)
+                                 running=workers, waiting=queue)
         try:
             server = make_server(model, host, port, settings)
         except OSError as exc:

@@ -15,7 +15,8 @@ class InferenceGate:
     """At most `running` requests inside the model at once and `waiting` more in line.
 
     One running request is the right default on CPU: torch already spreads one forward
-    pass over every core, so two at a time only take turns more slowly.
+    pass over every core, so two at a time only take turns more slowly. More (`--workers`)
+    can pay where requests spend time outside torch (decoding, overlays) or on a GPU.
     """
 
     def __init__(self, running: int = 1, waiting: int = 16, wait_timeout: float = 30.0):

@@ -37,7 +37,7 @@ class ServeSettings:
     max_batch: int = 16  # images per request
     max_pixels: int = 40_000_000  # per image, checked before decoding (decompression bombs)
     request_timeout: float = 30.0  # seconds a client may stall while sending or receiving
-    running: int = 1  # requests inside the model at once
+    running: int = 1  # requests inside the model at once (`--workers`); each gets its own answer
     waiting: int = 16  # requests queued for the model; more get 503
     max_connections: int = 64  # connections handled at once; more get 503
 
@@ -195,7 +195,7 @@ class Handler(BaseHTTPRequestHandler):
     def _limits(self) -> dict:
         s = self.server.settings
         return {"max_upload_mb": s.max_upload_mb, "max_batch": s.max_batch, "max_pixels": s.max_pixels,
-                "request_timeout_s": s.request_timeout}
+                "request_timeout_s": s.request_timeout, "workers": s.running, "queue": s.waiting}
 
     def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
