@@ -12,7 +12,7 @@ per attribute) are inside the graph, applied by the method itself (`Method.apply
 Exported with torch.onnx's dynamo exporter (torch.export): the TorchScript one fixes the
 batch size inside PromptPAR's prompt injection. On CPU without autograd some layers run
 as fused oneDNN ops that ONNX does not know; they are switched to their portable twins
-while the graph is traced (same numbers: tests/test_backbone_fast.py).
+while the graph is traced (`fast.portable_ops()`; same numbers: tests/test_backbone_fast.py).
 """
 
 from __future__ import annotations
@@ -79,25 +79,10 @@ class ProbabilityGraph(nn.Module):
 
 @contextmanager
 def traceable(method: Method):
-    """The method with its text side as constants and the portable (ONNX-known) linear ops."""
-    saved_onednn = fast._ONEDNN_OK
-    patched = []
-    with torch.no_grad():
-        if hasattr(method, "class_text_features"):  # CoOp: the learned context through the text tower
-            rows = [method.class_text_features(a).detach().clone() for a in range(len(method.task))]
-            method.class_text_features = lambda a: rows[a]
-            patched.append("class_text_features")
-        if getattr(method, "text_prompts", None) is not None:  # PromptPAR: deep text prompts
-            sentences = method.text_features().detach().clone()
-            method.text_features = lambda: sentences
-            patched.append("text_features")
-    fast._ONEDNN_OK = False
-    try:
+    """The method frozen by its own hook (`Method.frozen_for_export`: CoOp's and PromptPAR's
+    text side as constants), run with the portable (ONNX-known) linear ops in this thread."""
+    with method.frozen_for_export(), fast.portable_ops():
         yield method
-    finally:
-        fast._ONEDNN_OK = saved_onednn
-        for name in patched:
-            method.__dict__.pop(name, None)
 
 
 def output_names(method: Method) -> list[str]:

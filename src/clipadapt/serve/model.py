@@ -25,7 +25,10 @@ from clipadapt.serve.uploads import Upload
 class ServedModel:
     """A run folder's method on one device, with what the web page and /api/info show.
 
-    Not thread-safe by itself: the server lets one request at a time run `predict`.
+    `predict` may run in several threads at once (`--workers`): the method keeps no state
+    during a pass (its temperature and microCLIP's LayerNorms are applied per call), and each
+    call writes its uploads to a folder of its own (tests/test_serve.py checks that concurrent
+    answers equal the answers alone).
     """
 
     def __init__(self, run_dir: Path, device: torch.device | str = "cpu"):
