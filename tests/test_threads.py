@@ -123,3 +123,27 @@ def test_a_caller_without_a_setting_keeps_the_one_applied(share, monkeypatch):
     assert share.start(2) == 2
     assert share.start(None) == 2 and torch.get_num_threads() == 2
     assert share.start("auto") == 4  # a run's own train.threads still applies
+
+
+def test_only_the_main_thread_follows_the_load(share, monkeypatch):
+    """Served or pooled predictions run in other threads: a count changed under them would
+    change their last bits, so they never re-read the load."""
+    import threading as threading_module
+
+    clock = iter([0.0, 0.15, 5.0])
+    readings = iter([(0.0, 0.0), (0.0, 0.0), (15.0, 0.0)])
+
+    def sample(cores):
+        busy, own = next(readings)
+        return threads.CpuSample(next(clock), busy, own)
+
+    monkeypatch.setattr(threads, "read_sample", sample)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    assert share.start("auto") == 4
+    monkeypatch.setattr(threads.time, "monotonic", lambda: 5.0)
+    worker = threading_module.Thread(target=share.recheck)
+    worker.start()
+    worker.join()
+    assert share.threads == 4  # a worker thread left the count alone
+    share.recheck()
+    assert share.threads == 1  # the main thread follows the load

@@ -14,8 +14,9 @@ training run keeps it to the end, because torch's reductions split their sums by
 so the count changes a result's last bits (tiny CLIP, 3 epochs: test NLL 0.80874853 at one
 thread, 0.80874856 at two); a run must repeat bit for bit at a given count, and a resumed
 run continues at the count it started with (`continue_at`). Prediction, whose outputs do
-not feed anything later, re-reads the load between batches (`recheck_share`) and follows
-jobs that start or end beside it. Runs record their count in the card (`cpu_threads`).
+not feed anything later, re-reads the load between batches (`recheck_share`, in the main
+thread only: a server's concurrent predictions keep the count they started with) and
+follows jobs that start or end beside it. Runs record their count in the card (`cpu_threads`).
 
 The setting, in order of precedence:
 - the environment variable CLIPADAPT_THREADS;
@@ -31,6 +32,7 @@ Ground floor: imports no layer of clipadapt (torch only when a thread count is a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -179,8 +181,10 @@ class ThreadShare:
         return self._apply(fair_threads(len(self.cores), others_busy_cores(first, self._last)))
 
     def recheck(self) -> None:
-        """Under "auto", follow the machine's load (cheap when no re-read is due)."""
-        if self.setting != "auto" or self._last is None:
+        """Under "auto", follow the machine's load (cheap when no re-read is due). Only the
+        main thread does: torch's thread count is the process's, and changing it while a
+        server's or a thread pool's other predictions run would change their last bits."""
+        if self.setting != "auto" or self._last is None or threading.current_thread() is not threading.main_thread():
             return
         if time.monotonic() - self._last.at < RECHECK_SECONDS:
             return
