@@ -12,6 +12,7 @@ Ground floor: imports no layer of clipadapt (huggingface_hub only when a load ne
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -85,6 +86,18 @@ def hub_offline():
                 os.environ[key] = value
 
 
+@contextmanager
+def _libraries_silent():
+    """No library log lines for an offline load: open_clip logs its own 'failed to download'
+    error before raising, and the one message that follows says it all."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def from_hub(what: str, load: Callable[[], T], fix: str) -> T:
     """`load()` (which may download `what` from the hub): over the network when the hub
     answers; otherwise from the cache, or one ClipAdaptError naming `what` and `fix`.
@@ -93,7 +106,7 @@ def from_hub(what: str, load: Callable[[], T], fix: str) -> T:
         return load()
     reason = "HF_HUB_OFFLINE is set" if _offline_by_setting() else \
         f"{hub_host()} cannot be reached (probed for up to {PROBE_SECONDS:g} s)"
-    with hub_offline():
+    with hub_offline(), _libraries_silent():
         try:
             return load()
         except Exception as exc:  # not in the cache: the offline hub's own error is long and generic
