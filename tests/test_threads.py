@@ -147,3 +147,23 @@ def test_only_the_main_thread_follows_the_load(share, monkeypatch):
     assert share.threads == 4  # a worker thread left the count alone
     share.recheck()
     assert share.threads == 1  # the main thread follows the load
+
+
+def test_a_bench_cell_finished_before_train_threads_existed_is_still_read(tmp_path):
+    """The thread count changes speed (and last bits), not what a cell measures: a grid's
+    finished cells stay valid whatever train.threads is, and cells written before the
+    setting existed (no 'threads' key) are read, not refused as changed."""
+    import json
+
+    from clipadapt.bench.protocol import Cell
+    from clipadapt.bench.runner import RESULT, _compared, read_result
+    from clipadapt.config import validate_config
+
+    cfg = validate_config({"method": "linear_probe", "train": {"epochs": 2}}, check=False)
+    stored = _compared(cfg)
+    assert "threads" not in stored["train"]
+    (tmp_path / RESULT).write_text(json.dumps({"config": stored, "scores": {"test": {"accuracy": 0.5}}}))
+    for threads_now in ("auto", 1, "torch"):
+        now = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": threads_now})})
+        cell = Cell("birds", "linear_probe", 4, 1, tmp_path, now)
+        assert read_result(tmp_path, cell) == {"test": {"accuracy": 0.5}}

@@ -89,7 +89,7 @@ def run_cell(cell: Cell, folder: Path, backbone, progress: bool) -> dict[str, di
 
 
 # Settings that do not change a cell's result: a finished cell stays valid when they change.
-NOT_COMPARED = {"features": None, "train": ("device", "num_workers", "eval_batch_size")}
+NOT_COMPARED = {"features": None, "train": ("device", "num_workers", "eval_batch_size", "threads")}
 
 
 def _compared(config) -> dict:
