@@ -121,3 +121,24 @@ def test_the_self_trainer_serves_label_free_methods_only(micro_backbone):
     assert {METHODS.get(m).training_plan for m in METHODS.names() if m != "microclip"} == {"supervised"}
     with pytest.raises(ClipAdaptError, match="'mhadapter' trains with labels"):
         SelfTrainer(build_method("mhadapter", micro_backbone, TASK, {}), RunConfig(method={"name": "mhadapter"}), progress=False)
+
+
+def test_a_method_that_declares_an_export_refusal_is_refused_by_export_with_its_reason(tmp_path, own_registry,
+                                                                                        micro_backbone):
+    from clipadapt.engine.checkpoint import build_card, write_checkpoint
+    from clipadapt.methods.zeroshot import ZeroShot
+
+    @register_method("unexportable")  # the reason is the method's own: export knows no method name
+    class Unexportable(ZeroShot):
+        def export_refusal(self):
+            return "its made-up solver has no ONNX operator"
+
+    method = build_method("unexportable", micro_backbone, TASK, {})
+    run = tmp_path / "run"
+    write_checkpoint(run, method, build_card(method, config={}, seed=0), method.trained_state())
+    out = tmp_path / "m.onnx"
+    refused = RUNNER.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(out)])
+    assert refused.exit_code == 2 and "its made-up solver has no ONNX operator" in refused.output, refused.output
+    assert not out.exists()
+    assert Method.export_refusal(method) is None and METHODS.get("majority").reads_images is False
+    assert all(METHODS.get(m).reads_images for m in METHODS.names() if m != "majority")

@@ -48,13 +48,11 @@ OPSET = 18
 
 
 def refusal(method: Method) -> str | None:
-    """Why `method` cannot be exported faithfully, in one line; None when it can."""
-    soap = getattr(getattr(method, "fusion", None), "soap", None)
-    if method.name == "microclip" and soap is not None and soap.needs_ncut:
-        return ("microclip with the Normalised Cut (query 'ncut' or pooling 'ncut_mean') cannot be exported: its "
-                "eigen-solve (torch.linalg.eigh) has no ONNX operator, and a fixed-graph solver cannot pick eigh's "
-                "eigenvector where eigenvalues repeat (3 of 24 synthetic birds on the embedded CLIP), so the mask can "
-                "differ; runs with query 'mean' or 'cls', or use_soap false, export.")
+    """Why `method` cannot be exported faithfully, in one line; None when it can (the
+    method's own reason first: `Method.export_refusal`)."""
+    why = method.export_refusal()
+    if why is not None:
+        return why
     if getattr(method.backbone, "precision", "fp32") != "fp32":
         return "the backbone is set to a lossy precision; export the fp32 model (--int8 quantises the file)."
     return None
@@ -69,7 +67,7 @@ class ProbabilityGraph(nn.Module):
         self.multilabel = method.task.multilabel
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.method.name == "majority":  # the prior alone: no image pass, only the batch size
+        if not self.method.reads_images:  # e.g. majority's prior: no image pass, only the batch size
             logits = self.method(ImageFeatures(None, images.new_zeros(images.shape[0], 1)))
         else:
             logits = self.method.forward_images(images)

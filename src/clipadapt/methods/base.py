@@ -87,6 +87,9 @@ class Method(nn.Module):
     # line), and what its parts mean on a family where that differs from CLIP.
     refused_families: ClassVar[dict[str, str]] = {}
     family_notes: ClassVar[dict[str, str]] = {}
+    # False: the logits never look at the pixels (majority's prior), so a fixed graph (the
+    # ONNX export) feeds `forward` an empty feature of the batch size instead of an image pass.
+    reads_images: ClassVar[bool] = True
 
     @classmethod
     def check_backbone(cls, backbone) -> None:
@@ -196,6 +199,11 @@ class Method(nn.Module):
         if type(self).forward is not Method.forward:
             raise ClipAdaptError(f"{type(self).__name__} overrides forward(), so its temperatures would never be "
                                  "applied; implement logits(features) instead (docs/architecture.md, adding a method).")
+
+    def export_refusal(self) -> str | None:
+        """Why this method, as configured, cannot be exported faithfully to a fixed graph
+        (ONNX), in one line; None (the default) when it can."""
+        return None
 
     @contextmanager
     def frozen_for_export(self):

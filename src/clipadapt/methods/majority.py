@@ -15,6 +15,7 @@ from clipadapt.task import MISSING
 class MajorityClass(Method):
     summary = "each attribute's most frequent training class: the floor a method must beat"
     trains = False
+    reads_images = False  # the prior alone: only the batch size of the images matters
 
     def __init__(self, backbone, task, params):
         super().__init__(backbone, task, params)

@@ -237,6 +237,15 @@ class MicroCLIP(Method):
         # only: the backbone (maybe shared with other methods) is never changed
         self.layernorms = OwnedLayerNorms(backbone) if params.train_layernorms else None
 
+    def export_refusal(self) -> str | None:
+        """The Normalised Cut (query 'ncut' or pooling 'ncut_mean') has no faithful fixed graph."""
+        if self.fusion is None or not self.fusion.soap.needs_ncut:
+            return None
+        return ("microclip with the Normalised Cut (query 'ncut' or pooling 'ncut_mean') cannot be exported: its "
+                "eigen-solve (torch.linalg.eigh) has no ONNX operator, and a fixed-graph solver cannot pick eigh's "
+                "eigenvector where eigenvalues repeat (3 of 24 synthetic birds on the embedded CLIP), so the mask can "
+                "differ; runs with query 'mean' or 'cls', or use_soap false, export.")
+
     # ------------------------------------------------------------------ text side
     def templates(self) -> list[str]:
         return list(self.params.templates) if self.params.templates else [self.attribute.template]
