@@ -183,11 +183,37 @@ def _from_transformers(name: str, pretrained: str, tag: str | None) -> ClipBackb
     return backbone
 
 
-def backbone_from_config(cfg) -> ClipBackbone:
-    """create_backbone for a BackboneConfig (or a card's backbone dict), with its
-    preprocessing (crop | letterbox) and normalisation (model | half) applied."""
+PREPROCESSING_KEYS = ("preprocess", "normalise", "interpolation")  # open_backbone's keywords (a config's keys)
+
+
+def open_backbone(cfg_or_name, pretrained: str | None = None, *, tag: str | None = None,
+                  **preprocessing) -> ClipBackbone:
+    """The one call that opens a backbone ready to use (as open_clip's
+    `create_model_and_transforms`): the frozen model with its preprocessing, normalisation and
+    interpolation set; the tokenizer (`backbone.tokenize`) is the model's own, loaded on first use.
+
+    `cfg_or_name`: a BackboneConfig or a card's backbone dict (name, pretrained, tag and the
+    preprocessing keys all come from it), or an open_clip name, then with `pretrained`, `tag`
+    and the keywords preprocess / normalise / interpolation (unset ones take the defaults).
+
+    >>> open_backbone("clipadapt-micro", preprocess="letterbox").preprocess
+    'letterbox'
+    """
+    if isinstance(cfg_or_name, str):
+        cfg = {"name": cfg_or_name, "pretrained": pretrained, "tag": tag, **preprocessing}
+    elif pretrained is not None or tag is not None or preprocessing:
+        raise TypeError("open_backbone(cfg): the config holds the weights, tag and preprocessing; pass no more.")
+    else:
+        cfg = cfg_or_name
     get = _setting_reader(cfg)
+    unknown = set(preprocessing) - set(PREPROCESSING_KEYS)
+    if unknown:
+        raise TypeError(f"open_backbone: unknown preprocessing keyword(s) {sorted(unknown)}; use {PREPROCESSING_KEYS}.")
     return apply_preprocessing(create_backbone(get("name"), get("pretrained"), get("tag")), cfg)
+
+
+# the name of open_backbone for a config, kept because callers (tests/test_backbone_tags.py) use it
+backbone_from_config = open_backbone
 
 
 def _setting_reader(cfg):

@@ -143,10 +143,10 @@ def _read_json(path: Path) -> dict:
 def _backbone(cache: dict, cell: Cell):
     """One backbone per (name, weights): building a ViT-B/16 for each of 165 cells would
     cost more than many of the cells."""
-    from clipadapt.backbone import create_backbone
+    from clipadapt.backbone import open_backbone
 
     bb = cell.config.backbone
     key = (bb.name, bb.pretrained, bb.tag)
     if key not in cache:
-        cache[key] = create_backbone(bb.name, bb.pretrained, bb.tag)
+        cache[key] = open_backbone(bb)  # each cell's run sets its own preprocessing on it
     return cache[key]

@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from clipadapt.backbone import create_backbone
+from clipadapt.backbone import open_backbone
 from clipadapt.config import validate_config
 from clipadapt.io import write_json, write_text
 from clipadapt.errors import ClipAdaptError
@@ -120,7 +120,7 @@ def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Conso
     runs = out / "runs"
     if runs.exists():  # a demo re-run starts clean; the rendered data and the feature cache are kept
         shutil.rmtree(runs)
-    backbone = create_backbone("clipadapt-tiny", "embedded")
+    backbone = open_backbone("clipadapt-tiny", "embedded")
     results: dict[str, dict] = {}
     for name, (params, train) in spec.methods.items():
         console.print(f"[bold]{name}[/]")

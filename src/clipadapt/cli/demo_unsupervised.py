@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from clipadapt.backbone import create_backbone
+from clipadapt.backbone import open_backbone
 from clipadapt.config import validate_config
 from clipadapt.io import write_json, write_text
 from clipadapt.workflow import adapt_run
@@ -91,7 +91,7 @@ def run_unsupervised_demo(out: Path, progress: bool = True, console: Console | N
             console.print(f"[bold]{folder}[/] " + ("(TRUE labels: the upper bound)" if true_labels else "(no labels)"))
             cfg = validate_config(unsupervised_config(out / "data", params, {"seed": seed}), source="demo")
             # Self-training adapts the backbone's LayerNorms in place: every run starts from fresh weights.
-            backbone = create_backbone("clipadapt-tiny", "embedded")
+            backbone = open_backbone("clipadapt-tiny", "embedded")
             outcome = adapt_run(cfg, runs / folder, progress=progress, backbone=backbone, true_labels=true_labels)
             comparisons[name] = outcome.comparison
         per_seed[seed] = {label: comparisons[run][key] for label, run, key in TABLE_ROWS

@@ -168,7 +168,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Trainable and total parameters of a method on a backbone, its tap, and the feature-store size per image."""
-    from clipadapt.backbone import create_backbone
+    from clipadapt.backbone import open_backbone
     from clipadapt.config import apply_overrides
     from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
     from clipadapt.features.store import describe_per_image_bytes
@@ -179,7 +179,7 @@ def info(
         quiet_libraries()
         if attribute not in GSS_SCHEMA:
             raise ClipAdaptError(f"--attribute must be one of {sorted(GSS_SCHEMA)}, got '{attribute}'.")
-        bb = create_backbone(backbone, pretrained)
+        bb = open_backbone(backbone, pretrained)
         task = TaskSpec((gss_attribute(attribute, GSS_SCHEMA[attribute][1]),))
         m = build_method(method, bb, task, apply_overrides({}, set_))
         needs = m.needs()

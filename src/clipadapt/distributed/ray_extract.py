@@ -36,11 +36,11 @@ class ShardEncoder:
 
     def __init__(self, backbone: dict, tap_block: int | None, batch_size: int, num_workers: int, threads: int = 1,
                  use_gpu: bool = False):
-        from clipadapt.backbone import backbone_from_config
+        from clipadapt.backbone import open_backbone
 
         share_cores(threads)  # the driver's share of the node for this actor
         device = torch.device("cuda" if use_gpu else "cpu")
-        self.backbone = backbone_from_config(backbone).to(device)
+        self.backbone = open_backbone(backbone).to(device)
         if self.backbone.weights_id != backbone["weights_id"]:  # another file at the same path on this node
             raise ClipAdaptError(f"Ray worker: the backbone weights here ({self.backbone.weights_id}) are not the "
                                  f"driver's ({backbone['weights_id']}); every node must see the same weights file.")

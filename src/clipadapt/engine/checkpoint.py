@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 import clipadapt
-from clipadapt.backbone import apply_preprocessing, create_backbone
+from clipadapt.backbone import apply_preprocessing, open_backbone
 from clipadapt.data.transforms import describe_transform
 from clipadapt.engine.card import CARD_VERSION, RunCard, as_card
 from clipadapt.io import atomic_write, write_json
@@ -158,10 +158,11 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
     if not ckpt.is_file():
         raise ClipAdaptError(f"{run_dir} has a card but no {CHECKPOINT}; the run did not finish. Re-run or resume it.")
     want = card.backbone
-    if backbone is None:
-        backbone = create_backbone(want["name"], want.get("pretrained"), want.get("tag"))
+    passed = backbone is not None
+    backbone = backbone if passed else open_backbone(want)
     check_backbone(card, backbone, source=str(run_dir))
-    apply_preprocessing(backbone, want)
+    if passed:  # one opened here has the card's preprocessing already; one passed in takes it now
+        apply_preprocessing(backbone, want)
     try:
         task = TaskSpec.from_dict(card.task)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from clipadapt.backbone import ClipBackbone, create_backbone
+from clipadapt.backbone import ClipBackbone, open_backbone
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
 from clipadapt.engine.checkpoint import CARD, CHECKPOINT, build_card, load_state_strict, write_checkpoint
 from clipadapt.errors import ClipAdaptError
@@ -262,7 +262,7 @@ def import_mhadapter_checkpoint(
     _refuse_overwrite(out_dir, overwrite)
     if backbone is not None and backbone.name != backbone_name:
         raise ClipAdaptError(f"The backbone passed is '{backbone.name}' but backbone_name is '{backbone_name}'.")
-    backbone = backbone if backbone is not None else create_backbone(backbone_name, pretrained)
+    backbone = backbone if backbone is not None else open_backbone(backbone_name, pretrained)
     bottleneck = check_against_backbone(head, backbone, str(ckpt.path))
 
     method = build_method("mhadapter", backbone, task, {"beta": beta, "heads": heads, "bottleneck": bottleneck})

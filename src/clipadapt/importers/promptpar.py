@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from clipadapt.backbone import create_backbone
+from clipadapt.backbone import open_backbone
 from clipadapt.backbone.factory import _random_model
 from clipadapt.backbone.weights import load_strict
 from clipadapt.engine.checkpoint import CARD, CHECKPOINT, build_card, load_state_strict, save_state, write_checkpoint
@@ -209,8 +209,8 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
     state = map_promptpar_keys(added, head, len(task), str(path))
     out_dir.mkdir(parents=True, exist_ok=True)
     save_state(out_dir / BACKBONE_FILE, model.state_dict())
-    backbone = create_backbone(name, str((out_dir / BACKBONE_FILE).resolve()))
-    backbone.set_preprocessing(preprocess, normalise, interpolation)
+    backbone = open_backbone(name, str((out_dir / BACKBONE_FILE).resolve()), preprocess=preprocess,
+                             normalise=normalise, interpolation=interpolation)
 
     method = build_method("promptpar", backbone, task, params)
     load_state_strict(method, state, source=str(path))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipadapt.backbone import apply_preprocessing, backbone_from_config
+from clipadapt.backbone import apply_preprocessing, open_backbone
 from clipadapt.config import RunConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.formats import build_splits
@@ -101,9 +101,8 @@ def _build_method(cfg: RunConfig, task, backbone):
     source_file = params.get("descriptions") if isinstance(params.get("descriptions"), str) else None
     if source_file is not None:
         params["descriptions"] = resolve_descriptions(source_file, list(task.attributes[0].classes))
-    if backbone is None:
-        backbone = backbone_from_config(cfg.backbone)
-    apply_preprocessing(backbone, cfg.backbone)
+    # a backbone passed in takes this run's preprocessing
+    backbone = open_backbone(cfg.backbone) if backbone is None else apply_preprocessing(backbone, cfg.backbone)
     return build_method(cfg.method.name, backbone, task, params), source_file
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from clipadapt.backbone import apply_preprocessing, backbone_from_config, create_backbone
+from clipadapt.backbone import apply_preprocessing, open_backbone
 from clipadapt.config import RunConfig
 from clipadapt.data.formats import build_splits
 from clipadapt.engine.calibrate import calibrate_run, require_validation
@@ -102,9 +102,8 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     require_validation(cfg, splits)  # train.calibrate=temperature without a validation split: before any work
     if cfg.data.shots:
         folder.write_shots(splits.train)
-    if backbone is None:
-        backbone = create_backbone(cfg.backbone.name, cfg.backbone.pretrained, cfg.backbone.tag)
-    apply_preprocessing(backbone, cfg.backbone)  # also on a backbone passed in
+    # a backbone passed in (a bench grid shares one) takes this run's preprocessing
+    backbone = open_backbone(cfg.backbone) if backbone is None else apply_preprocessing(backbone, cfg.backbone)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     # Classes the text classifier cannot tell apart: a training run stops here, before any
     # work; a run that does not train (zero-shot, epochs 0) reports them with its result.
@@ -197,7 +196,7 @@ def extract_run(cfg: RunConfig, progress: bool = True, ray=None) -> dict:
     """Fill the feature store for every split of cfg.data (ahead of training); `ray`
     (a `clipadapt.distributed.ray_extract.RayExtraction`) runs the encoding on Ray."""
     splits = build_splits(cfg.data)
-    backbone = backbone_from_config(cfg.backbone)
+    backbone = open_backbone(cfg.backbone)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
     runner = Runner(method, cfg, progress=progress)
     if not (runner.uses_store(train=True) and runner.uses_store(train=False)):
