@@ -157,7 +157,7 @@ def _from_file(name: str, path: Path, pretrained: str, tag: str | None = None, k
     settings = tag_preprocessing(name, tag) if tag else {}
     wants_quick_gelu = settings.get("quick_gelu", False) and not open_clip.get_model_config(name).get("quick_gelu")
     model = _random_model(name, quick_gelu=wants_quick_gelu)
-    load_strict(model, read_state_dict(path), source=str(path), name=name)
+    load_strict(model, read_state_dict(path), source=str(path), what=f"model '{name}'")
     if tag:
         preprocess = dict(getattr(model.visual, "preprocess_cfg", None) or {})
         preprocess.update({k: settings[k] for k in PREPROCESSING_FIELDS if k in settings})

@@ -355,7 +355,7 @@ class TransformersFolder:
         vision, text = (_tower_config(self.config, self.model_type, t) for t in ("vision", "text"))
         state = _CONVERT[self.model_type](self.state_dict(), vision["num_hidden_layers"], text["num_hidden_layers"],
                                           source=str(self.folder))
-        load_strict(model, state, source=str(self.folder), name=name)
+        load_strict(model, state, source=str(self.folder), what=f"model '{name}'")
         set_activation(model.visual, vision["hidden_act"], f"{self.where} vision_config")
         set_activation(getattr(model, "text", None) or model.transformer, text["hidden_act"],
                        f"{self.where} text_config")

@@ -53,23 +53,39 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> None:
-    """Load `state` into `model`, turning key/shape mismatches into one clear message."""
-    own = model.state_dict()
+WRONG_ARCHITECTURE = "Check that backbone.name matches the architecture the weights were trained with."
+
+
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str,
+                expected: dict[str, torch.Tensor] | None = None, fix: str = WRONG_ARCHITECTURE) -> None:
+    """The one strict weight loader: every key of `expected` (default: `model`'s whole
+    state_dict) must be in `state` with its shape, and no other key; a mismatch is one clear
+    error naming the file (`source`), the model (`what`, e.g. "model 'ViT-B-16'") and the fix.
+
+    With `expected` (a method's trained tensors: the frozen backbone is not in its file) only
+    those keys are loaded; the rest of `model` keeps its weights."""
+    own = model.state_dict() if expected is None else expected
+    problems = mismatches(own, state)
+    if problems:
+        raise ClipAdaptError(f"Weights {source} do not fit {what}: " + "; ".join(problems) + f". {fix}")
+    if expected is None:
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    else:  # the keys were checked above; strict=False only lets the untouched (frozen) ones be
+        model.load_state_dict(state, strict=False)
+
+
+def mismatches(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """The missing, unexpected and mis-shaped keys of `state` against `own`, one phrase each kind."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
-        raise ClipAdaptError(
-            f"Weights {source} do not fit model '{name}': " + "; ".join(parts)
-            + ". Check that backbone.name matches the architecture the weights were trained with."
-        )
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    if wrong_shape:
+        k = wrong_shape[0]
+        parts.append(f"{len(wrong_shape)} shape mismatches (e.g. shape of {k}: file {tuple(state[k].shape)} vs "
+                     f"model {tuple(own[k].shape)})")
+    return parts

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 import clipadapt
 from clipadapt.backbone import apply_preprocessing, open_backbone
+from clipadapt.backbone.weights import load_strict
 from clipadapt.data.transforms import describe_transform
 from clipadapt.engine.card import CARD_VERSION, RunCard, as_card
 from clipadapt.io import atomic_write, write_json
@@ -123,28 +124,14 @@ def _check_card(card, path: Path) -> None:
 
 
 def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load trained tensors; any missing, unexpected or mis-shaped key is an error. The one
-    optional key is the calibrated run's `temperature` [A]: a state without it (uncalibrated,
-    or written before calibration existed) loads with every temperature 1."""
+    """Load a method's trained tensors with the one strict loader (`backbone.weights.load_strict`)
+    against what the method trains (`trained_state`). The one optional key is the calibrated
+    run's `temperature` [A]: a state without it (uncalibrated, or written before calibration
+    existed) loads with every temperature 1."""
     state = {TEMPERATURE: torch.ones(len(method.task)), **state}
     expected = {**method.trained_state(), TEMPERATURE: method.temperature}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        detail = []
-        if missing:
-            detail.append(f"missing {missing[:4]}")
-        if unexpected:
-            detail.append(f"unexpected {unexpected[:4]}")
-        if shapes:
-            k = sorted(shapes)[0]
-            detail.append(f"shape of {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
-        raise ClipAdaptError(
-            f"Checkpoint {source} does not match method '{method.name}' on backbone '{method.backbone.name}' "
-            f"({'; '.join(detail)}). It was trained with other settings, classes or backbone."
-        )
-    method.load_state_dict(state, strict=False)  # strictness checked above against trained_state
+    load_strict(method, state, source, what=f"method '{method.name}' on backbone '{method.backbone.name}'",
+                expected=expected, fix="It was trained with other settings, classes or backbone.")
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -> tuple[Method, RunCard]:

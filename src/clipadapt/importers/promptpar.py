@@ -201,7 +201,7 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
 
     # The CLIP weights inside the file become the run's backbone file (strictly checked).
     model = _random_model(name)
-    load_strict(model, {k: v.float() for k, v in clip.items()}, source=f"{path} (ViT_model)", name=name)
+    load_strict(model, {k: v.float() for k, v in clip.items()}, source=f"{path} (ViT_model)", what=f"model '{name}'")
     cut = fit_prompt_depth(added, len(model.visual.transformer.resblocks), str(path))
     if cut:
         notify(cut)
