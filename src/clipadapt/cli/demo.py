@@ -126,8 +126,8 @@ def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Conso
         console.print(f"[bold]{name}[/]")
         cfg = validate_config(demo_config(spec, out / "data", out / "cache", name, params, train), source="demo")
         outcome = train_run(cfg, runs / name, progress=progress, backbone=backbone)
-        results[name] = {"metrics": outcome.metrics, "trainable_parameters": outcome.card["trainable_parameters"],
-                         "calibration": outcome.card.get("calibration")}
+        results[name] = {"metrics": outcome.metrics, "trainable_parameters": outcome.card.trainable_parameters,
+                         "calibration": outcome.card.calibration}
     report = runs / spec.report_method / "report.html"  # written by train_run, like every run's
     for table in comparison_table(results, spec):
         console.print(table)

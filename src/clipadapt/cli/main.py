@@ -53,7 +53,7 @@ def train(
         if seeds:
             return _train_seeds(cfg, out, seeds, resume, quiet, restart)
         outcome = train_run(cfg, out, resume=resume, progress=not quiet, restart=restart, notify=_note)
-        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 reports
+        if outcome.card is None:  # a rank > 0 of a torchrun job: rank 0 reports
             return
         print_metrics(outcome.metrics, title=f"{cfg.method.name}: test")
         out_console.print(f"run folder: {outcome.run_dir}")

@@ -13,7 +13,7 @@ import tempfile
 from html import escape
 from pathlib import Path
 
-from clipadapt.engine.card import as_card
+from clipadapt.engine.card import RunCard, as_card
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.classification import MEAN_KEYS
 from clipadapt.metrics.plots import plot_confusion, plot_curves
@@ -56,18 +56,20 @@ def read_json(path: Path) -> tuple[object | None, str | None]:
 
 
 # ------------------------------------------------------------------ summary
-def summary(card: dict, run_dir: Path) -> str:
+def summary(card: RunCard | dict, run_dir: Path) -> str:
     """What was run: a definition list of the card's main facts."""
-    backbone = card.get("backbone", {})
-    data, selection = card.get("data") or {}, card.get("selection") or {}
+    card = as_card(card)
+    backbone = card.backbone or {}
+    data, selection = card.data or {}, card.selection or {}
+    trainable = card.trainable_parameters
     facts = [
         ("run folder", str(run_dir)),
-        ("method", card.get("method", "?")),
-        ("method settings", json.dumps(card.get("params", {}), sort_keys=True)),
+        ("method", card.method or "?"),
+        ("method settings", json.dumps(card.params or {}, sort_keys=True)),
         ("backbone", f"{backbone.get('name', '?')} (weights: {backbone.get('pretrained') or 'random'})"),
-        ("trainable parameters", f"{card['trainable_parameters']:,}" if "trainable_parameters" in card else None),
-        ("attributes", ", ".join(a["name"] for a in card.get("task", {}).get("attributes", []))),
-        ("seed", card.get("seed")),
+        ("trainable parameters", f"{trainable:,}" if trainable is not None else None),
+        ("attributes", ", ".join(attribute_names(card))),
+        ("seed", card.seed),
         ("images (train / val / test)", " / ".join(str(data.get(k, "?")) for k in ("train", "val", "test")) if data else None),
         ("selected epoch", f"{selection.get('best_epoch')} of {selection.get('epochs_run')} (monitor: {selection.get('monitor')})"
          if selection.get("best_epoch") is not None else None),
@@ -76,13 +78,19 @@ def summary(card: dict, run_dir: Path) -> str:
     return f'<dl class="facts">\n{rows}\n</dl>'
 
 
-def warnings_banner(card: dict, metrics: dict | None) -> str:
+def attribute_names(card: RunCard) -> list[str]:
+    """The names of the card's attributes, in the task's order."""
+    return [a["name"] for a in (card.task or {}).get("attributes", [])]
+
+
+def warnings_banner(card: RunCard | dict, metrics: dict | None) -> str:
     """The run's warnings (a run that did not learn or is at chance, classes its text cannot
     tell apart or whose words the backbone never learned), first on the page, so that nobody
     reads its scores as a result. A card with `at_chance` but no warning (majority, at chance
     by construction) gets no banner."""
-    messages = list(dict.fromkeys([*(card.get("warnings") or []), *((metrics or {}).get("warnings") or [])]))
-    if card.get("no_progress") and not messages:
+    card = as_card(card)
+    messages = list(dict.fromkeys([*(card.warnings or []), *((metrics or {}).get("warnings") or [])]))
+    if card.no_progress and not messages:
         messages = ["This run did not learn: its scores are those of an untrained model (see history.json)."]
     items = "".join(f"<p><strong>Warning:</strong> {escape(str(m))}</p>" for m in messages)
     return f'<div class="banner" role="alert">{items}</div>' if items else ""
@@ -121,14 +129,15 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{float(value):.4f}"
 
 
-def calibration_section(metrics: dict | None, card: dict) -> str:
+def calibration_section(metrics: dict | None, card: RunCard | dict) -> str:
     """ECE and NLL per attribute (before / after temperature scaling when the run was
     calibrated) and a reliability diagram per attribute, from metrics.json."""
     if metrics is None or not any("reliability" in m for m in metrics.get("attributes", {}).values()):
         return section("calibration", "Calibration", note(
             "No calibration figures: the metrics predate them or the run was not evaluated. "
             "`clipadapt eval RUN_DIR` recomputes them."))
-    binary = bool(card.get("task", {}).get("multilabel"))
+    card = as_card(card)
+    binary = bool((card.task or {}).get("multilabel"))
     scaled = (metrics.get("calibration") or {}).get("attributes") or {}
     head = ["attribute", "ECE (%)", "NLL", "n"]
     if scaled:
@@ -149,7 +158,7 @@ def calibration_section(metrics: dict | None, card: dict) -> str:
         charts.append(f'<figure>{img(uri, f"Reliability diagram of {name}: observed accuracy per confidence bin against the diagonal of perfect calibration.")}'
                       f'<figcaption>{escape(name)}: bars = observed {"frequency of present" if binary else "accuracy"} '
                       f'per bin (row count above), dots = mean confidence, dashed = perfect calibration.</figcaption></figure>')
-    fitted = card.get("calibration") or {}
+    fitted = card.calibration or {}
     what = ("15 equal-width bins of p(present) per attribute" if binary
             else "15 equal-width bins of the probability of the predicted class")
     caption = f"Test split. ECE: {what}; NLL: mean negative log-likelihood of the true label."
@@ -181,12 +190,11 @@ def per_class_section(metrics: dict | None) -> str:
 
 
 # ------------------------------------------------------------------ figures from files
-def confusion_section(run_dir: Path, card: dict, metrics: dict | None) -> str:
+def confusion_section(run_dir: Path, card: RunCard | dict, metrics: dict | None) -> str:
     """The row-normalised confusion matrices: the run's PNGs, or drawn from metrics.json
     when a PNG is missing (e.g. metrics copied without their figures)."""
     parts = []
-    attributes = card.get("task", {}).get("attributes", [])
-    for attr in attributes:
+    for attr in (as_card(card).task or {}).get("attributes", []):
         name = attr["name"]
         uri = png_file_uri(run_dir / f"confusion_{name}.png")
         entry = (metrics or {}).get("attributes", {}).get(name)

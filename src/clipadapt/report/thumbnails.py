@@ -9,17 +9,18 @@ from pathlib import Path
 from PIL import Image
 
 from clipadapt.data.images import load_image
+from clipadapt.engine.card import RunCard, as_card
 from clipadapt.engine.checkpoint import load_run
 from clipadapt.errors import ClipAdaptError
 from clipadapt.report.attention import explainable_methods, heatmap, mean_attention, model_view, overlay
 from clipadapt.report.embed import photo_uri
 from clipadapt.report.gallery import GalleryItem, rank_gallery, read_predictions, resolve_image
-from clipadapt.report.sections import note, section
+from clipadapt.report.sections import attribute_names, note, section
 
 THUMBNAIL = 160  # px: small enough for dozens per page, large enough to see the scene
 
 
-def gallery_section(run_dir: Path, card: dict, limit: int, results: Path | None = None) -> str:
+def gallery_section(run_dir: Path, card: RunCard | dict, limit: int, results: Path | None = None) -> str:
     """Per attribute, up to `limit` test images ranked by `rank_gallery`, from the
     predictions.csv in `results` (default the run folder; `clipadapt eval` writes
     its own folder)."""
@@ -30,7 +31,8 @@ def gallery_section(run_dir: Path, card: dict, limit: int, results: Path | None 
     if not predictions.is_file():
         return section("gallery", title, note("No predictions.csv: the run had no test split or was not evaluated."))
     table = read_predictions(predictions)
-    attributes = [a["name"] for a in card.get("task", {}).get("attributes", [])]
+    card = as_card(card)
+    attributes = attribute_names(card)
     ranked = {name: rank_gallery(table, name, limit) for name in attributes}
     thumbs = _load_thumbnails(run_dir, {item.path for items in ranked.values() for item in items})
     attention, attention_note = _attention(run_dir, card, thumbs)
@@ -68,10 +70,10 @@ def _load_thumbnails(run_dir: Path, paths: set[str]) -> dict[str, Image.Image]:
     return thumbs
 
 
-def _attention(run_dir: Path, card: dict, thumbs: dict[str, Image.Image]):
+def _attention(run_dir: Path, card: RunCard, thumbs: dict[str, Image.Image]):
     """Attention overlays keyed by (path, attribute), and a note when there are none
     although the method has attention (weights unavailable, ...)."""
-    if card.get("method") not in explainable_methods() or not thumbs:
+    if card.method not in explainable_methods() or not thumbs:
         return {}, None
     try:
         method, _ = load_run(run_dir)

@@ -13,6 +13,7 @@ from typing import Callable
 from clipadapt.backbone import apply_preprocessing, open_backbone
 from clipadapt.config import RunConfig
 from clipadapt.data.formats import build_splits
+from clipadapt.engine.card import RunCard
 from clipadapt.engine.calibrate import calibrate_run, require_validation
 from clipadapt.engine.checkpoint import build_card, load_run, read_card
 from clipadapt.engine.defaults import resolve_train_defaults
@@ -35,11 +36,12 @@ from clipadapt.threads import current_threads
 @dataclass
 class RunOutcome:
     """What a run wrote: its folder, test metrics (or None), the card, and the warnings it
-    raised (also in metrics.json and the card: classes the text cannot tell apart, no progress)."""
+    raised (also in metrics.json and the card: classes the text cannot tell apart, no progress).
+    `card` is None on a rank > 0 of a torchrun job: rank 0 evaluates and writes the card."""
 
     run_dir: Path
     metrics: dict | None
-    card: dict
+    card: RunCard | None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -84,7 +86,7 @@ def train_seeds(cfg: RunConfig, out: Path, seeds: list[int], resume: bool = Fals
             continue
         run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
         outcome = train_run(run_cfg, folder, resume=resume, progress=progress, restart=restart, notify=notify)
-        if not outcome.card:  # a rank > 0 of a torchrun job: rank 0 writes the summary
+        if outcome.card is None:  # a rank > 0 of a torchrun job: rank 0 writes the summary
             return SeedsOutcome(list(seeds), {}, len(results), written=False)
         results += [outcome.metrics] if outcome.metrics else []
     summary = aggregate_seeds(results) if results else {}
@@ -117,7 +119,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
     fit = runner.fit(splits, folder, resume=resume, notify=notify)  # the engine writes through the folder
     if not main:
-        return RunOutcome(out, None, {})  # rank 0 evaluates on the full test split and writes
+        return RunOutcome(out, None, None)  # rank 0 evaluates on the full test split and writes
     calibration = calibrate_run(runner, splits, cfg)  # train.calibrate=temperature: fit on val, after selection
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
