@@ -25,6 +25,7 @@ from clipadapt.config import validate_config
 from clipadapt.io import write_json, write_text
 from clipadapt.errors import ClipAdaptError
 from clipadapt.workflow import train_run
+from clipadapt.run_files import RunFiles
 
 # method -> (method params, train overrides); short schedules sized for a 2-core CPU
 DEMO_METHODS: dict[str, tuple[dict, dict]] = {
@@ -128,7 +129,7 @@ def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Conso
         outcome = train_run(cfg, runs / name, progress=progress, backbone=backbone)
         results[name] = {"metrics": outcome.metrics, "trainable_parameters": outcome.card.trainable_parameters,
                          "calibration": outcome.card.calibration}
-    report = runs / spec.report_method / "report.html"  # written by train_run, like every run's
+    report = runs / spec.report_method / RunFiles.REPORT  # written by train_run, like every run's
     for table in comparison_table(results, spec):
         console.print(table)
     write_json(out / "summary.json", results)

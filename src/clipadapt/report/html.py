@@ -20,8 +20,9 @@ from clipadapt.report.sections import (
     read_json, summary, warnings_banner,
 )
 from clipadapt.report.thumbnails import gallery_section
+from clipadapt.run_files import RunFiles
 
-REPORT_NAME = "report.html"
+REPORT_NAME = RunFiles.REPORT
 NAV = (("metrics", "Metrics"), ("per-class", "Per-class accuracy"), ("confusion", "Confusion"), ("calibration", "Calibration"),
        ("curves", "Curves"), ("gallery", "Gallery"), ("card", "Run card"))
 
@@ -78,7 +79,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
         raise ClipAdaptError(f"gallery must be 0 or more images per attribute, got {gallery}.")
     card = read_card(run_dir)
     results = Path(results) if results is not None else run_dir
-    metrics, why = read_json(results / "metrics.json")
+    metrics, why = read_json(results / RunFiles.METRICS)
     if metrics is not None and not isinstance(metrics, dict):
         metrics, why = None, "metrics.json does not hold a metrics object"
     body = "\n".join([

@@ -20,6 +20,7 @@ from clipadapt.metrics.plots import plot_confusion, plot_curves
 from clipadapt.metrics.table import METRICS
 from clipadapt.report.embed import png_file_uri, png_uri
 from clipadapt.report.figures import per_class_accuracy_png, reliability_png
+from clipadapt.run_files import RunFiles
 
 # The metric table's headers, in the order of the cells (MEAN_KEYS); the report has room
 # to spell out what the terminal abbreviates.
@@ -196,7 +197,7 @@ def confusion_section(run_dir: Path, card: RunCard | dict, metrics: dict | None)
     parts = []
     for attr in (as_card(card).task or {}).get("attributes", []):
         name = attr["name"]
-        uri = png_file_uri(run_dir / f"confusion_{name}.png")
+        uri = png_file_uri(run_dir / RunFiles.confusion(name, "png"))
         entry = (metrics or {}).get("attributes", {}).get(name)
         if uri is None and entry and entry.get("n"):
             uri = _drawn(lambda p: plot_confusion(entry["confusion_matrix"], attr["classes"], p,
@@ -211,9 +212,9 @@ def confusion_section(run_dir: Path, card: RunCard | dict, metrics: dict | None)
 
 def curves_section(run_dir: Path) -> str:
     """Training and validation curves: curves.png, or drawn from history.json."""
-    uri = png_file_uri(run_dir / "curves.png")
+    uri = png_file_uri(run_dir / RunFiles.CURVES)
     if uri is None:
-        history, _why = read_json(run_dir / "history.json")
+        history, _why = read_json(run_dir / RunFiles.HISTORY)
         if isinstance(history, list) and history:
             uri = _drawn(lambda p: plot_curves(history, p))
     if uri is None:

@@ -16,6 +16,7 @@ from clipadapt.report.attention import explainable_methods, heatmap, mean_attent
 from clipadapt.report.embed import photo_uri
 from clipadapt.report.gallery import GalleryItem, rank_gallery, read_predictions, resolve_image
 from clipadapt.report.sections import attribute_names, note, section
+from clipadapt.run_files import RunFiles
 
 THUMBNAIL = 160  # px: small enough for dozens per page, large enough to see the scene
 
@@ -27,7 +28,7 @@ def gallery_section(run_dir: Path, card: RunCard | dict, limit: int, results: Pa
     title = "Test images: mistakes first"
     if limit == 0:
         return section("gallery", title, note("Gallery turned off (gallery = 0)."))
-    predictions = Path(results or run_dir) / "predictions.csv"
+    predictions = Path(results or run_dir) / RunFiles.PREDICTIONS
     if not predictions.is_file():
         return section("gallery", title, note("No predictions.csv: the run had no test split or was not evaluated."))
     table = read_predictions(predictions)
