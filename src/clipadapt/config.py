@@ -316,22 +316,26 @@ def set_setting(raw: dict, keys: list[str], value: Any, where: str) -> None:
 
 def load_config(path: Path | str | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or none: all defaults), apply overrides, validate."""
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ClipAdaptError(f"Config file not found: {path}. Pass the path of a YAML file (see configs/).")
-        try:
-            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-        except yaml.YAMLError as exc:
-            raise ClipAdaptError(f"Config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-        except UnicodeDecodeError as exc:
-            raise ClipAdaptError(f"Config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-        if not isinstance(raw, dict):
-            raise ClipAdaptError(f"Config file {path} must hold a mapping of sections (backbone, data, method, train).")
-        # Relative data paths in a config file are relative to the file, so configs travel.
-        _resolve_relative_paths(raw, path.parent)
+    raw = read_config_file(path) if path is not None else {}
     return validate_overridden(raw, overrides or [], source=str(path) if path else "settings")
+
+
+def read_config_file(path: Path | str) -> dict:
+    """A YAML config file's raw settings, its relative data paths made relative to the file
+    (so configs travel); not yet validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipAdaptError(f"Config file not found: {path}. Pass the path of a YAML file (see configs/).")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as exc:
+        raise ClipAdaptError(f"Config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError as exc:
+        raise ClipAdaptError(f"Config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    if not isinstance(raw, dict):
+        raise ClipAdaptError(f"Config file {path} must hold a mapping of sections (backbone, data, method, train).")
+    _resolve_relative_paths(raw, path.parent)
+    return raw
 
 
 def validate_overridden(raw: dict, overrides: list[str], source: str) -> RunConfig:

@@ -32,3 +32,16 @@ class ClipAdaptError(Exception):
 class ClipAdaptWarning(UserWarning):
     """A run finished but its result needs the user's attention (classes the text cannot
     tell apart, a run that did not learn). The CLI prints the message as one line."""
+
+
+class ClassTextWarning(ClipAdaptWarning):
+    """The text side cannot tell some classes apart (their prompts encode alike), or a class
+    name holds words the text encoder never learned: predictions among them are blind."""
+
+
+class NoProgressWarning(ClipAdaptWarning):
+    """A training run finished without learning (its loss or validation score did not move)."""
+
+
+class AtChanceWarning(ClipAdaptWarning):
+    """The selected model scores at chance (balanced accuracy about 1 / classes)."""

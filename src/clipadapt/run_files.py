@@ -10,6 +10,10 @@ code writes them is another matter: `engine.run_state.RunState` and its extensio
 from __future__ import annotations
 
 
+# what to pass instead of a run folder that is not there (data.inputs.missing_path's what, fix)
+RUN_FOLDER = (", so is not a clipadapt run folder", "Pass the --out folder of a `clipadapt train` run.")
+
+
 class RunFiles:
     """The file names of a run folder (and of its `eval/` results), as constants."""
 

@@ -20,7 +20,7 @@ out_console = Console()
 
 
 # what to pass instead of a path that is not there, per kind of path a command takes
-RUN_FOLDER = (", so is not a clipadapt run folder", "Pass the --out folder of a `clipadapt train` run.")
+from clipadapt.run_files import RUN_FOLDER  # noqa: E402,F401 - commands import it from here
 
 
 def require_path(path: Path | None, kind: tuple[str, str] = ("", "")) -> None:

@@ -31,3 +31,18 @@ def prediction_columns(task: TaskSpec, probs: list[np.ndarray], threshold: float
         for k, cls in enumerate(attr.classes):
             columns[f"{attr.name}:p({cls})"] = np.where(ok, p[:, k], np.nan)
     return columns
+
+
+def probability_table(task: TaskSpec, items: list, probs: list[np.ndarray], ok: np.ndarray, errors: list[str],
+                      threshold: float = 0.5):
+    """`clipadapt predict`'s table (a pandas DataFrame): path, ok, error, then the prediction
+    columns. `items` are the images' paths; an in-memory image (anything not a path) has
+    None in the path column."""
+    import os
+
+    import pandas as pd
+
+    table = {"path": [str(p) if isinstance(p, (str, os.PathLike)) else None for p in items],
+             "ok": np.asarray(ok, dtype=bool), "error": list(errors)}
+    table.update(prediction_columns(task, probs, threshold, ok))
+    return pd.DataFrame(table)

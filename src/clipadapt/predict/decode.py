@@ -1,14 +1,21 @@
 """Predict's image datasets: large JPEGs decoded at about the size the model needs (the
-decoding itself, free of torch, is `predict/draft.py`)."""
+decoding itself, free of torch, is `predict/draft.py`), and images already in memory (the
+Python API's PIL images and arrays) beside files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from PIL import Image
 
 from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.predict.draft import DRAFT_MARGIN, open_at_size
 
-__all__ = ["DRAFT_MARGIN", "SizedImageDataset", "open_at_size"]
+__all__ = ["DRAFT_MARGIN", "PredictionImages", "SizedImageDataset", "open_at_size"]
+
+# the stand-in path of an in-memory image (never opened: such items are used as given)
+IN_MEMORY = Path("<in-memory image>")
 
 
 class SizedImageDataset(ImageDataset):
@@ -27,3 +34,26 @@ class SizedImageDataset(ImageDataset):
         if self._shape is None and isinstance(tensor, torch.Tensor):
             self._shape = tuple(tensor.shape)  # the placeholder shape for bad rows (ImageDataset's contract)
         return tensor, index, True
+
+
+class PredictionImages(SizedImageDataset):
+    """The images of one prediction job: file paths (decoded as `decode` says: "draft" or
+    "full") and in-memory 8-bit RGB PIL images (already checked, used as given)."""
+
+    def __init__(self, items: list, transform, size: int, decode: str = "draft", on_error: str = "flag"):
+        self.memory = {i: item for i, item in enumerate(items) if isinstance(item, Image.Image)}
+        super().__init__([IN_MEMORY if i in self.memory else item for i, item in enumerate(items)], transform, size,
+                         on_error=on_error)
+        self.draft = decode == "draft"
+
+    def __getitem__(self, index: int):
+        image = self.memory.get(index)
+        if image is not None:
+            tensor = self.transform(image)
+            if self._shape is None:
+                self._shape = tuple(tensor.shape)
+            return tensor, index, True
+        return super().__getitem__(index) if self.draft else ImageDataset.__getitem__(self, index)
+
+    def error_for(self, index: int) -> str:
+        return "" if index in self.memory else super().error_for(index)

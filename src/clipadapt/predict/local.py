@@ -7,28 +7,27 @@ the first bad image stops the job with its message, and nothing is written.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.engine.sources import make_transform
 from clipadapt.bars import progress_bar
 from clipadapt.threads import recheck_share, share_cores
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.predict.agreement import check_precision_applies, measure_agreement
-from clipadapt.predict.decode import SizedImageDataset
-from clipadapt.predict.columns import prediction_columns
+from clipadapt.predict.decode import PredictionImages
+from clipadapt.predict.columns import probability_table
 
 
-def predict_images(method: Method, paths: list[Path], device: torch.device, batch_size: int = 64,
+def predict_images(method: Method, paths: list, device: torch.device, batch_size: int = 64,
                    num_workers: int = 0, progress: bool = True, threshold: float = 0.5,
                    on_bad_image: str = "skip", decode: str = "draft", precision: str = "fp32",
-                   check_agreement: bool = True) -> pd.DataFrame:
+                   check_agreement: bool = True, prepare: bool = True) -> pd.DataFrame:
     """Predict every attribute for `paths`: columns path, ok, error, then the prediction
     columns of `prediction_columns` (class + every class probability; for a multi-label
     task the 0/1 decision at `threshold` + the probability). decode="draft" decodes large
@@ -36,19 +35,54 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
     num_workers > 0 decoding overlaps the model's compute. precision "bf16" / "int8" runs the
     frozen backbone pass lossily (opt-in); its agreement with fp32 on the first batch is
     measured and left in `table.attrs["agreement"]` (a `predict.agreement.Agreement`; None
-    at fp32 or with check_agreement=False)."""
+    at fp32 or with check_agreement=False). An item of `paths` may be an RGB PIL image
+    (the Python API's in-memory images): its path cell is None. `prepare`: see
+    `predict_probabilities`."""
+    found = predict_probabilities(method, paths, device, batch_size=batch_size, num_workers=num_workers,
+                                  progress=progress, on_bad_image=on_bad_image, decode=decode, precision=precision,
+                                  check_agreement=check_agreement, prepare=prepare)
+    frame = probability_table(method.task, paths, found.probs, found.ok, found.errors, threshold)
+    frame.attrs["agreement"] = found.agreement
+    return frame
+
+
+@dataclass
+class Probabilities:
+    """What a prediction pass found: per attribute [N, K] class probabilities (NaN rows for
+    unusable images), which images were usable (`ok`), why the others were not (`errors`,
+    "" for usable ones), and the lossy precision's agreement with fp32 (or None)."""
+
+    probs: list[np.ndarray]
+    ok: np.ndarray
+    errors: list[str]
+    agreement: object = None
+
+
+def prepare_method(method: Method, device: torch.device, precision: str = "fp32") -> None:
+    """Put `method` in eval mode on `device` at `precision`, once before predicting (these
+    change the module: a caller predicting from several threads prepares it first)."""
+    check_precision_applies(method, precision)
+    method.eval().to(device)
+    method.backbone.set_precision(precision)
+
+
+def predict_probabilities(method: Method, paths: list, device: torch.device, batch_size: int = 64,
+                          num_workers: int = 0, progress: bool = True, on_bad_image: str = "skip",
+                          decode: str = "draft", precision: str = "fp32", check_agreement: bool = True,
+                          prepare: bool = True) -> Probabilities:
+    """The pass behind `predict_images`, before the table: `paths` are files or in-memory
+    RGB PIL images. `prepare=False`: the method was prepared already (`prepare_method`), so
+    this call changes nothing shared and may run in several threads at once."""
     if on_bad_image not in ("skip", "fail"):
         raise ClipAdaptError(f"on_bad_image must be 'skip' or 'fail', got '{on_bad_image}'.")
     if decode not in ("draft", "full"):
         raise ClipAdaptError(f"decode must be 'draft' or 'full', got '{decode}'.")
-    check_precision_applies(method, precision)
     share_cores()  # a fair share of the CPU's cores, followed batch by batch
-    method.eval().to(device)
-    method.backbone.set_precision(precision)
+    if prepare:
+        prepare_method(method, device, precision)
     agreement = None
     transform = make_transform(method.backbone, train=False)
-    dataset = (SizedImageDataset(paths, transform, method.backbone.image_size, on_error="flag") if decode == "draft"
-               else ImageDataset(paths, transform, on_error="flag"))
+    dataset = PredictionImages(paths, transform, method.backbone.image_size, decode=decode)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     attrs = method.task.attributes
     probs = [np.full((len(paths), a.num_classes), np.nan, dtype=np.float32) for a in attrs]
@@ -71,9 +105,5 @@ def predict_images(method: Method, paths: list[Path], device: torch.device, batc
             ok[index] = good
             bar.advance(job, len(index))
             recheck_share()  # other work may have started or ended beside this job
-    table = {"path": [str(p) for p in paths], "ok": ok,
-             "error": ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]}
-    table.update(prediction_columns(method.task, probs, threshold, ok))
-    frame = pd.DataFrame(table)
-    frame.attrs["agreement"] = agreement
-    return frame
+    errors = ["" if g else dataset.error_for(i) for i, g in enumerate(ok)]
+    return Probabilities(probs, ok, errors, agreement)

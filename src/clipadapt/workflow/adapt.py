@@ -22,7 +22,7 @@ from clipadapt.engine.progress import (chance_check, no_progress_message, no_pro
                                       selected_balanced_accuracy)
 from clipadapt.engine.selftrain import SelfTrainer
 from clipadapt.engine.trainer import Runner
-from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.errors import AtChanceWarning, ClassTextWarning, ClipAdaptError, NoProgressWarning
 from clipadapt.methods import METHODS, build_method
 from clipadapt.methods.microclip.method import resolve_descriptions
 from clipadapt.methods.text_check import check_class_texts
@@ -150,7 +150,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
     # classes its heads cannot tell apart (stops a run that trains), or words they never learned
     notes = check_class_texts(method, stop=cfg.train.epochs > 0, name_unknown=True)
     for note in notes:  # said before self-training, not after it
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+        warnings.warn(note, ClassTextWarning, stacklevel=2)
     trainer = SelfTrainer(method, cfg, progress=progress)
 
     test = splits.test if splits.test is not None and len(splits.test) else None
@@ -161,7 +161,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
     reasons = no_progress_reasons(fit.history, len(fit.history))
     if reasons:
         notes.append(no_progress_message(method, reasons))
-        warnings.warn(notes[-1], ClipAdaptWarning, stacklevel=2)
+        warnings.warn(notes[-1], NoProgressWarning, stacklevel=2)
 
     metrics = None
     if test is not None:
@@ -171,7 +171,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
     at_chance, note = chance_check(method, score, split, reasons, trained=bool(fit.history))
     if note:
         notes.append(note)
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+        warnings.warn(note, AtChanceWarning, stacklevel=2)
     flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
     if metrics is not None:
         comparison[method.name] = {key: metrics["mean"][key] for key in SUMMARY}

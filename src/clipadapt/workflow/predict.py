@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.errors import ClassTextWarning, ClipAdaptError
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
     device = resolve_device("cpu" if cpu_only else options.device)
     method, card = load_run(checkpoint, device=device)
     for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+        warnings.warn(note, ClassTextWarning, stacklevel=2)
     threshold = options.threshold
     if threshold is None:
         threshold = card.threshold

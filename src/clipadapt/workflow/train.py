@@ -24,7 +24,7 @@ from clipadapt.engine.devices import seed_everything
 from clipadapt.engine.trainer import Runner
 from clipadapt.metrics.aggregate import aggregate_seeds
 from clipadapt.metrics.table import resolve_monitor
-from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
+from clipadapt.errors import AtChanceWarning, ClassTextWarning, ClipAdaptError, NoProgressWarning
 from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
 from clipadapt.report.html import write_report_or_warn
@@ -113,7 +113,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     cfg = resolve_train_defaults(cfg, type(method), len(splits.train))
     folder.write_config(cfg)  # with the defaults the run resolved
     for note in notes:
-        warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+        warnings.warn(note, ClassTextWarning, stacklevel=2)
     runner = Runner(method, cfg, progress=progress)
     if splits.test is not None and runner.uses_store(train=False) and main:
         runner.source(splits.test, train=False)  # read every test image now: a bad one fails before training
@@ -125,7 +125,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
     if reasons:
         notes.append(no_progress_message(method, reasons))
-        warnings.warn(notes[-1], ClipAdaptWarning, stacklevel=2)
+        warnings.warn(notes[-1], NoProgressWarning, stacklevel=2)
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
@@ -161,7 +161,7 @@ def _at_chance(runner: Runner, splits, fit, test_metrics: dict | None, reasons: 
     at_chance, note = chance_check(runner.method, score, split, reasons, trained=bool(fit.history))
     if note:
         notes.append(note)
-        warnings.warn(note, ClipAdaptWarning, stacklevel=3)
+        warnings.warn(note, AtChanceWarning, stacklevel=3)
     return at_chance
 
 
@@ -181,7 +181,7 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
     method, notes = method_for_classes(method, splits.task, source=str(run_dir))
     if notes:  # rebuilt for other class names: those may be ones its text side cannot tell apart
         for note in check_class_texts(method, stop=False, name_unknown=True) if method.scores_any_classes else []:
-            warnings.warn(note, ClipAdaptWarning, stacklevel=2)
+            warnings.warn(note, ClassTextWarning, stacklevel=2)
     if splits.test is None or not len(splits.test):
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
     runner = Runner(method, cfg, progress=progress)
