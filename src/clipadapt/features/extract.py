@@ -11,6 +11,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from clipadapt.bars import NotebookBars, in_notebook
 from clipadapt.errors import ClipAdaptError
 
 
@@ -43,6 +44,8 @@ class _ImagesPerSecond(ProgressColumn):
 def _progress_bar(enabled: bool):
     if not enabled:
         return nullcontext(None)
+    if in_notebook():
+        return NotebookBars()
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     _ImagesPerSecond(), TimeRemainingColumn())
 
