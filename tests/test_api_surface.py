@@ -87,3 +87,14 @@ print(table['class'].tolist())
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['red', 'blue']"  # it learned the two colours
     assert (tmp_path / "runs/pets/checkpoint.safetensors").is_file()
+
+
+def test_the_docstring_examples_that_need_no_run_folder_run():
+    import doctest
+
+    from clipadapt.api import catalogue, run, settings, workflows
+    from clipadapt.engine import card
+
+    for module in (catalogue, run, settings, workflows, card, clipadapt):
+        result = doctest.testmod(module, extraglobs={"clipadapt": clipadapt}, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, f"{module.__name__}: {result.failed} docstring examples failed"

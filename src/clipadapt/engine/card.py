@@ -18,7 +18,12 @@ CARD_VERSION = 2
 @dataclass
 class RunCard:
     """A run's card. Keys a writer adds beyond the fields (an importer's `source`, the
-    self-training heads) are kept in `extra` and written back as they were."""
+    self-training heads) are kept in `extra` and written back as they were.
+
+    >>> card = RunCard("linear_probe", {"name": "clipadapt-tiny"},
+    ...                {"attributes": [{"name": "pet", "classes": ["cat", "dog"]}]})
+    >>> card.classes, card.threshold, card.temperatures
+    ({'pet': ['cat', 'dog']}, 0.5, {})"""
 
     method: str
     backbone: dict
@@ -62,6 +67,17 @@ class RunCard:
     def threshold(self) -> float:
         """The multi-label decision threshold the run was trained with (0.5 when not set)."""
         return float(((self.config or {}).get("train") or {}).get("threshold", 0.5))
+
+    @property
+    def classes(self) -> dict[str, list[str]]:
+        """Every attribute's classes, in the order of the run's probability columns."""
+        return {a["name"]: list(a["classes"]) for a in self.task.get("attributes", [])}
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """The calibrated temperature per attribute ({} when the run was not calibrated:
+        every temperature is 1)."""
+        return dict((self.calibration or {}).get("temperatures") or {})
 
     # A dict's reading and writing by key, for code written against the untyped card
     # (library users, the suite); clipadapt's own readers use the fields.
