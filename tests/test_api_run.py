@@ -229,3 +229,20 @@ def test_skip_keeps_the_good_images_and_says_why_for_the_bad(trained, tmp_path):
     assert "empty file" in table.loc[1, "error"] and table.loc[1, "class"] == ""
     proba = run.predict_proba([good, bad], on_bad_image="skip")["class"]
     assert np.isnan(proba[1]).all() and not np.isnan(proba[0]).any()
+
+
+def test_warnings_come_as_python_warnings_with_their_category_and_on_the_run(tmp_path):
+    """Class names the tiny CLIP never learned: zero-shot cannot tell them apart and sits at
+    chance; both reach the caller as categorised warnings and stay on the returned run."""
+    make_pets(tmp_path / "pets", {"train": 3, "test": 2})
+    for split in ("train", "test"):  # rename the classes to words no caption held
+        for old, new in (("red", "qzxv"), ("blue", "wbkj")):
+            (tmp_path / "pets" / split / old).rename(tmp_path / "pets" / split / new)
+    with pytest.warns(clipadapt.ClassTextWarning, match="cannot tell classes apart.*qzxv") as caught:
+        run = clipadapt.train({"data": {"format": "folder", "root": str(tmp_path / "pets")}, "method": "zeroshot",
+                               "features": {"cache": "off"}}, tmp_path / "runs/odd")
+    categories = {w.category for w in caught}
+    assert clipadapt.AtChanceWarning in categories
+    assert all(issubclass(c, clipadapt.ClipAdaptWarning) for c in categories if c.__module__.startswith("clipadapt"))
+    assert any("cannot tell classes apart" in note for note in run.warnings)
+    assert any("no better than chance" in note for note in run.warnings)
