@@ -82,7 +82,7 @@ def _few_shot(protocol: Protocol, grouped) -> list[Table]:
                              if all(found) else "-")
             averages.append([f"average of {len(protocol.datasets)}", method, *means])
     notes = [f"Top-1 test accuracy (%), mean ± std over seeds {', '.join(map(str, protocol.seeds))}; "
-             "a method that does not train (zeroshot) has one score, shown at every K."]
+             "a method that reads no training images (zeroshot) has one score, shown at every K."]
     return [Table("Few-shot classification", header, rows + averages, notes)]
 
 
