@@ -246,3 +246,13 @@ def test_warnings_come_as_python_warnings_with_their_category_and_on_the_run(tmp
     assert all(issubclass(c, clipadapt.ClipAdaptWarning) for c in categories if c.__module__.startswith("clipadapt"))
     assert any("cannot tell classes apart" in note for note in run.warnings)
     assert any("no better than chance" in note for note in run.warnings)
+
+
+def test_create_backbone_encodes_texts_given_as_strings_or_token_ids():
+    import torch
+
+    model, _, tokenizer = clipadapt.create_backbone("clipadapt-tiny")
+    texts = ["a photo of a bird", "a photo of a red car"]
+    by_text, by_tokens = model.encode_text(texts), model.encode_text(tokenizer(texts))
+    assert by_text.shape == (2, model.embed_dim) and torch.equal(by_text, by_tokens)
+    assert not torch.allclose(by_text[0], by_text[1])

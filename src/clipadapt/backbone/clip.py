@@ -414,8 +414,10 @@ class ClipBackbone(nn.Module):
         return int(size[0] if isinstance(size, (tuple, list)) else size)
 
     @torch.no_grad()
-    def encode_text(self, texts: list[str], normalise: bool = True) -> torch.Tensor:
-        """Frozen text features [K, E] of `texts` (computed once per run by methods)."""
+    def encode_text(self, texts: list[str] | torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """Frozen text features [K, E] of `texts`: strings, or token ids [K, L] from the
+        tokenizer (open_clip's `model.encode_text(tokenizer(texts))` works as written)."""
         device = self.text_token_embedding.weight.device
-        feats = self.model.encode_text(self.tokenize(texts).to(device))
+        tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)
+        feats = self.model.encode_text(tokens.to(device))
         return F.normalize(feats, dim=-1) if normalise else feats
