@@ -313,6 +313,7 @@ def import_promptpar(
 
 # Reporting commands live in their own module; registered here so `clipadapt --help` lists them.
 from clipadapt.cli.adapt_command import adapt_command  # noqa: E402
+from clipadapt.cli.aggregate_command import aggregate_command  # noqa: E402
 from clipadapt.cli.bench_command import bench_command  # noqa: E402
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.export_command import export_command  # noqa: E402
@@ -326,6 +327,7 @@ app.command("adapt")(adapt_command)
 app.command("serve")(serve_command)
 app.command("bench")(bench_command)
 app.command("export")(export_command)
+app.command("aggregate")(aggregate_command)
 
 
 def main() -> None:  # pragma: no cover
