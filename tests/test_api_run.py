@@ -76,7 +76,8 @@ def test_files_pil_images_and_arrays_give_clipadapt_predicts_probabilities(train
     by_pil = run.predict([Image.open(f) for f in files])
     by_array = run.predict([np.asarray(Image.open(f).convert("RGB")) for f in files])
     columns = ["class:p(blue)", "class:p(red)"]
-    assert list(by_path.columns) == list(command.columns) == ["path", "ok", "error", "class", *columns]
+    assert list(by_path.columns) == list(command.columns) == ["path", "ok", "error", "class", *columns,
+                                                              "class:entropy"]
     assert by_path["path"].tolist() == command["path"].tolist()
     assert by_pil["path"].isna().all() and list(by_pil.index) == list(range(len(files)))
     expected = command[columns].to_numpy(float)

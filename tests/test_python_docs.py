@@ -16,7 +16,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "python.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-COLUMNS = ["path", "ok", "error", "class", "class:p(cat)", "class:p(dog)"]
+COLUMNS = ["path", "ok", "error", "class", "class:p(cat)", "class:p(dog)", "class:entropy"]
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:

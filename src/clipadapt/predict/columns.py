@@ -1,8 +1,11 @@
 """The prediction columns of a table, the same for `predict`, evaluation and reports.
 
-Single-label attribute `a`: column `a` holds the predicted class and `a:p(<class>)`
-every class probability. Multi-label attribute `a`: column `a` holds the 0/1 decision
-(p > threshold) and `a:p` the probability that it is present.
+Single-label attribute `a`: column `a` holds the predicted class, `a:p(<class>)` every
+class probability and `a:entropy` the uncertainty of that vector: its entropy divided by
+log(K), so 0 = one class holds all the probability, 1 = all K classes are equally likely
+(see `normalised_entropy`). Multi-label attribute `a`: column `a` holds the 0/1 decision
+(p > threshold) and `a:p` the probability that it is present. (A run folder's
+predictions.csv, written by evaluation, keeps the class and probability columns only.)
 """
 
 from __future__ import annotations
@@ -30,7 +33,23 @@ def prediction_columns(task: TaskSpec, probs: list[np.ndarray], threshold: float
         columns[attr.name] = [attr.classes[k] if ok[i] else "" for i, k in enumerate(best)]
         for k, cls in enumerate(attr.classes):
             columns[f"{attr.name}:p({cls})"] = np.where(ok, p[:, k], np.nan)
+        # last in the attribute's block: readers that pick `a:p(...)` columns see no change
+        columns[f"{attr.name}:entropy"] = np.where(ok, normalised_entropy(p), np.nan).astype(np.float32)
     return columns
+
+
+def normalised_entropy(p: np.ndarray) -> np.ndarray:
+    """Per row of [N, K] probabilities: -sum p log p / log K, in [0, 1] (0 log 0 = 0; a
+    one-class attribute is certain, 0). NaN rows (unusable images) stay NaN."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p.reshape(len(p), -1) if p.ndim != 2 else p
+    if p.shape[1] < 2:
+        return np.where(np.isnan(p).any(axis=1), np.nan, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    terms = np.where(np.isnan(p), np.nan, terms)
+    # float32 probabilities sum to 1 within ~1e-7: clipped so the column stays in [0, 1]
+    return np.clip(-terms.sum(axis=1) / np.log(p.shape[1]), 0.0, 1.0) + 0.0  # + 0.0: no -0.0
 
 
 def probability_table(task: TaskSpec, items: list, probs: list[np.ndarray], ok: np.ndarray, errors: list[str],
