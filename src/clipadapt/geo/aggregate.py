@@ -95,9 +95,8 @@ def aggregate(predictions: str | Path, by: list[str], attributes: list[str] | No
         keep = ok_mask(batch) if has_ok else np.ones(batch.num_rows, dtype=bool)
         not_ok += int((~keep).sum())
         coded = []
-        for key in keys:
-            valid, codes, values = key.codes(batch)
-            keep &= valid
+        for key in keys:  # a row left out by one key is not counted again by the next
+            keep, codes, values = key.codes(batch, keep)
             coded.append((codes, values))
         if not keep.any():
             continue

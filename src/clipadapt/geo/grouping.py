@@ -38,11 +38,13 @@ class H3Key:
     def columns(self) -> list[str]:
         return [self.lat, self.lon]
 
-    def codes(self, batch) -> tuple[np.ndarray, np.ndarray, list]:
-        """(valid mask, code per row, the value of each code); codes of invalid rows are 0."""
+    def codes(self, batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """(valid mask, code per row, the value of each code) for the rows still in `keep`
+        (only those are counted when left out); codes of invalid rows are 0."""
         lat = floats(batch, self.lat, "numbers (WGS84 degrees)")
         lon = floats(batch, self.lon, "numbers (WGS84 degrees)")
-        valid = valid_coordinates(lat, lon, self.tally)
+        valid = keep.copy()
+        valid[keep] = valid_coordinates(lat[keep], lon[keep], self.tally)
         self.tally.check_swapped(self.lat, self.lon)
         cells = cells_of(lat[valid], lon[valid], self.res)
         uniq, inverse = np.unique(cells, return_inverse=True)
@@ -62,13 +64,14 @@ class ColumnKey:
     def columns(self) -> list[str]:
         return [self.name]
 
-    def codes(self, batch) -> tuple[np.ndarray, np.ndarray, list]:
+    def codes(self, batch, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """As H3Key.codes: rows without a value in `keep` are left out and counted."""
         import pyarrow as pa
 
         column = batch.column(self.name)
         encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
-        valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        self.missing += int((~valid).sum())
+        valid = keep & ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        self.missing += int((keep & ~valid).sum())
         codes = np.asarray(encoded.indices.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
         values = encoded.dictionary.cast(pa.string()).to_pylist()
         return valid, codes, values
