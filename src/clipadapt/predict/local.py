@@ -66,6 +66,16 @@ def prepare_method(method: Method, device: torch.device, precision: str = "fp32"
     method.backbone.set_precision(precision)
 
 
+def batch_probabilities(method: Method, images: torch.Tensor, device: torch.device) -> list[np.ndarray]:
+    """Per attribute the [B, K] float32 class probabilities of one batch of transformed
+    images [B, 3, H, W] (a prepared method: `prepare_method`). The one forward both
+    `predict_probabilities` and `clipadapt serve`'s batcher run, so they agree."""
+    with torch.inference_mode():  # outputs go to numpy: no autograd record
+        # forward_images: frozen-feature methods and image-path ones (prompts inside the
+        # backbone, PromptPAR / microCLIP) alike
+        return [torch.softmax(logits.float(), -1).cpu().numpy() for logits in method.forward_images(images.to(device))]
+
+
 def predict_probabilities(method: Method, paths: list, device: torch.device, batch_size: int = 64,
                           num_workers: int = 0, progress: bool = True, on_bad_image: str = "skip",
                           decode: str = "draft", precision: str = "fp32", check_agreement: bool = True,
@@ -98,10 +108,8 @@ def predict_probabilities(method: Method, paths: list, device: torch.device, bat
             if good.any() and precision != "fp32" and check_agreement and agreement is None:
                 agreement = measure_agreement(method, images[good].to(device))
             if good.any():
-                # forward_images: frozen-feature methods and image-path ones (prompts inside the
-                # backbone, PromptPAR / microCLIP) alike
-                for a, logits in enumerate(method.forward_images(images[good].to(device))):
-                    probs[a][index[good]] = torch.softmax(logits.float(), -1).cpu().numpy()
+                for a, found_a in enumerate(batch_probabilities(method, images[good], device)):
+                    probs[a][index[good]] = found_a
             ok[index] = good
             bar.advance(job, len(index))
             recheck_share()  # other work may have started or ended beside this job
