@@ -19,7 +19,14 @@ def predict_command(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
     model: Optional[Path] = typer.Option(None, "--model", help="Instead of --checkpoint: an .onnx file written by "
                                          "`clipadapt export`, run with onnxruntime (docs/export.md)."),
-    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet"),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet (GeoParquet when the rows "
+                             "carry lat and lon)."),
+    keep: Optional[str] = typer.Option(None, "--keep", metavar="COL[,COL...]", help="Manifest columns to carry, "
+                                       "right after path: names, 'all' or 'none' (default: uuid or id, and lat/lon "
+                                       "as lat and lon, when the manifest has them)."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="A CSV/Parquet of uuid, lat, lon (as GSS's "
+                                            "metadata tables): coordinates for rows without them, matched by uuid "
+                                            "(or the image file name's stem)."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:1 ..."),
     num_workers: int = typer.Option(0, min=0, help="Image-decoding worker processes (0: this one)."),
@@ -38,8 +45,9 @@ def predict_command(
     shard_size: int = SHARD_SIZE,
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
-    """Predict every attribute of every image: one row per image with class and probabilities
-    (multi-label runs: every attribute's probability and its 0/1 decision)."""
+    """Predict every attribute of every image: one row per image with class, probabilities and
+    their normalised entropy (multi-label runs: every attribute's probability and its 0/1
+    decision), after the manifest's uuid and lat/lon."""
     from clipadapt.workflow.predict import PredictOptions, predict_run
 
     def go():
@@ -51,7 +59,7 @@ def predict_command(
                                  device=device)
         outcome = predict_run(inputs, out, checkpoint=checkpoint, model=model, options=options,
                               ray=ray_options(ray_address, ray_actors) if engine is Engine.ray else None,
-                              shard_size=shard_size, progress=not quiet)
+                              shard_size=shard_size, progress=not quiet, keep=keep, metadata=metadata)
         for line in outcome.lines:
             out_console.print(line, highlight=False, soft_wrap=True)
 

@@ -8,40 +8,57 @@ from __future__ import annotations
 import glob
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipadapt.data.images import IMAGE_EXTENSIONS
 from clipadapt.errors import ClipAdaptError
 from clipadapt.suggest import closest
 
+if TYPE_CHECKING:
+    import pandas
+
 # names of a folder compared for "did you mean": enough for any hand-made folder, bounded for huge ones
 _NEIGHBOURS_READ = 5000
+
+
+# a manifest's image column, first found wins
+PATH_COLUMNS = ("img_path", "path", "image")
 
 
 def collect_images(spec: str | Path) -> list[Path]:
     """Images named by a folder (recursive), a file, a glob pattern, or a manifest
     (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder)."""
+    return collect_with_columns(spec)[0]
+
+
+def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFrame | None"]:
+    """`collect_images`' paths and, for a manifest, its other columns row for row with
+    them (text, as read; the rows without an image path are left out of both). None for
+    a folder, file or glob: such inputs name images only."""
     path = Path(spec).expanduser()
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not found:
             raise ClipAdaptError(f"No images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {path}.")
-        return found
+        return found, None
     if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq"):
         from clipadapt.data.tables import read_table  # pandas: only for manifests
 
         table = read_table(path)
-        column = next((c for c in ("img_path", "path", "image") if c in table.columns), None)
+        column = next((c for c in PATH_COLUMNS if c in table.columns), None)
         if column is None:
             raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
-        return [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column] if v)]
+        table = table[table[column] != ""].reset_index(drop=True)
+        paths = [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column])]
+        return paths, table.drop(columns=[column])
     if path.is_file():
-        return [path]
+        return [path], None
     if not glob.has_magic(str(spec)):
         raise ClipAdaptError(missing_path(path))
     matches = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
     if not matches:
         raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
-    return matches
+    return matches, None
 
 
 def missing_path(path: Path, what: str = "", fix: str = "") -> str:

@@ -27,12 +27,18 @@ def skipped_list_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.{SKIPPED_FILE}")
 
 
-def write_table(table: pd.DataFrame, out: Path) -> Path:
-    """Write CSV or Parquet by suffix, atomically."""
+def write_table(table: pd.DataFrame, out: Path, points: bool = False) -> Path:
+    """Write CSV or Parquet by suffix, atomically. `points`: the table has `lat` / `lon`
+    columns, so Parquet is written as GeoParquet (a WKB `geometry` column and the `geo`
+    metadata, predict/geoparquet.py); CSV stays plain."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix == ".csv":
         atomic_write(out, lambda p: table.to_csv(p, index=False))
+    elif suffix in (".parquet", ".pq") and points:
+        from clipadapt.predict.geoparquet import write_geoparquet
+
+        write_geoparquet(table, out)
     elif suffix in (".parquet", ".pq"):
         atomic_write(out, lambda p: table.to_parquet(p, index=False))
     else:
@@ -40,10 +46,11 @@ def write_table(table: pd.DataFrame, out: Path) -> Path:
     return out
 
 
-def write_predictions(table: pd.DataFrame, out: Path) -> tuple[list[SkippedImage], Path]:
-    """Write `table` to `out` and, when images were skipped, their list next to it (a stale
-    list from an earlier run to the same OUT is removed). Returns (skipped, list path)."""
-    write_table(table, out)
+def write_predictions(table: pd.DataFrame, out: Path, points: bool = False) -> tuple[list[SkippedImage], Path]:
+    """Write `table` to `out` (`points`: as `write_table`) and, when images were skipped,
+    their list next to it (a stale list from an earlier run to the same OUT is removed).
+    Returns (skipped, list path)."""
+    write_table(table, out, points)
     skipped = skipped_rows(table)
     listed = skipped_list_path(out)
     if skipped:

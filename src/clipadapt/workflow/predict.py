@@ -1,5 +1,9 @@
 """Prediction runs: every attribute of every image, from a run folder (torch, locally or
-on Ray) or from an exported ONNX file (onnxruntime), written as CSV or Parquet."""
+on Ray) or from an exported ONNX file (onnxruntime), written as CSV or Parquet.
+
+A manifest's id and coordinates (or the columns --keep names, or coordinates joined from
+--metadata by uuid) travel with the rows, right after `path` (predict/places.py); with
+coordinates, Parquet output is GeoParquet (predict/geoparquet.py)."""
 
 from __future__ import annotations
 
@@ -33,25 +37,32 @@ class PredictOutcome:
 
 def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None, model: Path | None = None,
                 options: PredictOptions = PredictOptions(), ray=None, shard_size: int = 1000,
-                progress: bool = True) -> PredictOutcome:
+                progress: bool = True, keep: str | None = None, metadata: Path | None = None) -> PredictOutcome:
     """Predict the images named by `inputs` (folders, files, globs, manifests) with a run
     folder (`checkpoint`) or an ONNX file (`model`), exactly one of them. `ray` (RayOptions):
-    run on Ray actors, writing Parquet shards into the folder `out`."""
-    from clipadapt.data.inputs import collect_images  # torch-free: bad inputs are answered at once
+    run on Ray actors, writing Parquet shards into the folder `out`. `keep`: the manifest
+    columns to carry (None: id and coordinates; "all"; "none"; "COL[,COL...]"); `metadata`:
+    a table of uuid + lat/lon to join coordinates from (predict/places.py)."""
+    # torch-free: bad inputs, --keep and --metadata are answered before a model loads
+    from clipadapt.predict.places import carried_columns, collect_inputs
 
     if (checkpoint is None) == (model is None):
         raise ClipAdaptError("predict needs either --checkpoint or --model (one of them): a run folder, or an "
                              ".onnx file written by `clipadapt export`.")
-    paths = [p for spec in inputs for p in collect_images(spec)]
+    out = Path(out)
+    if ray is None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ClipAdaptError(f"--out {out}: use a .csv or .parquet file name.")  # before hours of predicting
+    paths, table = collect_inputs(inputs)
+    places = carried_columns(paths, table, keep, metadata)
     if model is not None:
         if ray is not None:
             raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
-        return _predict_onnx(Path(model), paths, Path(out), options)
-    return _predict_torch(Path(checkpoint), paths, Path(out), options, ray, shard_size, progress)
+        return _predict_onnx(Path(model), paths, out, options, places)
+    return _predict_torch(Path(checkpoint), paths, out, options, ray, shard_size, progress, places)
 
 
 def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOptions, ray, shard_size: int,
-                   progress: bool) -> PredictOutcome:
+                   progress: bool, places=None) -> PredictOutcome:
     from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
     from clipadapt.engine.checkpoint import load_run
     from clipadapt.engine.devices import resolve_device
@@ -70,20 +81,21 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
     shared = dict(batch_size=options.batch_size, num_workers=options.num_workers, threshold=threshold,
                   on_bad_image=options.on_bad_image, decode=options.decode, precision=options.precision)
     if ray is not None:  # same per-batch code, run shard by shard on Ray actors
-        return predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared)
+        return predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared, places=places)
     from clipadapt.predict import predict_images
 
     table = predict_images(method, paths, device, progress=progress, **shared)
     if table.attrs.get("agreement") is not None:
         outcome.lines.append(table.attrs["agreement"].describe())
-    outcome.lines.append(_write_table(table, out))
+    outcome.lines += _write_table(table, out, places)
     return outcome
 
 
 def predict_on_ray(checkpoint: Path, paths: list, out: Path, ray, shard_size: int, progress: bool,
-                   shared: dict) -> PredictOutcome:
+                   shared: dict, places=None) -> PredictOutcome:
     """The run in `checkpoint` on Ray actors (RayOptions `ray`): Parquet shards in the folder
-    `out`; `shared`: predict_images' options (batch, workers, threshold, decoding, precision)."""
+    `out`; `shared`: predict_images' options (batch, workers, threshold, decoding, precision);
+    `places` (predict/places.py): the columns each shard's rows carry."""
     from dataclasses import replace
 
     from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
@@ -98,14 +110,19 @@ def predict_on_ray(checkpoint: Path, paths: list, out: Path, ray, shard_size: in
                              "shard; run the local engine on a sample of the images to see it.")
     if shared["precision"] in CPU_ONLY_PRECISIONS:  # as the local engine's --device auto
         ray = replace(ray, gpus_per_actor=0.0)
-    done = predict_with_ray(checkpoint, paths, out, ray, shard_size=shard_size, progress=progress, **shared)
+    if places is not None:
+        outcome.lines += places.lines
+    carried = places.columns if places is not None and places.columns.shape[1] else None
+    done = predict_with_ray(checkpoint, paths, out, ray, shard_size=shard_size, progress=progress, carried=carried,
+                            points=bool(places is not None and places.has_points), **shared)
     bad = f"; {done['unreadable']} unusable images (ok=false in their rows)" if done["unreadable"] else ""
-    outcome.lines.append(f"wrote {done['rows']} rows in {done['shards']} shards to {out} "
+    kind = "GeoParquet shards" if places is not None and places.has_points else "shards"
+    outcome.lines.append(f"wrote {done['rows']} rows in {done['shards']} {kind} to {out} "
                          f"({done['computed_shards']} computed now, the rest already there){bad}")
     return outcome
 
 
-def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions) -> PredictOutcome:
+def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions, places=None) -> PredictOutcome:
     """An exported file through onnxruntime (CPU); no torch is needed on this path."""
     from clipadapt.runtime import OnnxModel, predict_onnx
 
@@ -117,13 +134,21 @@ def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions) 
     onnx_model = OnnxModel(model)
     table = predict_onnx(onnx_model, paths, batch_size=options.batch_size, threshold=options.threshold,
                          on_bad_image=options.on_bad_image, decode=options.decode, num_workers=options.num_workers)
-    return PredictOutcome([_write_table(table, out, f" (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')})")])
+    return PredictOutcome(_write_table(table, out, places, f" (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')})"))
 
 
-def _write_table(table, out: Path, engine: str = "") -> str:
-    """Write the predictions (and the skip list when anything was skipped); the line to show."""
+def _write_table(table, out: Path, places=None, engine: str = "") -> list[str]:
+    """Write the predictions with the carried columns after `path` (GeoParquet when they
+    hold lat/lon and OUT is .parquet), and the skip list when anything was skipped; the
+    lines to show."""
+    from clipadapt.predict.places import attach
     from clipadapt.predict.tables import write_predictions
 
-    skipped, listed = write_predictions(table, out)
-    return (f"wrote {len(table)} rows to {out}{engine}; {len(skipped)} of {len(table)} images skipped"
-            + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""))
+    points = places is not None and places.has_points
+    if places is not None:
+        table = attach(table, places.columns)
+    skipped, listed = write_predictions(table, out, points=points)
+    geo = " as GeoParquet" if points and Path(out).suffix.lower() != ".csv" else ""
+    return [*(places.lines if places is not None else []),
+            f"wrote {len(table)} rows to {out}{geo}{engine}; {len(skipped)} of {len(table)} images skipped"
+            + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else "")]
