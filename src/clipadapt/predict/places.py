@@ -92,7 +92,7 @@ def chosen_names(available: list[str], keep: str | None, metadata: bool) -> list
     outputs = [output_name(available, c) for c in available]
     mode = (keep or "").strip().lower()
     if keep is None or mode == "all":
-        ids = [c for c in ID_COLUMNS if c in available][:1] or (["uuid"] if metadata else [])
+        ids = [c for c in [find_column(available, ID_COLUMNS)] if c] or (["uuid"] if metadata else [])
         names = ids if keep is None else list(dict.fromkeys(outputs + ids))
         return names + [c for c in COORDINATES if (c in outputs or c in derived) and c not in names]
     if mode == "none":
@@ -120,8 +120,17 @@ def output_name(available: list[str], column: str) -> str:
 def source_column(available: list[str], name: str) -> str | None:
     """The input column behind the output column `name` (None: --metadata supplies it)."""
     if name in COORDINATES:
-        return next((c for c in COORDINATES[name] if c in available), None)
+        return find_column(available, COORDINATES[name])
     return name if name in available else None
+
+
+def find_column(available: list[str], names: tuple[str, ...]) -> str | None:
+    """The column of `available` that is the first of `names`, matched case-insensitively
+    (as `clipadapt aggregate` finds lat / lon): 'Latitude' and 'UUID' are found too."""
+    folded = {}
+    for column in available:
+        folded.setdefault(str(column).strip().lower(), column)
+    return next((folded[n] for n in names if n in folded), None)
 
 
 def _alias(asked: str) -> str:
@@ -143,7 +152,7 @@ def unknown_column(asked: str, available: list[str], metadata: bool) -> str:
 def row_keys(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame) -> pd.Series:
     """The uuid each row is matched by: its uuid/id cell, else its image's stem (a folder of
     GSS images, img/*/<uuid>.jpeg); written back into the carried id column."""
-    id_column = next((c for c in ID_COLUMNS if c in inputs.columns), None)
+    id_column = find_column(list(inputs.columns), ID_COLUMNS)
     given = inputs[id_column].str.strip() if id_column else pd.Series(pd.NA, index=inputs.index, dtype="string")
     stems = pd.Series([Path(p).stem for p in paths], dtype="string")
     return given.fillna(stems).reset_index(drop=True)
@@ -152,13 +161,12 @@ def row_keys(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame) -> pd.Ser
 def join_metadata(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame, metadata: Path) -> str:
     """Fill `carried`'s lat/lon (in place) from `metadata` for the rows without coordinates;
     the line that says how many were found."""
+    keys = row_keys(carried, paths, inputs)
+    for column in dict.fromkeys([find_column(list(inputs.columns), ID_COLUMNS), "uuid"]):
+        if column in carried.columns:  # the uuid each row is matched by, stems included
+            carried[column] = carried[column].fillna(keys)
     if not {"lat", "lon"} & set(carried.columns):
         return f"--metadata {metadata} not used: --keep carries neither lat nor lon."
-    keys = row_keys(carried, paths, inputs)
-    for name in ("uuid", "id"):
-        if name in carried.columns:
-            carried[name] = carried[name].fillna(keys)
-            break
     lacking = pd.Series(False, index=carried.index)
     for name in ("lat", "lon"):
         if name in carried.columns:
@@ -195,7 +203,7 @@ def read_metadata(path: Path, wanted: set[str]) -> pd.DataFrame:
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ClipAdaptError(f"--metadata {path}: use a .csv or .parquet table (uuid, lat, lon).")
     names = _column_names(path, suffix)
-    key = next((c for c in ID_COLUMNS if c in names), None)
+    key = find_column(names, ID_COLUMNS)
     if key is None:
         raise ClipAdaptError(f"--metadata {path} has no 'uuid' column to match the images by; its columns are "
                              f"{names}.{did_you_mean('uuid', names)}")
