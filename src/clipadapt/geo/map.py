@@ -71,6 +71,21 @@ def map_data(result) -> dict:
             "small_below": result.small_below}
 
 
+def zoom_boxes(groups: list[dict], boxes: list[tuple[float, ...]]) -> dict:
+    """{key name, {value: [x, y, width, height]}}: the extent of each value of the first
+    grouping column besides h3 (e.g. each city), for the page's 'zoom to' list; {} when
+    there is none."""
+    if not groups or not groups[0]["keys"]:
+        return {}
+    name = next(iter(groups[0]["keys"]))
+    extents: dict[str, list[float]] = {}
+    for group, (x0, y0, x1, y1) in zip(groups, boxes):
+        box = extents.setdefault(str(group["keys"][name]), [x0, y0, x1, y1])
+        box[:] = [min(box[0], x0), min(box[1], y0), max(box[2], x1), max(box[3], y1)]
+    return {"key": name, "extents": {v: [round(b[0], 3), round(b[1], 3), round(b[2] - b[0], 3), round(b[3] - b[1], 3)]
+                                     for v, b in sorted(extents.items())}}
+
+
 def render_map(result, title: str | None = None) -> str:
     """The HTML page for an Aggregate grouped by H3 cells."""
     if H3_COLUMN not in result.keys:
@@ -79,12 +94,19 @@ def render_map(result, title: str | None = None) -> str:
         raise ClipAdaptError("--map: no cell has images to draw (every group was left out; see the counts above).")
     data = map_data(result)
     rings = cell_rings(g["cell"] for g in data["groups"])
-    paths, width, height = fit_paths([rings[g["cell"]] for g in data["groups"]])
+    paths, boxes, width, height = fit_paths([rings[g["cell"]] for g in data["groups"]])
+    data["cell_width"] = float(np.median([b[2] - b[0] for b in boxes]))
+    data["zoom"] = zoom_boxes(data["groups"], boxes)
     cells = "\n".join(f'<path data-g="{i}" data-cell="{escape(g["cell"])}" tabindex="0" d="{d}"/>'
                       for i, (g, d) in enumerate(zip(data["groups"], paths)))
     attribute_options = "".join(f'<option value="{escape(a)}">{escape(a)}</option>' for a in data["attributes"])
     estimator_options = "".join(f'<option value="{v}">{escape(label)}</option>' for v, label in ESTIMATORS)
     gradient = "".join(f'<stop offset="{i / (len(PALETTE) - 1):.3f}" stop-color="{c}"/>' for i, c in enumerate(PALETTE))
+    zoom_control = ""
+    if data["zoom"]:
+        zoom_options = "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in data["zoom"]["extents"])
+        zoom_control = (f'<label>zoom to {escape(data["zoom"]["key"])} <select id="zoom"><option value="">(whole '
+                        f'extent)</option>{zoom_options}</select></label>')
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     heading = escape(title or f"Class shares per H3 cell (resolution {result.h3_resolution})")
     return f"""<!DOCTYPE html>
@@ -103,7 +125,10 @@ def render_map(result, title: str | None = None) -> str:
 <label>attribute <select id="attribute">{attribute_options}</select></label>
 <label>class <select id="class"></select></label>
 <label>estimator <select id="estimator">{estimator_options}</select></label>
+{zoom_control}
+<button type="button" id="reset">whole extent</button>
 </div>
+<p class="note">Scroll over the map to zoom, drag to move; hover or tab to a cell for its numbers.</p>
 <svg id="map" viewBox="0 0 {width:g} {height:g}" role="img" aria-label="map of class shares per H3 cell">
 <defs>
 <pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">

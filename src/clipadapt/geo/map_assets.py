@@ -14,9 +14,14 @@ h1 { font-size: 1.5rem; margin: 0 0 .3rem; }
 .controls { display: flex; flex-wrap: wrap; gap: 1rem; margin: .8rem 0; align-items: end; }
 .controls label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
 .controls select { font-size: 1rem; padding: .15rem .3rem; }
-svg#map { width: 100%; height: auto; border: 1px solid var(--line); background: #fafafa; display: block; }
-#cells path { stroke: #ffffff; stroke-width: .6; cursor: pointer; }
-#cells path:hover, #cells path:focus { stroke: #000000; stroke-width: 2; outline: none; }
+svg#map { width: 100%; height: auto; border: 1px solid var(--line); background: #fafafa; display: block;
+          touch-action: none; cursor: grab; }
+/* strokes in screen pixels whatever the zoom; thinner than a tiny cell so it keeps its colour */
+#cells path { stroke: #ffffff; stroke-width: var(--stroke, .6px); vector-effect: non-scaling-stroke; cursor: pointer; }
+#cells path:hover, #cells path:focus { stroke: #000000; stroke-width: 2px; outline: none; }
+/* zoomed far out, a cell is under a pixel: outline it in its own colour so it still shows */
+svg#map.tiny #cells path { stroke: currentColor; stroke-width: 3px; }
+.controls button { font-size: .9rem; padding: .2rem .6rem; }
 #cells path.nodata { stroke: #bbbbbb; stroke-dasharray: 2 2; }
 .legend { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: center; margin: .6rem 0; font-size: .85rem; }
 .legend .swatch { display: inline-block; width: 18px; height: 12px; vertical-align: middle; margin-right: .3rem;
@@ -66,9 +71,9 @@ JS = """
     paths.forEach(function (p, g) {
       var v = values[+p.dataset.g];
       p.classList.remove("small", "nodata");
-      if (v === null) { p.setAttribute("fill", "#f3f3f3"); p.classList.add("nodata"); }
-      else if (a.small[+p.dataset.g]) { p.setAttribute("fill", "url(#hatch)"); p.classList.add("small"); }
-      else { p.setAttribute("fill", colour(v / scaleMax)); }
+      if (v === null) { p.setAttribute("fill", "#f3f3f3"); p.classList.add("nodata"); p.style.color = "#cccccc"; }
+      else if (a.small[+p.dataset.g]) { p.setAttribute("fill", "url(#hatch)"); p.classList.add("small"); p.style.color = "#a0a0a0"; }
+      else { p.setAttribute("fill", colour(v / scaleMax)); p.style.color = p.getAttribute("fill"); }
     });
     document.getElementById("legend-low").textContent = pct(0);
     document.getElementById("legend-mid").textContent = pct(scaleMax / 2);
@@ -118,6 +123,52 @@ JS = """
     p.addEventListener("focus", function () { var r = p.getBoundingClientRect(); show(g, r.right, r.top); });
     p.addEventListener("blur", hide);
   });
+  // zoom and pan by rewriting the view box (the cells are vector paths: sharp at any zoom)
+  var svg = document.getElementById("map"), zoomSel = document.getElementById("zoom");
+  var hatch = document.getElementById("hatch");
+  var home = svg.getAttribute("viewBox").split(" ").map(Number), view = home.slice(), drag = null;
+  function setView(v) {
+    view = v;
+    svg.setAttribute("viewBox", v.map(function (x) { return x.toFixed(3); }).join(" "));
+    var px = v[2] / svg.getBoundingClientRect().width, cellPx = data.cell_width / px;  // view units per pixel
+    svg.style.setProperty("--stroke", Math.max(0, Math.min(0.6, cellPx / 12)).toFixed(3) + "px");
+    svg.classList.toggle("tiny", cellPx < 2);
+    hatch.setAttribute("width", 6 * px); hatch.setAttribute("height", 6 * px);  // 6 screen pixels at any zoom
+    hatch.querySelector("rect").setAttribute("width", 6 * px); hatch.querySelector("rect").setAttribute("height", 6 * px);
+    hatch.querySelector("line").setAttribute("y2", 6 * px); hatch.querySelector("line").setAttribute("stroke-width", 2 * px);
+  }
+  function fit(box) {  // box [x, y, w, h] in view box units, padded, at the map's aspect
+    var aspect = home[3] / home[2], w = Math.max(box[2], box[3] / aspect, home[2] / 4096) * 1.15, h = w * aspect;
+    setView([box[0] + box[2] / 2 - w / 2, box[1] + box[3] / 2 - h / 2, w, h]);
+  }
+  function toView(e) {
+    var r = svg.getBoundingClientRect();
+    return [view[0] + (e.clientX - r.left) / r.width * view[2], view[1] + (e.clientY - r.top) / r.height * view[3]];
+  }
+  svg.addEventListener("wheel", function (e) {
+    e.preventDefault();
+    var p = toView(e), f = Math.exp(Math.max(-1, Math.min(1, e.deltaY * 0.002)));
+    var w = Math.max(home[2] / 4096, Math.min(home[2] * 2, view[2] * f)), s = w / view[2];
+    setView([p[0] - (p[0] - view[0]) * s, p[1] - (p[1] - view[1]) * s, w, view[3] * s]);
+  }, {passive: false});
+  svg.addEventListener("pointerdown", function (e) { drag = {x: e.clientX, y: e.clientY, view: view.slice()}; });
+  window.addEventListener("pointerup", function () { drag = null; });
+  svg.addEventListener("pointermove", function (e) {
+    if (!drag || !(e.buttons & 1)) { return; }
+    var r = svg.getBoundingClientRect(), v = drag.view;
+    setView([v[0] - (e.clientX - drag.x) / r.width * v[2], v[1] - (e.clientY - drag.y) / r.height * v[3], v[2], v[3]]);
+  });
+  document.getElementById("reset").addEventListener("click", function () {
+    if (zoomSel) { zoomSel.value = ""; }
+    setView(home.slice());
+  });
+  if (zoomSel) {
+    zoomSel.addEventListener("change", function () {
+      if (zoomSel.value) { fit(data.zoom.extents[zoomSel.value]); } else { setView(home.slice()); }
+    });
+  }
+  setView(home.slice());
+
   attrSel.addEventListener("change", function () { fillClasses(); draw(); });
   classSel.addEventListener("change", draw);
   estSel.addEventListener("change", draw);

@@ -15,9 +15,10 @@ def mercator(lon: float, lat: float) -> tuple[float, float]:
 
 
 def fit_paths(rings: list[list[tuple[float, float]]], width: float = 960.0, max_height: float = 720.0,
-              margin: float = 10.0) -> tuple[list[str], float, float]:
-    """(SVG path data per ring, view box width, height): every ring projected and scaled
-    together so that their extent fills the box (north up, aspect kept)."""
+              margin: float = 10.0) -> tuple[list[str], list[tuple[float, ...]], float, float]:
+    """(SVG path data per ring, (xmin, ymin, xmax, ymax) per ring, view box width, height):
+    every ring projected and scaled together so that their extent fills the box (north
+    up, aspect kept)."""
     projected = [[mercator(lon, lat) for lon, lat in ring] for ring in rings]
     xs = [x for ring in projected for x, _ in ring] or [0.0]
     ys = [y for ring in projected for _, y in ring] or [0.0]
@@ -26,8 +27,11 @@ def fit_paths(rings: list[list[tuple[float, float]]], width: float = 960.0, max_
     height = span_y * scale + 2 * margin
     x0 = min(xs) - (width - 2 * margin - span_x * scale) / 2 / scale  # centred horizontally
     y1 = max(ys)
-    paths = []
+    paths, boxes = [], []
     for ring in projected:
-        points = [f"{margin + (x - x0) * scale:.2f},{margin + (y1 - y) * scale:.2f}" for x, y in ring[:-1]]
-        paths.append("M" + "L".join(points) + "Z")
-    return paths, width, round(height, 2)
+        screen = [(margin + (x - x0) * scale, margin + (y1 - y) * scale) for x, y in ring[:-1]]
+        # 3 decimals: a city-wide view of resolution-12 cells still draws them as hexagons when zoomed in
+        paths.append("M" + "L".join(f"{x:.3f},{y:.3f}" for x, y in screen) + "Z")
+        boxes.append((min(x for x, _ in screen), min(y for _, y in screen), max(x for x, _ in screen),
+                      max(y for _, y in screen)))
+    return paths, boxes, width, round(height, 2)
