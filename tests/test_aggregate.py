@@ -404,3 +404,18 @@ def test_an_error_mid_stream_keeps_the_old_output(table, tmp_path):
 def test_the_api_raises_clipadapt_errors(files):
     with pytest.raises(ClipAdaptError, match="Give at least one --by"):
         aggregate(files / "preds.parquet", [])
+
+
+def test_the_command_imports_no_torch(files, tmp_path):
+    """`clipadapt aggregate` is table work: a whole run, map included, in a fresh
+    interpreter imports neither torch nor open_clip."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from clipadapt.cli.main import app\n"
+             "try:\n    app()\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print(code, [m for m in ('torch', 'open_clip', 'sklearn', 'matplotlib') if m in sys.modules])")
+    args = ["aggregate", str(files / "preds.parquet"), "--by", "h3:7", "--out", str(tmp_path / "o.parquet"),
+            "--map", str(tmp_path / "m.html")]
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr

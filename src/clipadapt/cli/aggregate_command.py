@@ -11,7 +11,7 @@ import typer
 
 
 def aggregate_command(
-    predictions: str = typer.Argument(..., metavar="PREDICTIONS", help="A table from `clipadapt predict` (.csv, "
+    predictions: str = typer.Argument(..., help="A table from `clipadapt predict` (.csv, "
                                       ".parquet), a folder of Parquet shards or a quoted glob."),
     by: List[str] = typer.Option(..., "--by", help="h3:RES (the H3 cell at resolution 0..15 of each row's lat/lon) "
                                  "or a column, e.g. city; repeat for their combination."),
