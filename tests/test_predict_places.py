@@ -180,3 +180,18 @@ def test_a_ray_shard_carries_its_slice_of_the_columns_as_geoparquet(place, tmp_p
     assert list(table.columns[:6]) == ["path", "uuid", "lat", "lon", "city", "ok"] and table.columns[-1] == "geometry"
     assert table["uuid"].tolist() == UUIDS[2:5] and np.allclose(table["lat"], LATS[2:5])
     assert json.loads(pq.read_schema(shard).metadata[b"geo"])["columns"]["geometry"]["encoding"] == "WKB"
+
+
+def test_a_gss_label_file_predicts_with_its_uuid_and_coordinates(place, tmp_path):
+    # root/test/<attribute>.csv lists img_path relative to root, one folder above the CSV
+    from clipadapt.synthetic.streets import write_gss_dataset
+
+    base, run = place
+    root = write_gss_dataset(tmp_path / "gss", n_train=6, n_test=6, image_size=32)
+    labels = pd.read_csv(root / "test" / "weather.csv", dtype=str)
+    result, out = predict(base, run, root / "test" / "weather.csv", "--keep", "all", out="gss.parquet")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert table["ok"].all() and table["uuid"].tolist() == labels["uuid"].tolist()
+    assert list(table.columns[:7]) == ["path", "uuid", "source", "lat", "lon", "weather:input", "ok"]
+    assert np.allclose(table["lat"], labels["lat"].astype(float)) and table["geometry"].notna().all()

@@ -27,7 +27,8 @@ PATH_COLUMNS = ("img_path", "path", "image")
 
 def collect_images(spec: str | Path) -> list[Path]:
     """Images named by a folder (recursive), a file, a glob pattern, or a manifest
-    (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder)."""
+    (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder, or
+    to the folder above for a GSS split CSV: see `manifest_base`)."""
     return collect_with_columns(spec)[0]
 
 
@@ -49,7 +50,8 @@ def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFram
         if column is None:
             raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
         table = table[table[column] != ""].reset_index(drop=True)
-        paths = [p if p.is_absolute() else path.parent / p for p in (Path(v) for v in table[column])]
+        base = manifest_base(path, table[column])
+        paths = [p if p.is_absolute() else base / p for p in (Path(v) for v in table[column])]
         return paths, table.drop(columns=[column])
     if path.is_file():
         return [path], None
@@ -59,6 +61,18 @@ def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFram
     if not matches:
         raise ClipAdaptError(f"'{spec}' is not an image, folder, manifest or a glob pattern that matches images.")
     return matches, None
+
+
+def manifest_base(manifest: Path, cells) -> Path:
+    """The folder a manifest's relative image paths start from: its own folder, or the one
+    above when the first relative path is found only there. That is Global StreetScapes'
+    layout: root/test/<attribute>.csv lists img_path relative to root (img/1/<uuid>.jpeg).
+    Decided once per manifest, on its first relative path: no second look per row."""
+    here = manifest.parent
+    first = next((Path(c) for c in cells if not Path(c).is_absolute()), None)
+    if first is not None and not (here / first).exists() and (here.parent / first).exists():
+        return here.parent
+    return here
 
 
 def missing_path(path: Path, what: str = "", fix: str = "") -> str:

@@ -177,9 +177,9 @@ def join_metadata(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame, meta
         if name in carried.columns:
             carried.loc[found, name] = keys[found].map(by_key[name]).astype("float64")
     given, joined, missed = int((~lacking).sum()), int(found.sum()), int((lacking & ~found).sum())
-    line = f"coordinates of {joined} of {len(carried)} rows joined from {metadata} by uuid"
+    line = f"coordinates of {joined:,} of {len(carried):,} rows joined from {metadata} by uuid"
     if given:
-        line += f" ({given} had their own)"
+        line += f" ({given:,} had their own)"
     if missed:
         line += f"; {rows(missed)} with a uuid not in it: lat/lon NaN"
     return line
@@ -187,7 +187,7 @@ def join_metadata(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame, meta
 
 def rows(n: int) -> str:
     """'1 row' / '3 rows'."""
-    return f"{n} row" if n == 1 else f"{n} rows"
+    return f"{n} row" if n == 1 else f"{n:,} rows"
 
 
 def read_metadata(path: Path, wanted: set[str]) -> pd.DataFrame:
