@@ -1,5 +1,6 @@
-"""`clipadapt serve`: the JSON API against `clipadapt predict`, its limits and errors, and a
-bounded load test on loopback (figures printed, run with -s to see them)."""
+"""`clipadapt serve`: the JSON API against `clipadapt predict`, its limits and errors, the
+command itself, and a bounded load test on loopback (figures printed, run with -s to see
+them). Batching, keys, metrics and probes: tests/test_serve_*.py."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,34 +23,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 from test_report_support import make_run, make_task, save_run
+from test_serve_support import Running, multipart, png_bytes, request
 from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
 from clipadapt.methods import build_method
 from clipadapt.report.gallery import read_predictions
-from clipadapt.serve import ServedModel, ServeSettings, make_server
-from clipadapt.serve.gate import Busy, InferenceGate
+from clipadapt.serve import ServedModel, ServeSettings
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 RUNNER = CliRunner()
 LIMITS = ServeSettings(max_upload_mb=0.05, max_batch=4, max_pixels=200 * 200, request_timeout=2.0)
 
 
-# ------------------------------------------------------------------ fixtures and HTTP helpers
-class Running:
-    """A server on an ephemeral loopback port, serving in a daemon thread."""
-
-    def __init__(self, model: ServedModel, settings: ServeSettings):
-        self.server = make_server(model, "127.0.0.1", 0, settings)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = self.server.url
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
+# ------------------------------------------------------------------ fixtures and helpers
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, micro_backbone):
     return make_run(tmp_path_factory.mktemp("serve") / "run", micro_backbone)
@@ -65,9 +49,8 @@ def model(run):
 
 @pytest.fixture(scope="module")
 def service(model):
-    running = Running(model, LIMITS)
-    yield running
-    running.stop()
+    with Running(model, LIMITS) as running:
+        yield running.ready()
 
 
 @pytest.fixture(scope="module")
@@ -75,38 +58,10 @@ def images(run) -> list[Path]:
     return sorted((run / "images").glob("*.png"))
 
 
-def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 30.0):
-    """(status, parsed JSON or text) of one request; HTTP errors are answers too."""
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            status, body, kind = response.status, response.read(), response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        status, body, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
-    return status, json.loads(body) if kind.startswith("application/json") else body.decode()
-
-
-def multipart(files: list[tuple[str, bytes]], field: str = "image") -> tuple[bytes, dict]:
-    """A multipart/form-data body with one file part per (name, bytes)."""
-    boundary = uuid.uuid4().hex
-    chunks = []
-    for name, data in files:
-        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                      f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode())
-    return b"".join(chunks), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 def predict_cli(run: Path, paths: list[Path], out: Path) -> pd.DataFrame:
     result = RUNNER.invoke(app, ["predict", *map(str, paths), "-c", str(run), "-o", str(out), "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     return read_predictions(out)  # class names as text ("true" stays a class, not a bool)
-
-
-def png_bytes(size=(40, 30), colour=(200, 30, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def assert_same_as_cli(answer: dict, row: pd.Series, task: TaskSpec) -> None:
@@ -131,6 +86,10 @@ def test_healthz_info_page_and_unknown_paths(service, model):
     assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched from elsewhere
     status, answer = request(service.url + "/nope")
     assert status == 404 and "/api/predict" in answer["error"]
+    status, answer = request(service.url + "/nope", b"x")
+    assert status == 404 and answer["error"] == "No such endpoint: POST /nope. Use POST /api/predict."
+    status, answer = request(service.url + "/api/predict")  # a GET where a POST belongs
+    assert status == 405 and "not allowed" in answer["error"]
 
 
 def test_one_raw_image_matches_clipadapt_predict(service, run, images, model, tmp_path):
@@ -174,7 +133,7 @@ def test_a_multilabel_run_answers_probability_and_decision(tmp_path, micro_backb
               "drop_path": 0.0}
     par = save_run(tmp_path / "par", build_method("promptpar", micro_backbone, task, params), threshold=0.45)
     running = Running(ServedModel(par), LIMITS)
-    try:
+    try:  # (a threshold per request under concurrency: tests/test_serve_batching.py)
         _, info = request(running.url + "/api/info")
         assert info["multilabel"] is True and info["threshold"] == 0.45
         status, answer = request(running.url + "/api/predict", images[0].read_bytes())
@@ -204,7 +163,7 @@ def test_oversized_upload_is_413_with_a_json_message(service):
 def test_too_many_images_and_too_many_pixels_are_413(service, images):
     body, headers = multipart([(p.name, p.read_bytes()) for p in images[:5]])
     status, answer = request(service.url + "/api/predict", body, headers)
-    assert status == 413 and "5 images" in answer["error"] and "--max-batch" in answer["error"]
+    assert status == 413 and "More than 4 images" in answer["error"] and "--max-batch" in answer["error"]
     status, answer = request(service.url + "/api/predict?name=huge.png", png_bytes((300, 200)))
     assert status == 413 and "huge.png" in answer["error"] and "300x200" in answer["error"]
 
@@ -226,7 +185,7 @@ def test_non_images_and_corrupt_images_are_named(service, name, data, status, wo
 
 def raw_post(service, headers: str) -> tuple[int, dict]:
     """(status, JSON answer) of a POST /api/predict written by hand, without a body."""
-    host, port = service.server.server_address[:2]
+    host, port = service.server.socket.getsockname()[:2]
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
         answer = b""
@@ -250,31 +209,38 @@ def test_one_bad_file_in_a_batch_refuses_the_batch_naming_it(service, images):
     assert status == 415 and "virus.exe" in answer["error"]
 
 
-def test_a_full_queue_answers_503(model, images):
-    running = Running(model, ServeSettings(waiting=0, request_timeout=2.0))
-    try:
-        with running.server.gate.slot():  # the only inference slot is taken
-            status, answer = request(running.url + "/api/predict", images[0].read_bytes())
-        assert status == 503 and "busy" in answer["error"]
-        assert request(running.url + "/api/predict", images[0].read_bytes())[0] == 200  # free again
-    finally:
-        running.stop()
+def test_a_form_without_files_or_boundary_is_400(service):
+    boundary = "b0undary"
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--{boundary}--\r\n'.encode()
+    status, answer = request(service.url + "/api/predict", body,
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400 and "holds no files" in answer["error"]
+    status, answer = request(service.url + "/api/predict", body, {"Content-Type": "multipart/form-data"})
+    assert status == 400 and "without a boundary" in answer["error"]
 
 
-def test_a_calibrated_run_with_8_predictions_in_flight_answers_each_as_alone(tmp_path, micro_backbone, images):
-    """ServeSettings.running = 8 (`--workers 8`): eight requests inside the model at once
-    each get the probabilities the same request gets alone (the temperature included)."""
+def test_a_strip_is_refused_in_its_answer_like_predicts_row(service):
+    # decodes fine, but predict's loader refuses sides that differ more than 100x: ok false, 200
+    status, answer = request(service.url + "/api/predict?name=strip.png", png_bytes((199, 1)))
+    assert status == 200
+    (result,) = answer["predictions"]
+    assert result["ok"] is False and "strip" in result["error"] and "strip.png" in result["error"]
+
+
+def test_a_calibrated_run_with_8_clients_at_once_answers_each_as_alone(tmp_path, micro_backbone, images):
+    """Eight clients at once, two forwards in flight (`--workers 2`): each gets the
+    probabilities the same request gets alone (the temperature included)."""
     method = build_method("mhadapter", micro_backbone, make_task())
     method.set_temperatures([3.0, 0.5])
-    running = Running(ServedModel(save_run(tmp_path / "calibrated", method)), ServeSettings(running=8, waiting=8))
+    settings = ServeSettings(workers=2, queue=16, batch_wait_ms=2.0)
     payloads = [p.read_bytes() for p in images[:4]]
 
-    def ask(i: int) -> dict:
-        status, answer = request(running.url + "/api/predict", payloads[i % len(payloads)])
-        assert status == 200, answer
-        return answer["predictions"][0]["attributes"]
+    with Running(ServedModel(save_run(tmp_path / "calibrated", method)), settings) as running:
+        def ask(i: int) -> dict:
+            status, answer = request(running.url + "/api/predict", payloads[i % len(payloads)])
+            assert status == 200, answer
+            return answer["predictions"][0]["attributes"]
 
-    try:
         alone = [ask(i) for i in range(len(payloads))]
         barrier = threading.Barrier(8)
 
@@ -284,59 +250,34 @@ def test_a_calibrated_run_with_8_predictions_in_flight_answers_each_as_alone(tmp
 
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(together, range(8)))
-        assert running.server.gate.running == 8
-    finally:
-        running.stop()
+        assert request(running.url + "/api/info")[1]["limits"]["workers"] == 2
     wrong = [(i, k) for i, per in enumerate(answers) for k, got in enumerate(per) if got != alone[i % len(payloads)]]
     assert not wrong, f"{len(wrong)} of {8 * 3} concurrent answers differ from the answer alone: {wrong[:6]}"
 
 
-def test_gate_bounds_running_and_waiting():
-    gate = InferenceGate(running=1, waiting=1, wait_timeout=0.2)
-    entered = threading.Event()
-    release = threading.Event()
-
-    def hold():
-        with gate.slot():
-            entered.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    entered.wait(5)
-    with pytest.raises(Busy, match="within 0.2 s"):  # one may wait, but the slot does not come free
-        with gate.slot():
-            pass
-    release.set()
-    holder.join(5)
-    with gate.slot():  # free again
-        pass
-
-
-def test_a_stalled_client_is_cut_off_after_the_timeout(model):
-    running = Running(model, ServeSettings(request_timeout=1.0))
-    try:
-        host, port = running.server.server_address[:2]
+def test_a_stalled_client_gets_408_after_the_timeout(model):
+    with Running(model, ServeSettings(request_timeout=1.0)) as running:
+        host, port = running.server.socket.getsockname()[:2]
         with socket.create_connection((host, port), timeout=10) as sock:
             sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial")
             started = time.monotonic()
-            data = sock.recv(4096)  # the server gives up on the body and closes
+            data = sock.recv(4096)  # the server gives up on the body and says so
             waited = time.monotonic() - started
-        assert data == b"" and 0.5 < waited < 8
-    finally:
-        running.stop()
+    assert data.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in data, data
+    assert 0.5 < waited < 8
 
 
-def test_too_many_connections_answer_503(model, images):
-    running = Running(model, ServeSettings(max_connections=1, request_timeout=3.0))
-    try:
-        host, port = running.server.server_address[:2]
+def test_too_many_connections_answer_503(model):
+    with Running(model, ServeSettings(max_connections=1, request_timeout=3.0)) as running:
+        host, port = running.server.socket.getsockname()[:2]
         with socket.create_connection((host, port), timeout=10):  # holds the only connection, says nothing
             time.sleep(0.2)
-            status, answer = request(running.url + "/healthz")
-        assert status == 503 and "Too many connections" in answer["error"]
-    finally:
-        running.stop()
+            status, _ = request(running.url + "/healthz")
+        assert status == 503  # uvicorn's own answer (text): the app is not reached
+        deadline = time.monotonic() + 5  # free again once the server has seen the connections close
+        while (status := request(running.url + "/healthz")[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
 
 
 def test_the_serve_command_serves_until_interrupted(run):
@@ -344,15 +285,17 @@ def test_the_serve_command_serves_until_interrupted(run):
     # Default SIGINT in the child: an ignored SIGINT is inherited through exec (an earlier
     # test's library can leave it ignored in this process), and Python then installs no
     # KeyboardInterrupt handler, so Ctrl-C would never reach the command.
-    process = subprocess.Popen([sys.executable, "-m", "clipadapt.cli.main", "serve", "-c", str(run), "--port", "0",
-                                "--device", "cpu", "--workers", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    command = [sys.executable, "-m", "clipadapt.cli.main", "serve", "-c", str(run), "--port", "0", "--device", "cpu",
+               "--workers", "3", "--batch-size", "4", "--no-pad-batches"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()
         found = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
         assert found, line
         assert request(found.group(1) + "/healthz") == (200, {"status": "ok"})
-        assert request(found.group(1) + "/api/info")[1]["limits"]["workers"] == 3  # --workers reaches the gate
+        limits = request(found.group(1) + "/api/info")[1]["limits"]
+        assert limits["workers"] == 3 and limits["batch_size"] == 4 and limits["pad_batches"] is False
         process.send_signal(signal.SIGINT)
         code, rest = process.wait(timeout=60), process.stdout.read()  # 7-9 s seen on a loaded machine
         assert code == 0 and "stopped" in rest, rest
@@ -361,9 +304,33 @@ def test_the_serve_command_serves_until_interrupted(run):
             process.kill()
 
 
-def test_serve_command_errors_are_one_line(tmp_path):
+def test_serve_command_errors_are_one_line(tmp_path, run):
     result = RUNNER.invoke(app, ["serve", "-c", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "not a clipadapt run folder" in result.output
+    result = RUNNER.invoke(app, ["serve", "-c", str(run), "--api-key-file", str(tmp_path / "keys.txt")])
+    assert result.exit_code == 2 and "keys.txt does not exist" in result.output
+
+
+def test_an_open_host_without_a_key_warns_and_a_taken_port_is_one_line(run):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = RUNNER.invoke(app, ["serve", "-c", str(run), "--host", "0.0.0.0", "--port", str(port)],
+                               env={"CLIPADAPT_API_KEY": ""})
+    assert result.exit_code == 2, result.output
+    assert "warning:" in result.output and "no API key" in result.output
+    assert f"Cannot listen on 0.0.0.0:{port}" in result.output
+
+
+def test_a_missing_web_library_is_one_line(monkeypatch):
+    import clipadapt.serve.extras as extras
+    from clipadapt.errors import ClipAdaptError
+
+    real = extras.find_spec
+    monkeypatch.setattr(extras, "find_spec", lambda name: None if name == "multipart" else real(name))
+    with pytest.raises(ClipAdaptError, match=r"needs python-multipart .*pip install 'clipadapt\[serve\]'"):
+        extras.require_serve_libraries()
 
 
 # ------------------------------------------------------------------ load

@@ -3,7 +3,9 @@ probability bars and the attention overlays.
 
 One self-contained document (inline CSS and JS, no CDN, no fonts to fetch), so it works
 on a machine without internet access. The script builds the result with DOM calls and
-`textContent` only: file names and class names never become HTML.
+`textContent` only: file names and class names never become HTML. When the service needs
+an API key (/api/info answers 401) the page shows a key field and sends the key as
+`Authorization: Bearer KEY`; the key stays in the page's memory (not stored anywhere).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ h1 { font-size: 1.5rem; margin: 0 0 .3rem; }
 #drop { border: 2px dashed var(--line); border-radius: 8px; padding: 1.6rem; text-align: center; margin: 1rem 0; }
 #drop.over { border-color: var(--bar); background: #eef6fb; }
 #error { color: var(--bad); font-weight: 600; min-height: 1.4em; }
+#keybox { border: 1px solid var(--line); border-radius: 6px; padding: .6rem .8rem; margin: .8rem 0; }
+#keybox input { width: 22rem; max-width: 100%; }
 .result { border: 1px solid var(--line); border-radius: 6px; padding: .8rem; margin: 1rem 0; }
 .result h2 { font-size: 1.1rem; margin: 0 0 .6rem; word-break: break-all; }
 .columns { display: flex; flex-wrap: wrap; gap: 1.2rem; align-items: flex-start; }
@@ -42,9 +46,22 @@ const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls)
   if (text !== undefined) e.textContent = text; return e; };
 const pct = (p) => (100 * p).toFixed(1) + '%';
 
+let apiKey = '';
+const authorised = () => (apiKey ? { Authorization: 'Bearer ' + apiKey } : {});
+
+function askForKey(message) {
+  $('keybox').hidden = false; $('keymsg').textContent = message; $('key').focus();
+}
+
 async function loadInfo() {
   try {
-    const info = await (await fetch('api/info')).json();
+    const response = await fetch('api/info', { headers: authorised() });
+    if (response.status === 401) {
+      askForKey(apiKey ? 'That key was not accepted; check it and try again.' : 'This service needs an API key.');
+      return;
+    }
+    const info = await response.json();
+    $('keybox').hidden = true;
     const names = info.attributes.map((a) => a.name).join(', ');
     $('info').textContent = info.method + ' on ' + info.backbone.name + ' - predicts ' + names +
       (info.multilabel ? ' (multi-label, threshold ' + info.threshold + ')' : '');
@@ -106,8 +123,9 @@ async function predict(files) {
   const form = new FormData();
   for (const f of files) form.append('image', f, f.name);
   try {
-    const response = await fetch('api/predict?overlay=1', { method: 'POST', body: form });
+    const response = await fetch('api/predict?overlay=1', { method: 'POST', body: form, headers: authorised() });
     const answer = await response.json();
+    if (response.status === 401) askForKey('This service needs an API key.');
     if (!response.ok) { $('error').textContent = answer.error || ('HTTP ' + response.status); return; }
     answer.predictions.forEach((r, i) => $('results').append(render(r, files[i])));
   } catch (err) { $('error').textContent = 'The request failed: ' + err;
@@ -119,6 +137,7 @@ $('file').addEventListener('change', (e) => { if (e.target.files.length) predict
 ['dragenter', 'dragover'].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add('over'); }));
 ['dragleave', 'drop'].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove('over'); }));
 drop.addEventListener('drop', (e) => { if (e.dataTransfer.files.length) predict([...e.dataTransfer.files]); });
+$('keyform').addEventListener('submit', (e) => { e.preventDefault(); apiKey = $('key').value.trim(); loadInfo(); });
 loadInfo();
 """
 
@@ -130,7 +149,10 @@ def page_html() -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<title>clipadapt: predict an image</title>\n<style>{CSS}</style>\n</head>\n<body>\n'
         '<header><h1>clipadapt</h1><p id="info" class="muted">loading the model description...</p></header>\n'
-        '<main>\n<div id="drop"><p><strong>Drop images here</strong> or '
+        '<main>\n<div id="keybox" hidden><form id="keyform"><p id="keymsg"></p>'
+        '<label>API key: <input type="password" id="key" autocomplete="off" spellcheck="false"></label> '
+        '<button type="submit" id="keysend">Use key</button></form></div>\n'
+        '<div id="drop"><p><strong>Drop images here</strong> or '
         '<label>pick files: <input type="file" id="file" accept="image/*" multiple></label></p>'
         '<p id="limits" class="muted"></p></div>\n'
         '<p id="status" class="muted" aria-live="polite"></p>\n<p id="error" role="alert"></p>\n'

@@ -1,5 +1,6 @@
-"""Uploaded images: split a request body into files, recognise images by their first
-bytes, and decode them with bounds, so every bad upload becomes one clear HTTP error.
+"""Uploaded images: recognise them by their first bytes and decode them with bounds, so
+every bad upload becomes one clear HTTP error, and decode them for the model as
+`clipadapt predict` decodes a file (body.py takes the files out of the request).
 
 The Content-Type a client declares is not trusted (browsers send
 application/octet-stream for unknown extensions, scripts send anything): the first
@@ -8,13 +9,16 @@ bytes decide whether a file is an image we can read.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from PIL import Image, UnidentifiedImageError
+
+from clipadapt.data.images import MAX_ASPECT_RATIO, to_rgb, upright
+from clipadapt.predict.draft import open_at_size
 
 # (format name, test on the first bytes). Only formats Pillow decodes out of the box.
 SIGNATURES: tuple[tuple[str, object], ...] = (
@@ -55,41 +59,6 @@ EMPTY_BODY = ("Empty request body: send an image as the body, or as multipart/fo
               "'image'), e.g. curl --data-binary @photo.jpg URL or curl -F image=@photo.jpg URL.")
 
 
-def split_body(body: bytes, content_type: str, max_files: int) -> list[Upload]:
-    """The files of a request body.
-
-    multipart/form-data: every part that carries a file name, or any part when none
-    does (curl -F 'image=@x.jpg' names it; a hand-made form may not). Anything else:
-    the raw body is one image (name from the `name` query argument, set by the caller).
-
-    Raises:
-        UploadError: an empty body (400), a multipart body without files (400), or more
-            than `max_files` files (413).
-    """
-    if not body:
-        raise UploadError(400, EMPTY_BODY)
-    if not content_type.lower().startswith("multipart/form-data"):
-        return [Upload("upload", body)]
-    if "boundary=" not in content_type:
-        raise UploadError(400, "multipart/form-data without a boundary: let your HTTP client build the form "
-                               "(e.g. curl -F image=@photo.jpg).")
-    # The email package parses MIME multipart bodies (the cgi module is gone in 3.13).
-    header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
-    if not message.is_multipart():
-        raise UploadError(400, "The multipart/form-data body could not be parsed; check the boundary.")
-    parts = [p for p in message.iter_parts() if p.get_content_disposition() == "form-data"]
-    with_names = [p for p in parts if p.get_filename()]
-    chosen = with_names or parts
-    if not chosen:
-        raise UploadError(400, "The form holds no files: add the image(s) as file fields (field name 'image').")
-    if len(chosen) > max_files:
-        raise UploadError(413, f"{len(chosen)} images in one request; at most {max_files} are allowed "
-                               "(--max-batch). Split the batch into smaller requests.")
-    return [Upload(p.get_filename() or p.get_param("name", header="content-disposition") or f"image{i}",
-                   p.get_payload(decode=True) or b"") for i, p in enumerate(chosen)]
-
-
 def sniff(data: bytes) -> str | None:
     """The image format the first bytes announce (JPEG, PNG, ...), or None."""
     head = data[:16]
@@ -111,30 +80,85 @@ def describe_non_image(data: bytes) -> str:
         return "binary data of an unknown kind"
 
 
-def decode(upload: Upload, max_pixels: int) -> Image.Image:
-    """Decode an upload to an RGB image, checking its kind and its size first.
+def check_upload(upload: Upload, max_pixels: int) -> str:
+    """The upload's image format, once its first bytes and its header's size pass: the
+    checks that need no decoding.
 
     Raises:
-        UploadError: not an image (415), more than `max_pixels` pixels (413), or an image
-            that does not decode (truncated, corrupt: 400). Messages name the file.
+        UploadError: not an image (415), more than `max_pixels` pixels (413), or a header
+            that does not parse (400). Messages name the file.
     """
     kind = sniff(upload.data)
     if kind is None:
         raise UploadError(415, f"'{upload.name}' is not an image (it looks like {describe_non_image(upload.data)}); "
                                f"send one of: {SUPPORTED}.")
+    with _opened(upload, kind) as image:
+        width, height = image.size
+    if width * height > max_pixels:
+        raise UploadError(413, f"'{upload.name}' is {width}x{height} pixels, more than the "
+                               f"{max_pixels:,} allowed; resize it before sending.")
+    return kind
+
+
+def decode(upload: Upload, max_pixels: int) -> Image.Image:
+    """Decode an upload to an upright 8-bit RGB image (EXIF orientation applied, transparency
+    on white: as `clipadapt predict` reads a file), checking its kind and its size first.
+
+    Raises:
+        UploadError: not an image (415), more than `max_pixels` pixels (413), or an image
+            that does not decode (truncated, corrupt: 400). Messages name the file.
+    """
+    kind = check_upload(upload, max_pixels)
+    with _opened(upload, kind) as image:
+        image.load()  # decode now: a truncated file fails here, with its name
+        return to_rgb(upright(image))
+
+
+@contextmanager
+def _opened(upload: Upload, kind: str) -> Iterator[Image.Image]:
+    """The upload opened by Pillow; any decoder failure inside is a 400 naming the file."""
     try:
         with warnings.catch_warnings():
-            # the pixel bound below replaces Pillow's DecompressionBombWarning
+            # check_upload's pixel bound replaces Pillow's DecompressionBombWarning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(upload.data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UploadError(413, f"'{upload.name}' is {width}x{height} pixels, more than the "
-                                           f"{max_pixels:,} allowed; resize it before sending.")
-                image.load()  # decode now: a truncated file fails here, with its name
-                return image.convert("RGB")
+                yield image
     except UploadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UploadError(400, f"'{upload.name}' starts like a {kind} image but cannot be decoded ({exc}); "
                                "the file is truncated or corrupt.") from None
+
+
+@dataclass
+class Decoded:
+    """One upload ready for the model: `image` as the model gets it (None when the image is
+    refused, `error` saying why), and `full`, the whole image decoded (for overlays; None
+    when the model's image is a reduced-scale JPEG decode and no full one was needed)."""
+
+    name: str
+    image: Image.Image | None
+    error: str | None = None
+    full: Image.Image | None = None
+
+
+def decode_for_model(upload: Upload, max_pixels: int, size: int, full: bool = False) -> Decoded:
+    """An upload decoded as `clipadapt predict` decodes a file: a large JPEG at reduced scale
+    (`open_at_size`, the draft decode), anything else in full through `decode`; an image
+    that decodes but that predict's loader refuses (a strip: sides differ more than
+    MAX_ASPECT_RATIO x) comes back with `error` set, as predict's row does. `full`: also
+    keep the whole image decoded (overlays are drawn on it).
+
+    Raises:
+        UploadError: as `decode` (415 / 413 / 400), so a bad file refuses the request.
+    """
+    check_upload(upload, max_pixels)  # the cheap refusals first, as for a full decode
+    drafted = open_at_size(io.BytesIO(upload.data), size)
+    if drafted is not None:
+        return Decoded(upload.name, drafted, full=decode(upload, max_pixels) if full else None)
+    image = decode(upload, max_pixels)
+    width, height = image.size
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return Decoded(upload.name, None, f"'{upload.name}' is {width} x {height} pixels, a strip, not a photo "
+                                          f"(sides differ more than {MAX_ASPECT_RATIO}x); crop it.")
+    return Decoded(upload.name, image, full=image)
