@@ -117,7 +117,12 @@ def test_onnxruntime_gives_the_probabilities_of_predict_checkpoint(name, exporte
     diff = np.nanmax(np.abs(onnx_table[columns].to_numpy(float) - torch_table[columns].to_numpy(float)))
     print(f"ONNX parity {name}: max abs probability difference {diff:.2e}, file {onnx_file.stat().st_size} bytes")
     assert diff < PARITY, (name, diff)
-    decisions = [c for c in torch_table.columns if c not in columns and c not in ("path", "ok", "error")]
+    # the entropy is computed from these probabilities by the same code: near-equal too
+    # (its slope is steeper than theirs near p = 0, hence the looser bound)
+    entropy = [c for c in torch_table.columns if c.endswith(":entropy")]
+    assert np.nanmax(np.abs(onnx_table[entropy].to_numpy(float) - torch_table[entropy].to_numpy(float)),
+                     initial=0.0) < 20 * PARITY
+    decisions = [c for c in torch_table.columns if c not in columns + entropy and c not in ("path", "ok", "error")]
     assert (onnx_table[decisions] == torch_table[decisions]).all().all()
 
 
