@@ -419,3 +419,32 @@ def test_the_command_imports_no_torch(files, tmp_path):
             "--map", str(tmp_path / "m.html")]
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
+
+
+def test_predicts_own_geoparquet_table_aggregates_as_written(tmp_path):
+    """The table `clipadapt predict` writes (its column code, entropy columns, WKB points
+    and `geo` metadata) aggregates to the shares of its probabilities."""
+    from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
+    from clipadapt.predict.columns import probability_table
+    from clipadapt.predict.tables import write_table
+    from clipadapt.task import TaskSpec
+
+    task = TaskSpec((gss_attribute("weather", GSS_SCHEMA["weather"][1]), gss_attribute("glare", GSS_SCHEMA["glare"][1])))
+    rng = np.random.default_rng(5)
+    n = 600
+    probs = [rng.dirichlet(np.ones(len(a.classes)), n).astype(np.float32) for a in task.attributes]
+    ok = rng.random(n) > 0.1
+    table = probability_table(task, [f"img/{i}.jpeg" for i in range(n)], probs, ok, ["" if o else "bad" for o in ok])
+    table.insert(1, "uuid", [f"u{i}" for i in range(n)])
+    table.insert(2, "lat", 1.3 + rng.normal(0, 0.02, n))
+    table.insert(3, "lon", 103.8 + rng.normal(0, 0.02, n))
+    write_table(table, tmp_path / "preds.parquet", points=True)
+    assert b"geo" in pq.read_schema(tmp_path / "preds.parquet").metadata
+    got = aggregate(tmp_path / "preds.parquet", ["h3:7"])
+    assert set(got.table["attribute"]) == {"weather", "glare"} and got.left_out["rows with ok=false"] == (~ok).sum()
+    for attribute, p in zip(task.attributes, probs):
+        cls = attribute.classes[0]
+        cells = pd.Series([h3.latlng_to_cell(a, b, 7) for a, b in zip(table["lat"], table["lon"])])
+        want = pd.Series(p[:, 0].astype(np.float64))[ok].groupby(cells[ok]).mean()
+        rows = got.table[(got.table["attribute"] == attribute.name) & (got.table["class"] == cls)].set_index("h3")
+        assert np.allclose(rows["expected_share"].sort_index(), want.sort_index(), rtol=0, atol=1e-9)

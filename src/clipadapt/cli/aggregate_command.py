@@ -24,7 +24,7 @@ def aggregate_command(
     small_below: int = typer.Option(30, min=0, help="Flag a group as small (small = true; hatched on the map) "
                                     "below this many images."),
     confidence: float = typer.Option(0.95, help="Level of both intervals (between 0 and 1)."),
-    batch_rows: int = typer.Option(262_144, min=1, help="Rows read at a time: memory, not results, depends on it."),
+    batch_rows: int = typer.Option(65_536, min=1, help="Rows read at a time: memory, not results, depends on it."),
 ):
     """Class shares per place: per H3 cell (or column value) and attribute, the expected
     share of each class (mean of the calibrated probabilities) and the top-class share,
