@@ -55,6 +55,9 @@ class OneThreadPool:
 
     def _work(self, started: threading.Barrier) -> None:
         torch.set_num_threads(1)
+        # torch reads the process-wide count into a thread on its first parallel op; this
+        # call makes that happen now, while it is 1, not after it is put back
+        torch.get_num_threads()
         started.wait()
         while (job := self._jobs.get()) is not None:
             future, fn, args = job
