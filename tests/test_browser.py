@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import pytest
 from test_report_support import ATTRIBUTES, make_run
@@ -18,7 +17,8 @@ from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
 from clipadapt.report.browser import find_chromium, install_chromium, launch
-from clipadapt.serve import ServedModel, ServeSettings, make_server
+from clipadapt.serve import ServedModel, ServeSettings, create_app
+from clipadapt.serve.runner import Server
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 RUNNER = CliRunner()
@@ -100,12 +100,15 @@ def test_report_shows_metrics_confusion_matrices_and_curves(page, run, tmp_path)
 
 # ------------------------------------------------------------------ the web page
 @pytest.fixture(scope="module")
-def service(run):
-    server = make_server(ServedModel(run), "127.0.0.1", 0, ServeSettings(request_timeout=10.0))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def served(run):
+    return ServedModel(run)
+
+
+@pytest.fixture(scope="module")
+def service(served):
+    server = Server(create_app(served, ServeSettings(request_timeout=10.0)), "127.0.0.1", 0).start()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 def test_uploading_an_image_shows_every_prediction_and_the_overlays(page, service, run):
@@ -149,3 +152,24 @@ def _post(url: str, data: bytes) -> bytes:
 
     with urllib.request.urlopen(urllib.request.Request(url + "/api/predict", data=data), timeout=30) as response:
         return response.read()
+
+
+def test_a_service_with_a_key_asks_for_it_and_sends_it(page, served, run):
+    key = "browser-key-7Hq2"
+    server = Server(create_app(served, ServeSettings(request_timeout=10.0), keys=[key]), "127.0.0.1", 0).start()
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#key", state="visible")
+        assert "needs an API key" in page.locator("#keymsg").inner_text()
+        page.fill("#key", "not-the-key")
+        page.click("#keysend")
+        page.wait_for_function("document.getElementById('keymsg').textContent.includes('not accepted')")
+        page.fill("#key", key)
+        page.click("#keysend")
+        page.wait_for_function("document.getElementById('info').textContent.includes('mhadapter')")
+        assert page.locator("#keybox").is_hidden()
+        page.set_input_files("#file", str(run / "images" / "img0.png"))
+        page.wait_for_selector(".result .attribute")
+        assert page.locator(".attribute").count() == len(ATTRIBUTES) and page.locator("#error").inner_text() == ""
+    finally:
+        server.stop()
