@@ -309,6 +309,8 @@ def test_serve_command_errors_are_one_line(tmp_path, run):
     assert result.exit_code == 2 and "not a clipadapt run folder" in result.output
     result = RUNNER.invoke(app, ["serve", "-c", str(run), "--api-key-file", str(tmp_path / "keys.txt")])
     assert result.exit_code == 2 and "keys.txt does not exist" in result.output
+    result = RUNNER.invoke(app, ["serve", "-c", str(run), "--pad-batches", "--no-pad-batches"])
+    assert result.exit_code == 2 and "contradict" in result.output
 
 
 def test_an_open_host_without_a_key_warns_and_a_taken_port_is_one_line(run):

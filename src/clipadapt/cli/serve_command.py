@@ -24,14 +24,15 @@ def serve_command(
                                                   "(a request with more images is split)."),
     batch_wait_ms: float = typer.Option(5.0, min=0.0, help="Milliseconds a forward pass waits for more images "
                                                            "once it has one."),
-    pad_batches: bool = typer.Option(True, "--pad-batches/--no-pad-batches",
-                                     help="Pad every forward pass to a fixed number of rows, so each answer equals "
-                                          "the answer the image gets alone, bit for bit. Without padding small "
-                                          "batches cost less, and answers may differ from the answer alone by "
-                                          "float32 rounding (~1e-6)."),
-    api_key: Optional[List[str]] = typer.Option(None, "--api-key", help="A key clients must send (Authorization: "
-                                                "Bearer KEY or X-API-Key: KEY) to use /api/* and /metrics; "
-                                                "repeatable. Also read from CLIPADAPT_API_KEY."),
+    # two flags, not one --pad-batches/--no-pad-batches pair: the pair's column does not fit --help at 80 columns
+    pad_batches: bool = typer.Option(False, "--pad-batches", help="Pad every forward pass to a fixed number of rows, "
+                                     "so each answer equals the answer the image gets alone, bit for bit (the "
+                                     "default)."),
+    no_pad_batches: bool = typer.Option(False, "--no-pad-batches", help="Do not pad: small batches cost less, and "
+                                        "answers may differ from the answer alone by float32 rounding (~1e-6)."),
+    api_key: Optional[List[str]] = typer.Option(None, "--api-key", help="A key clients must send to use /api/* and "
+                                                "/metrics, as a bearer token or an X-API-Key header; repeatable. "
+                                                "Also read from CLIPADAPT_API_KEY."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="A file of keys, one per line (# starts "
                                                 "a comment)."),
 ):
@@ -49,6 +50,9 @@ def serve_command(
         from clipadapt.serve.keys import load_keys
 
         require_serve_libraries()
+        if pad_batches and no_pad_batches:
+            raise ClipAdaptError("--pad-batches and --no-pad-batches contradict each other; give one (padding is "
+                                 "the default).")
         keys = load_keys(api_key or (), api_key_file)
         from clipadapt.cli.terminal_log import print_warning
         from clipadapt.serve.runner import Server, bind, is_loopback
@@ -56,7 +60,7 @@ def serve_command(
 
         settings = ServeSettings(max_upload_mb=max_upload_mb, max_batch=max_batch, request_timeout=timeout,
                                  workers=workers, queue=queue, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
-                                 pad_batches=pad_batches)
+                                 pad_batches=not no_pad_batches)
         if not keys and not is_loopback(host):
             print_warning(console, f"--host {host}: other machines can reach this service and no API key is set; "
                                    "anyone who can reach it can use it (--api-key, CLIPADAPT_API_KEY or "
