@@ -149,9 +149,9 @@ def unknown_column(asked: str, available: list[str], metadata: bool) -> str:
             f"The manifests' columns: {', '.join(available)}; or give --keep all / --keep none.")
 
 
-def row_keys(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame) -> pd.Series:
-    """The uuid each row is matched by: its uuid/id cell, else its image's stem (a folder of
-    GSS images, img/*/<uuid>.jpeg); written back into the carried id column."""
+def row_keys(paths: list, inputs: pd.DataFrame) -> pd.Series:
+    """The uuid each row is matched by: its uuid/id cell, else (no such cell: a folder of
+    GSS images, img/*/<uuid>.jpeg) its image file's stem."""
     id_column = find_column(list(inputs.columns), ID_COLUMNS)
     given = inputs[id_column].str.strip() if id_column else pd.Series(pd.NA, index=inputs.index, dtype="string")
     stems = pd.Series([Path(p).stem for p in paths], dtype="string")
@@ -161,7 +161,7 @@ def row_keys(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame) -> pd.Ser
 def join_metadata(carried: pd.DataFrame, paths: list, inputs: pd.DataFrame, metadata: Path) -> str:
     """Fill `carried`'s lat/lon (in place) from `metadata` for the rows without coordinates;
     the line that says how many were found."""
-    keys = row_keys(carried, paths, inputs)
+    keys = row_keys(paths, inputs)
     for column in dict.fromkeys([find_column(list(inputs.columns), ID_COLUMNS), "uuid"]):
         if column in carried.columns:  # the uuid each row is matched by, stems included
             carried[column] = carried[column].fillna(keys)
