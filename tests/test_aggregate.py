@@ -448,3 +448,17 @@ def test_predicts_own_geoparquet_table_aggregates_as_written(tmp_path):
         want = pd.Series(p[:, 0].astype(np.float64))[ok].groupby(cells[ok]).mean()
         rows = got.table[(got.table["attribute"] == attribute.name) & (got.table["class"] == cls)].set_index("h3")
         assert np.allclose(rows["expected_share"].sort_index(), want.sort_index(), rtol=0, atol=1e-9)
+
+
+def test_three_keys_combine_without_overflow():
+    """Keys combine one at a time, re-numbered densely: any number of keys and values."""
+    from clipadapt.geo.grouping import GroupIndex
+
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, n, 5000) for n in (50, 3, 4000)]
+    values = [[f"k{j}-{v}" for v in range(n)] for j, n in enumerate((50, 3, 4000))]
+    index = GroupIndex()
+    local, to_global = index.assign(codes, values)
+    keys = [index.keys[g] for g in to_global[local]]
+    assert keys == [tuple(values[j][codes[j][i]] for j in range(3)) for i in range(5000)]
+    assert len(index) == len(set(zip(*(c.tolist() for c in codes))))

@@ -115,18 +115,16 @@ class GroupIndex:
         return len(self.keys)
 
     def assign(self, codes: list[np.ndarray], values: list[list]) -> tuple[np.ndarray, np.ndarray]:
-        """(local id per row, global id per local id) for rows already filtered to valid ones.
+        """(local id per row, global id per local id) for rows already filtered to valid
+        ones; `codes[j]` index `values[j]`, one pair per key.
 
         Local ids number the combinations present in this batch (0..L-1), so the
         accumulators can count a batch with bincount over L, then add into the global
         arrays at the L global ids.
         """
-        dims = tuple(max(len(v), 1) for v in values)
-        combined = np.ravel_multi_index(tuple(codes), dims) if len(codes) > 1 else codes[0]
-        uniq, local = np.unique(combined, return_inverse=True)
-        parts = np.unravel_index(uniq, dims) if len(codes) > 1 else (uniq,)
-        to_global = np.empty(len(uniq), dtype=np.int64)
-        for i, combo in enumerate(zip(*(p.tolist() for p in parts))):
+        local, columns = _combine(codes)
+        to_global = np.empty(len(columns[0]), dtype=np.int64)
+        for i, combo in enumerate(zip(*(c.tolist() for c in columns))):
             key = tuple(v[c] for v, c in zip(values, combo))
             gid = self._ids.get(key)
             if gid is None:
@@ -135,3 +133,15 @@ class GroupIndex:
             to_global[i] = gid
         return local.astype(np.int64, copy=False), to_global
 
+
+def _combine(codes: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(combination id per row, each key's code per combination). Keys are combined one
+    at a time and re-numbered densely after each, so the numbers stay below the row count
+    however many keys and values there are."""
+    uniq, local = np.unique(codes[0], return_inverse=True)
+    columns = [uniq]
+    for extra in codes[1:]:
+        width = int(extra.max()) + 1 if len(extra) else 1
+        uniq, local = np.unique(local.astype(np.int64) * width + extra, return_inverse=True)
+        columns = [c[uniq // width] for c in columns] + [uniq % width]
+    return local, columns

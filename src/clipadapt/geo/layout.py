@@ -53,7 +53,7 @@ def find_attributes(names: list[str], wanted: list[str] | None = None, source: s
                              f"single-label run and '<attribute>:p' of a multi-label one; its columns: {shown}). "
                              "Pass a table written by `clipadapt predict`.")
     found: dict[str, AttributeColumns] = {}
-    for name in [c for c in _attribute_order(names, single, multi)]:
+    for name in _attribute_order(names, single, multi):
         if name in single and name in multi:
             raise ClipAdaptError(f"{source} has both '{name}:p' (multi-label) and '{name}:p(<class>)' (single-label) "
                                  f"columns for '{name}': keep the columns of one kind of run.")

@@ -80,12 +80,12 @@ def arrow_table(result, has_cells: bool):
         rings = cell_rings(result.table[H3_COLUMN])
         table = table.append_column("geometry", pa.array([polygon_wkb(rings[c]) for c in result.table[H3_COLUMN]],
                                                          pa.binary()))
-        box = bounds(rings.values()) if rings else [0.0, 0.0, 0.0, 0.0]
-        metadata[b"geo"] = json.dumps({
-            "version": GEOPARQUET_VERSION, "primary_column": "geometry",
-            "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": WGS84_PROJJSON,
-                                     "orientation": "counterclockwise", "bbox": box}},
-        }).encode()
+        column = {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": WGS84_PROJJSON,
+                  "orientation": "counterclockwise"}
+        if rings:  # optional in the spec; an empty table has no extent
+            column["bbox"] = bounds(rings.values())
+        metadata[b"geo"] = json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
+                                       "columns": {"geometry": column}}).encode()
     return table.replace_schema_metadata(metadata)
 
 
