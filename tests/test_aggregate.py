@@ -462,3 +462,21 @@ def test_three_keys_combine_without_overflow():
     keys = [index.keys[g] for g in to_global[local]]
     assert keys == [tuple(values[j][codes[j][i]] for j in range(3)) for i in range(5000)]
     assert len(index) == len(set(zip(*(c.tolist() for c in codes))))
+
+
+def test_the_scale_benchmark_runs_on_a_tiny_size(tmp_path, monkeypatch):
+    """benchmarks/aggregate_scale.py keeps working (its figures at this size are noise)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import aggregate_scale
+
+    out = tmp_path / "scale.json"
+    assert aggregate_scale.main(["--sizes", "3000", "--shard-rows", "1000", "--tmp", str(tmp_path),
+                                 "--out", str(out)]) == 0
+    record = json.loads(out.read_text())["sizes"][0]
+    for grouping in ("h3", "column"):
+        runs = record[grouping]
+        assert runs["max_share_difference"] < 1e-6 and runs["streamed"]["peak_rss_mib"] > 0
+        assert runs["streamed"]["groups"] == runs["pandas"]["groups"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.json"]  # the shards are gone
