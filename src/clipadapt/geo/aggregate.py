@@ -16,6 +16,7 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.geo.accumulators import ShareAccumulator
 from clipadapt.geo.arrays import class_indices, decisions, floats, ok_mask
 from clipadapt.geo.grouping import ColumnKey, GroupIndex, H3Key, parse_keys
+from clipadapt.geo.intervals import z_value
 from clipadapt.geo.layout import find_attributes
 from clipadapt.geo.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_predictions
 from clipadapt.geo.shares import OUTPUT_COLUMNS, tidy_shares
@@ -73,8 +74,6 @@ def aggregate(predictions: str | Path, by: list[str], attributes: list[str] | No
     Raises:
         ClipAdaptError: a bad input, named with its fix (see docs/geo.md).
     """
-    from clipadapt.geo.intervals import z_value
-
     z = z_value(confidence)
     if min_count < 0 or small_below < 0 or batch_rows < 1:
         raise ClipAdaptError("--min-count and --small-below must be 0 or more, the batch size 1 or more.")
