@@ -90,15 +90,14 @@ class Batcher:
     async def _warm_up(self) -> None:
         """One forward of a full batch of blank images (every worker thread's first call
         and torch's first-call allocations happen here, not in a request)."""
-        await self._slots.acquire()
-        self._running += 1
+        slots = await self._acquire()
         try:
             await asyncio.wrap_future(self.forwards.submit([self.forwards.blank] * self.batch_size))
             self.ready = True
         except Exception:  # noqa: BLE001 - the service stays live and says it is not ready
             log.exception("the warm-up forward failed; /readyz stays 503")
         finally:
-            self._release()
+            self._release(slots)
 
     async def close(self) -> None:
         """Stop collecting and let the worker threads end."""
@@ -141,12 +140,11 @@ class Batcher:
         """fn(*args) on a forward worker thread, holding a forward slot while it runs: other
         model work (attention overlays) counts against `workers` like a forward."""
         self.start()
-        await self._slots.acquire()
-        self._running += 1
+        slots = await self._acquire()
         try:
             return await asyncio.wrap_future(self.forwards.call(fn, *args))
         finally:
-            self._release()
+            self._release(slots)
 
     def _drop(self, request: _Request) -> None:
         if request in self._waiting:
@@ -161,17 +159,16 @@ class Batcher:
             while not self._waiting:  # idle: hold no slot, so overlays may have one
                 self._arrived.clear()
                 await self._arrived.wait()
-            await self._slots.acquire()
-            self._running += 1
+            slots = await self._acquire()
             try:
                 batch = await self._gather()
             except BaseException:
-                self._release()
+                self._release(slots)
                 raise
             if batch:
-                self._start_forward(batch)
+                self._start_forward(batch, slots)
             else:  # the waiting requests left while the slot came free
-                self._release()
+                self._release(slots)
 
     async def _gather(self) -> list[tuple[_Request, int]]:
         """Up to batch_size (request, image index) pairs: those waiting now, then whatever
@@ -204,12 +201,12 @@ class Batcher:
                 self._waiting.popleft()
                 self.on_queue(len(self._waiting))
 
-    def _start_forward(self, batch: list[tuple[_Request, int]]) -> None:
+    def _start_forward(self, batch: list[tuple[_Request, int]], slots: asyncio.Semaphore) -> None:
         started = time.perf_counter()
         done = asyncio.wrap_future(self.forwards.submit([request.images[i] for request, i in batch]))
 
         def finished(task: asyncio.Future) -> None:
-            self._release()
+            self._release(slots)
             if task.cancelled():
                 error: BaseException | None = Busy("the service is stopping")
             else:
@@ -230,6 +227,14 @@ class Batcher:
 
         done.add_done_callback(finished)
 
-    def _release(self) -> None:
-        self._running -= 1
-        self._slots.release()
+    async def _acquire(self) -> asyncio.Semaphore:
+        """Take a forward slot; the semaphore it came from is handed back to `_release`."""
+        slots = self._slots
+        await slots.acquire()
+        self._running += 1
+        return slots
+
+    def _release(self, slots: asyncio.Semaphore) -> None:
+        if slots is self._slots:  # not a slot of a loop the batcher has since left
+            self._running -= 1
+            slots.release()
