@@ -12,7 +12,7 @@ each server with a small queue (`--limit-args`, default `--queue 2`) under 32 cl
 503 answers are expected and timeouts are not.
 
     .venv/bin/python benchmarks/serve_load.py                       # old vs working tree, 1/8/32 clients, 10 s each
-    .venv/bin/python benchmarks/serve_load.py --new-args "--batch-wait-ms 5" --rounds 2
+    .venv/bin/python benchmarks/serve_load.py --new-args="--no-pad-batches" --clients 1,8 --limit-args=""
     .venv/bin/python benchmarks/serve_load.py --new-ref 1c9f4e4 --clients 1,8 --seconds 3   # old vs old: a sanity run
 
 The run folder is made here unless `--checkpoint` names one: CLIP-MHAdapter on the embedded
@@ -117,6 +117,8 @@ def summarize(outcomes: list[Outcome], elapsed: float) -> dict:
         "p99_ms": ms(percentile(latencies, 99)),
         "mean_ms": ms(statistics.fmean(latencies)) if latencies else None, "max_ms": ms(max(latencies, default=None)),
         "errors": dict(sorted(errors.items())), "error_count": sum(errors.values()),
+        # how fast a refusal comes: a 503 should be at once, not after a wait
+        "refused_p50_ms": ms(percentile([o.latency * 1000.0 for o in outcomes if o.kind == "503"], 50)),
     }
 
 
@@ -667,20 +669,52 @@ def speedups(rows: list[dict], labels: tuple[str, str] = ("old", "new")) -> list
     return out
 
 
+def merged(rows: list[dict]) -> list[dict]:
+    """One line per server x clients (x setting) over the rounds: the medians of the figures,
+    the range of requests/s, the failures summed."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["server"], row["clients"], row.get("setting", "")), []).append(row)
+    out = []
+    for (server, clients, setting), mine in groups.items():
+        def med(key, inner=None):
+            values = [(r[key][inner] if inner else r[key]) for r in mine]
+            values = [v for v in values if v is not None]
+            return round(statistics.median(values), 2) if values else None
+
+        errors: Counter = Counter()
+        for r in mine:
+            errors.update(r["errors"])
+        rps = [r["requests_per_s"] for r in mine]
+        out.append({"server": server, "clients": clients, "setting": setting, "rounds": len(mine),
+                    "requests_per_s": med("requests_per_s"), "requests_per_s_range": [min(rps), max(rps)],
+                    "images_per_s": med("images_per_s"), "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"),
+                    "p99_ms": med("p99_ms"), "errors": dict(sorted(errors.items())),
+                    "requests": sum(r["requests"] for r in mine),
+                    "cpu_cores": {k: med("cpu_cores", k) for k in ("server", "load_generator", "other")},
+                    "requests_per_server_cpu_s": med("requests_per_server_cpu_s")})
+    return out
+
+
 def markdown(record: dict) -> str:
+    """The medians over the rounds per server x clients, then new / old."""
     def cell(value):
         return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
-    lines = ["| server | clients | requests/s | images/s | p50 ms | p90 ms | p99 ms | errors | "
-             "CPU cores: server / client / other | requests per server CPU-s |",
+    lines = ["| server | clients | requests/s (range) | images/s | p50 ms | p90 ms | p99 ms | failed requests (all rounds) | "
+             "CPU cores: server / client / other programs | requests per server CPU-s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in record["rows"] + [r for r in record.get("limit_rows", []) if "cpu_cores" in r]:
+    measured = record["rows"] + [r for r in record.get("limit_rows", []) if "cpu_cores" in r]
+    for row in merged(measured):
         cpu = row["cpu_cores"]
-        name = row["server"] + (f" ({row['setting']})" if row.get("setting") else "")
-        lines.append(f"| {name} | {row['clients']} | {cell(row['requests_per_s'])} | {cell(row['images_per_s'])} | "
-                     f"{cell(row['p50_ms'])} | {cell(row['p90_ms'])} | {cell(row['p99_ms'])} | "
-                     f"{error_text(row['errors'])} | {cpu['server']} / {cpu['load_generator']} / {cpu['other']} | "
-                     f"{cell(row.get('requests_per_server_cpu_s'))} |")
+        name = row["server"] + (f" ({row['setting']})" if row["setting"] else "")
+        low, high = row["requests_per_s_range"]
+        spread = f" ({low:g}-{high:g})" if row["rounds"] > 1 else ""
+        failed = error_text(row["errors"]) + (f" of {row['requests']}" if row["errors"] else "")
+        lines.append(f"| {name} | {row['clients']} | {cell(row['requests_per_s'])}{spread} | {cell(row['images_per_s'])} | "
+                     f"{cell(row['p50_ms'])} | {cell(row['p90_ms'])} | {cell(row['p99_ms'])} | {failed} | "
+                     f"{cell(cpu['server'])} / {cell(cpu['load_generator'])} / {cell(cpu['other'])} | "
+                     f"{cell(row['requests_per_server_cpu_s'])} |")
     if record.get("speedup"):
         lines += ["", "| clients | old requests/s | new requests/s | new / old | old p50 ms | new p50 ms | "
                   "requests per server CPU-s, new / old |", "|---|---|---|---|---|---|---|"]
@@ -699,12 +733,13 @@ def parse_args(argv):
     parser.add_argument("--new-ref", default=None, help="commit of the new server (default: the working tree)")
     parser.add_argument("--old-args", default="", help="extra `clipadapt serve` options of the old server")
     parser.add_argument("--new-args", default="", help="extra `clipadapt serve` options of the new server, "
-                                                       "e.g. \"--batch-size 8 --batch-wait-ms 5\"")
+                                                       "with '=': --new-args=\"--batch-size 4 --no-pad-batches\"")
     parser.add_argument("--checkpoint", type=Path, default=None, help="run folder to serve (default: make one)")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients per setting, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per setting (and the cap with --requests)")
     parser.add_argument("--requests", type=int, default=None, help="requests per client instead of a duration")
-    parser.add_argument("--rounds", type=int, default=1, help="times each setting is measured (servers in turn)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each setting is measured, the servers in turn (alternating who goes first)")
     parser.add_argument("--warmup", type=float, default=3.0, help="untimed seconds per server before measuring")
     parser.add_argument("--images", type=int, default=8, help="procedural 640x480 JPEGs the clients cycle through")
     parser.add_argument("--image-dir", type=Path, default=None, help="use these .jpg/.png files instead")
@@ -721,11 +756,15 @@ def parse_args(argv):
     parser.add_argument("--limit-clients", type=int, default=32)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between settings")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
+    parser.add_argument("--table", type=Path, default=None, help="only print the tables of an earlier record")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
     clients = [int(x) for x in args.clients.split(",") if x.strip()]
     headers = {}
     for text in args.header:

@@ -44,6 +44,7 @@ def test_summary_counts_only_answered_requests_and_every_failure_by_kind():
     assert s["requests_per_s"] == 25.0 and s["images_per_s"] == 50.0 and s["attempts_per_s"] == 28.0
     # the failures' latencies (a 60 s timeout, a 2 ms 503) do not enter the percentiles
     assert (s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"]) == (50.5, 90.1, 99.0, 100.0)
+    assert s["refused_p50_ms"] == 2.0
     assert sl.error_text(s["errors"]).startswith("503: 7, bad_answer: 1") and sl.error_text({}) == "0"
     empty = sl.summarize([sl.Outcome(0.0, 0.1, "503")], elapsed=1.0)
     assert empty["p50_ms"] is None and empty["requests_per_s"] == 0 and empty["errors"] == {"503": 1}
@@ -140,13 +141,16 @@ def test_timeouts_and_refused_connections_are_counted_not_raised(fake_server):
 
 def test_speedups_and_table_pair_the_two_servers_by_client_count():
     def row(server, clients, rps, p50):
-        return {"server": server, "clients": clients, "requests_per_s": rps, "images_per_s": rps, "p50_ms": p50,
-                "p90_ms": p50, "p99_ms": p50, "errors": {}, "cpu_cores": {"server": 1, "load_generator": 0.1,
-                                                                           "other": 0}}
+        return {"server": server, "clients": clients, "requests": 100, "requests_per_s": rps, "images_per_s": rps,
+                "p50_ms": p50, "p90_ms": p50, "p99_ms": p50, "errors": {}, "requests_per_server_cpu_s": rps,
+                "cpu_cores": {"server": 1, "load_generator": 0.1, "other": 0}}
 
-    rows = [row("old", 1, 20.0, 50.0), row("new", 1, 30.0, 40.0), row("old", 8, 20.0, 400.0), row("new", 8, 80.0, 100.0)]
+    rows = [row("old", 1, 20.0, 50.0), row("new", 1, 30.0, 40.0), row("old", 8, 20.0, 400.0), row("new", 8, 80.0, 100.0),
+            row("new", 8, 70.0, 120.0), row("new", 8, 90.0, 110.0)]  # three rounds of new x 8
     ratios = {s["clients"]: s["throughput_ratio_new_over_old"] for s in sl.speedups(rows)}
-    assert ratios == {1: 1.5, 8: 4.0}
-    table = sl.markdown({"rows": rows, "speedup": sl.speedups(rows),
-                         "limit_rows": [{**row("new", 32, 5.0, 9.0), "setting": "--queue 2", "errors": {"503": 3}}]})
-    assert "| new (--queue 2) | 32 |" in table and "503: 3" in table and "| 8 | 20 | 80 | 4x | 400 | 100 |" in table
+    assert ratios == {1: 1.5, 8: 4.0}  # the median round
+    limit = [{**row("new", 32, 5.0, 9.0), "setting": "--queue 2", "errors": {"503": 3}}]
+    table = sl.markdown({"rows": rows, "speedup": sl.speedups(rows), "limit_rows": limit})
+    assert "| new | 8 | 80 (70-90) | 80 | 110 |" in table  # medians over the rounds, the range of requests/s
+    assert "| new (--queue 2) | 32 | 5 | 5 |" in table and "503: 3 of 100" in table
+    assert "| 8 | 20 | 80 | 4x | 400 | 110 | 4x |" in table
