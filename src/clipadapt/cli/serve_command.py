@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from clipadapt.cli.engine_options import RAY_ADDRESS, Engine
+
 
 def serve_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A run folder written by `clipadapt train`."),
@@ -35,6 +37,11 @@ def serve_command(
                                                 "Also read from CLIPADAPT_API_KEY."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="A file of keys, one per line (# starts "
                                                 "a comment)."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local: this process (uvicorn); ray: --replicas "
+                                  "copies of the model behind Ray Serve's HTTP proxy."),
+    replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="Replicas with --engine ray, each with "
+                                           "an equal share of the CPUs (default: one per GPU, else 1)."),
+    ray_address: Optional[str] = RAY_ADDRESS,
 ):
     """Serve a run over HTTP: a web page at / where you drop an image and see every attribute's
     prediction with its attention overlay, and a JSON API (POST /api/predict, GET /api/info,
@@ -53,6 +60,8 @@ def serve_command(
         if pad_batches and no_pad_batches:
             raise ClipAdaptError("--pad-batches and --no-pad-batches contradict each other; give one (padding is "
                                  "the default).")
+        if engine is Engine.local and (replicas or ray_address):
+            raise ClipAdaptError("--replicas and --ray-address need --engine ray.")
         keys = load_keys(api_key or (), api_key_file)
         from clipadapt.cli.terminal_log import print_warning
         from clipadapt.serve.runner import Server, bind, is_loopback
@@ -65,6 +74,13 @@ def serve_command(
             print_warning(console, f"--host {host}: other machines can reach this service and no API key is set; "
                                    "anyone who can reach it can use it (--api-key, CLIPADAPT_API_KEY or "
                                    "--api-key-file; see docs/serve.md).")
+        if engine is Engine.ray:  # the same app, one per replica: serve/ray_serve.py
+            from clipadapt.serve.ray_serve import serve_on_ray
+
+            serve_on_ray(checkpoint, settings, keys, replicas, device, host, port, ray_address,
+                         announce=lambda line: out_console.print(line, soft_wrap=True))
+            out_console.print("stopped")
+            return
         from clipadapt.engine.devices import resolve_device  # torch: only once the cheap checks passed
         from clipadapt.serve.app import create_app
         from clipadapt.serve.model import ServedModel
