@@ -701,7 +701,8 @@ def markdown(record: dict) -> str:
     def cell(value):
         return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
-    lines = ["| server | clients | requests/s (range) | images/s | p50 ms | p90 ms | p99 ms | failed requests (all rounds) | "
+    lines = ["| server | clients | requests/s (range) | images/s | p50 ms | p90 ms | p99 ms | "
+             "failed requests (all rounds) | "
              "CPU cores: server / client / other programs | requests per server CPU-s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     measured = record["rows"] + [r for r in record.get("limit_rows", []) if "cpu_cores" in r]
@@ -711,7 +712,8 @@ def markdown(record: dict) -> str:
         low, high = row["requests_per_s_range"]
         spread = f" ({low:g}-{high:g})" if row["rounds"] > 1 else ""
         failed = error_text(row["errors"]) + (f" of {row['requests']}" if row["errors"] else "")
-        lines.append(f"| {name} | {row['clients']} | {cell(row['requests_per_s'])}{spread} | {cell(row['images_per_s'])} | "
+        lines.append(f"| {name} | {row['clients']} | {cell(row['requests_per_s'])}{spread} | "
+                     f"{cell(row['images_per_s'])} | "
                      f"{cell(row['p50_ms'])} | {cell(row['p90_ms'])} | {cell(row['p99_ms'])} | {failed} | "
                      f"{cell(cpu['server'])} / {cell(cpu['load_generator'])} / {cell(cpu['other'])} | "
                      f"{cell(row['requests_per_server_cpu_s'])} |")
@@ -774,7 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         headers[name.strip()] = value.strip()
     settings = LoadSettings(timeout=args.timeout, honor_retry_after=not args.no_retry_after, headers=headers)
     record: dict = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info(),
-                    "command": "python benchmarks/serve_load.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+                    "command": "python benchmarks/serve_load.py "
+                               + shlex.join(argv if argv is not None else sys.argv[1:]),
                     "settings": {"clients": clients, "seconds": args.seconds, "requests_per_client": args.requests,
                                  "rounds": args.rounds, "warmup_s": args.warmup, "timeout_s": args.timeout,
                                  "retry_after_honored": settings.honor_retry_after,

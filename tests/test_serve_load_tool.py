@@ -145,8 +145,8 @@ def test_speedups_and_table_pair_the_two_servers_by_client_count():
                 "p50_ms": p50, "p90_ms": p50, "p99_ms": p50, "errors": {}, "requests_per_server_cpu_s": rps,
                 "cpu_cores": {"server": 1, "load_generator": 0.1, "other": 0}}
 
-    rows = [row("old", 1, 20.0, 50.0), row("new", 1, 30.0, 40.0), row("old", 8, 20.0, 400.0), row("new", 8, 80.0, 100.0),
-            row("new", 8, 70.0, 120.0), row("new", 8, 90.0, 110.0)]  # three rounds of new x 8
+    rows = [row("old", 1, 20.0, 50.0), row("new", 1, 30.0, 40.0), row("old", 8, 20.0, 400.0),
+            row("new", 8, 80.0, 100.0), row("new", 8, 70.0, 120.0), row("new", 8, 90.0, 110.0)]  # 3 rounds of new x 8
     ratios = {s["clients"]: s["throughput_ratio_new_over_old"] for s in sl.speedups(rows)}
     assert ratios == {1: 1.5, 8: 4.0}  # the median round
     limit = [{**row("new", 32, 5.0, 9.0), "setting": "--queue 2", "errors": {"503": 3}}]
