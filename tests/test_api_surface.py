@@ -98,3 +98,16 @@ def test_the_docstring_examples_that_need_no_run_folder_run():
     for module in (catalogue, run, settings, workflows, card, clipadapt):
         result = doctest.testmod(module, extraglobs={"clipadapt": clipadapt}, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, f"{module.__name__}: {result.failed} docstring examples failed"
+
+
+def test_no_subpackage_shadows_an_api_name():
+    """Importing a subpackage sets it as an attribute of the package: a subpackage named like
+    an API function (`clipadapt.bench` once was) would replace the function for the rest of
+    the process."""
+    import pkgutil
+
+    subpackages = {info.name for info in pkgutil.iter_modules(clipadapt.__path__)}
+    assert not subpackages & set(clipadapt.__all__), subpackages & set(clipadapt.__all__)
+    for name in clipadapt.__all__:
+        if name != "__version__":
+            assert not inspect.ismodule(getattr(clipadapt, name)), f"clipadapt.{name} is a module"

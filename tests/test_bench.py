@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from clipadapt.bench import cell_state, read_protocol, run_protocol
-from clipadapt.bench.page import write_outputs
-from clipadapt.bench.tables import harmonic_mean, tables
+from clipadapt.protocols import cell_state, read_protocol, run_protocol
+from clipadapt.protocols.page import write_outputs
+from clipadapt.protocols.tables import harmonic_mean, tables
 from clipadapt.cli.main import app
 from clipadapt.engine.trainer import SupervisedSteps
 from clipadapt.errors import ClipAdaptError

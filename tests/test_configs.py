@@ -32,7 +32,7 @@ def test_config_validates(path):
 
 @pytest.mark.parametrize("path", PROTOCOLS, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
 def test_bench_protocol_validates(path, tmp_path):
-    from clipadapt.bench import read_protocol
+    from clipadapt.protocols import read_protocol
 
     protocol = read_protocol(path, [f"data.root={tmp_path}"])  # every cell's config, nothing rendered
     assert protocol.cells and all(cell.config.data.format in DATA_FORMATS.names() for cell in protocol.cells)

@@ -155,8 +155,8 @@ def test_a_bench_cell_finished_before_train_threads_existed_is_still_read(tmp_pa
     setting existed (no 'threads' key) are read, not refused as changed."""
     import json
 
-    from clipadapt.bench.protocol import Cell
-    from clipadapt.bench.runner import RESULT, _compared, read_result
+    from clipadapt.protocols.protocol import Cell
+    from clipadapt.protocols.runner import RESULT, _compared, read_result
     from clipadapt.config import validate_config
 
     cfg = validate_config({"method": "linear_probe", "train": {"epochs": 2}}, check=False)

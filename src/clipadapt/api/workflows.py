@@ -1,5 +1,5 @@
 """Whole runs from Python: `train`, `adapt`, `evaluate` and `bench`, each the workflow
-function behind its command (clipadapt.workflow, clipadapt.bench) with the command's
+function behind its command (clipadapt.workflow, clipadapt.protocols) with the command's
 settings, checks and files; silent unless `progress=True`."""
 
 from __future__ import annotations
@@ -89,13 +89,13 @@ def bench(protocol: str | os.PathLike, out: str | os.PathLike, overrides=None, *
     results.json and report.html; returns results.csv's rows (one per method x data set x
     K x scored split), with the paper-style tables as markdown in `frame.attrs["tables"]`.
 
-    >>> clipadapt.bench("configs/bench/few_shot_tiny.yaml", "runs/bench").head()   # doctest: +SKIP
+    >>> clipadapt.protocols("configs/bench/few_shot_tiny.yaml", "runs/bench").head()   # doctest: +SKIP
     """
     import pandas as pd
 
-    from clipadapt.bench import read_protocol, run_protocol
-    from clipadapt.bench.page import write_outputs
-    from clipadapt.bench.tables import tidy_rows
+    from clipadapt.protocols import read_protocol, run_protocol
+    from clipadapt.protocols.page import write_outputs
+    from clipadapt.protocols.tables import tidy_rows
 
     read = read_protocol(Path(protocol), as_override_texts(overrides, settings))
     results = run_protocol(read, Path(out), progress=progress)

@@ -1,4 +1,4 @@
-"""`clipadapt bench`: run a benchmark protocol file (clipadapt.bench), as a plain function with
+"""`clipadapt bench`: run a benchmark protocol file (clipadapt.protocols), as a plain function with
 typer parameters; cli/main.py registers it (`app.command("bench")(bench_command)`)."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def bench_command(
     from clipadapt.cli.common import quiet_libraries, console, out_console, run_safely
 
     def go():
-        from clipadapt.bench import cell_state, read_protocol, run_protocol
+        from clipadapt.protocols import cell_state, read_protocol, run_protocol
 
         quiet_libraries()
         protocol = read_protocol(protocol_file, set_)
-        from clipadapt.bench.page import write_outputs  # matplotlib, the report: only for a good protocol
+        from clipadapt.protocols.page import write_outputs  # matplotlib, the report: only for a good protocol
 
         if dry_run:
             for cell in protocol.cells:

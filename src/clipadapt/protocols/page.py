@@ -10,9 +10,9 @@ from pathlib import Path
 import matplotlib.ticker
 import pandas as pd
 
-from clipadapt.bench.protocol import Protocol
-from clipadapt.bench.runner import CellResult
-from clipadapt.bench.tables import Table, collect, harmonic_mean, tables, tidy_rows
+from clipadapt.protocols.protocol import Protocol
+from clipadapt.protocols.runner import CellResult
+from clipadapt.protocols.tables import Table, collect, harmonic_mean, tables, tidy_rows
 from clipadapt.io import atomic_write, write_json, write_text
 from clipadapt.metrics.aggregate import mean_std
 from clipadapt.metrics.plots import line_style, plot_style

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from clipadapt.bench.protocol import Protocol
-from clipadapt.bench.runner import CellResult
+from clipadapt.protocols.protocol import Protocol
+from clipadapt.protocols.runner import CellResult
 from clipadapt.metrics.aggregate import format_mean_std, mean_std
 
 METRIC = "accuracy"  # what the papers report: top-1 accuracy on the test split

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from clipadapt.bench.protocol import Cell, Protocol
+from clipadapt.protocols.protocol import Cell, Protocol
 from clipadapt.io import write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.metrics.table import SUMMARY
@@ -93,7 +93,7 @@ NOT_COMPARED = {"features": None, "train": ("device", "num_workers", "eval_batch
 
 
 def _compared(config) -> dict:
-    from clipadapt.bench.protocol import needs_no_training
+    from clipadapt.protocols.protocol import needs_no_training
 
     raw = config.model_dump(mode="json")
     if needs_no_training(config):  # zeroshot: no train.* setting changes it
