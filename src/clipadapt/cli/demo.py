@@ -6,6 +6,7 @@ multi-attribute mode (all eight attributes from one backbone pass).
 trains PromptPAR and its baselines.
 --task unsupervised: renders look-alike birds and adapts microCLIP without labels
 (cli/demo_unsupervised.py).
+--task city: maps a synthetic city with a planted pattern and checks the map (cli/demo_city.py).
 Both use the embedded tiny CLIP and print a comparison table; gss and par calibrate every
 method on validation (temperature scaling) and show the test ECE before -> after.
 """
@@ -102,7 +103,7 @@ def demo_config(task: DemoTask, data_root: Path, cache: Path, method: str, param
 
 def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Console | None = None,
              seeds: tuple[int, ...] | None = None) -> dict:
-    """Run the demo `task` (gss | par | unsupervised) into `out`; returns {method: test metrics}. Also
+    """Run the demo `task` (gss | par | unsupervised | city) into `out`; returns {method: test metrics}. Also
     writes summary.md / summary.json and an HTML report of the featured method's run."""
     tasks = demo_tasks()
     if task == "unsupervised":  # label-free adaptation: its own runner and table
@@ -110,11 +111,16 @@ def run_demo(out: Path, task: str = "gss", progress: bool = True, console: Conso
 
         return run_unsupervised_demo(out, progress=progress, console=console, seeds=seeds or (0,))
     if seeds is not None:
-        raise ClipAdaptError("--seeds repeats the label-free runs of --task unsupervised; the gss and par demos train "
-                             "with their fixed seed.")
+        raise ClipAdaptError("--seeds repeats the label-free runs of --task unsupervised; the gss, par and city demos "
+                             "train with their fixed seed.")
+    if task == "city":  # a map checked against a planted pattern: its own runner and table
+        from clipadapt.cli.demo_city import run_city_demo
+
+        return run_city_demo(out, progress=progress, console=console)
     if task not in tasks:
-        raise ClipAdaptError(f"--task {task}: choose one of {sorted(tasks) + ['unsupervised']} (gss: street-view "
-                             "attributes, par: pedestrian attributes, unsupervised: microCLIP without labels).")
+        raise ClipAdaptError(f"--task {task}: choose one of {sorted(tasks) + ['unsupervised', 'city']} (gss: "
+                             "street-view attributes, par: pedestrian attributes, unsupervised: microCLIP without "
+                             "labels, city: a map of a synthetic city).")
     spec = tasks[task]
     console = console or Console()
     out = Path(out)
