@@ -229,8 +229,9 @@ def list_cmd(what: str = typer.Argument("methods", help="methods | backbones | f
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the data and the runs."),
-    task: str = typer.Option("gss", help="gss (street-view attributes), par (pedestrian attributes, PromptPAR) "
-                                         "or unsupervised (fine-grained birds without labels, microCLIP)."),
+    task: str = typer.Option("gss", help="gss (street-view attributes), par (pedestrian attributes, PromptPAR), "
+                                         "unsupervised (fine-grained birds without labels, microCLIP) or city "
+                                         "(street views on a synthetic city, mapped per H3 cell)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="--task unsupervised: self-training seeds, e.g. 0,1,2 "
                                         "(the table shows the mean and sd over them; default 0)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
