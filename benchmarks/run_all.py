@@ -3,16 +3,23 @@
     .venv/bin/python benchmarks/run_all.py                 # all rows, full-size shapes (~30-60 min on 2 CPU cores)
     .venv/bin/python benchmarks/run_all.py --rows a,d      # some rows
     .venv/bin/python benchmarks/run_all.py --quick         # tiny shapes, seconds: proves the code runs
+    .venv/bin/python benchmarks/run_all.py --rows i,j --from-records   # i, j from their standalone records
 
 Rows: (a) image encoding vs open_clip encode_image (+ the lossy opt-ins), (b) one
 MHAdapter epoch from the feature store vs end to end, (c) eight GSS attributes from one
 backbone pass vs eight single-attribute models, (d) predict on 2048x1024 JPEGs vs
 backbone-only throughput, (e) peak resident memory of store-backed training at 1x and
 10x data, (f) PromptPAR and microCLIP step time and memory, (g) the share of the
-machine's measured matmul rate that (a) reaches. Random weights of full-size models:
-compute does not depend on the values. Writes suite.md and suite.json; a run of some
-rows keeps the other rows of the earlier record (of the same kind, quick or full), each
-row with the time it was measured.
+machine's measured matmul rate that (a) reaches, (h) image encoding of the other model
+families (SigLIP, EVA02) vs open_clip, (i) `clipadapt aggregate` of 1 M and 10 M
+prediction rows, streamed vs a pandas read-then-groupby (rows/s; peak RSS 10 M / 1 M),
+(j) `clipadapt serve` under load, new vs old server (requests/s at 32 clients, p99).
+Random weights of full-size models: compute does not depend on the values. Rows i and j
+run the standalone benchmarks/aggregate_scale.py and serve_load.py (many minutes at full
+size); --from-records takes them from those scripts' last records instead
+(benchmarks/results/aggregate_scale.json, serve_load.json), each row with the record's
+time. Writes suite.md and suite.json; a run of some rows keeps the other rows of the
+earlier record (of the same kind, quick or full), each row with the time it was measured.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import torch
 
 from bench_common import Row, machine, matmul_rate, quiet
 
-ROWS = "abcdefh"  # g is computed with a
+ROWS = "abcdefhij"  # g is computed with a
 
 
 @dataclass
@@ -47,16 +54,18 @@ class Context:
 
 
 def row_modules(letters: str) -> list:
+    import row_aggregate
     import row_eight_attributes
     import row_encode
     import row_families
     import row_predict_jpeg
+    import row_serve_load
     import row_steps
     import row_store_epoch
     import row_store_memory
 
     table = {"a": row_encode, "b": row_store_epoch, "c": row_eight_attributes, "d": row_predict_jpeg,
-             "e": row_store_memory, "f": row_steps, "h": row_families}
+             "e": row_store_memory, "f": row_steps, "h": row_families, "i": row_aggregate, "j": row_serve_load}
     return [table[x] for x in letters]
 
 
@@ -81,6 +90,18 @@ def earlier_rows(path: Path, rerun: str, quick: bool) -> list[Row]:
     for row in kept:  # records from before rows carried their own time
         row.details.setdefault("measured", earlier.get("when", "?"))
     return kept
+
+
+def earlier_header(path: Path, quick: bool) -> dict | None:
+    """The header (time, machine, matmul rate) of an earlier record of the same kind at `path`:
+    a run that only imports rows from records measures nothing, so the record keeps it."""
+    try:
+        earlier = json.loads(path.read_text())
+        if earlier.get("quick") == quick:
+            return {key: earlier[key] for key in ("when", "machine", "repeats", "quick", "matmul")}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def suite_order(rows: list[Row]) -> list[Row]:
@@ -114,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="image tower for rows a, c, d (default ViT-B-16)")
     parser.add_argument("--batch", type=int, default=None, help="images per batch in rows a, c, d (default 8)")
     parser.add_argument("--compile", action="store_true", help="row a: also time torch.compile (minutes to compile)")
+    parser.add_argument("--from-records", action="store_true",
+                        help="rows i, j: take the standalone benchmarks' last full-size records, not measure")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     quiet()
@@ -121,20 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     letters = letters.replace("g", "") + ("a" if "g" in letters and "a" not in letters else "")
     if not letters:
         parser.error(f"--rows: pick from {ROWS}g")
+    if args.from_records:
+        without = [x for x, m in zip(letters, row_modules(letters)) if not hasattr(m, "from_record")]
+        if args.quick or without:
+            parser.error("--from-records: full-size rows with a standalone record only (i, j); "
+                         + ("not with --quick" if args.quick else f"rows {','.join(without)} have none"))
     ctx = Context(quick=args.quick, repeats=args.repeats or (1 if args.quick else 5),
                   model=args.model or ("clipadapt-micro" if args.quick else "ViT-B-16"),
                   batch=args.batch or (2 if args.quick else 8), compile=args.compile)
-    header = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "repeats": ctx.repeats,
-              "quick": ctx.quick, "matmul": matmul_rate(256 if ctx.quick else 1536, 3 if ctx.quick else 7)}
+    header = earlier_header(args.out_dir / "suite.json", ctx.quick) if args.from_records else None
+    if header is None:
+        header = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "repeats": ctx.repeats,
+                  "quick": ctx.quick, "matmul": matmul_rate(256 if ctx.quick else 1536, 3 if ctx.quick else 7)}
     kept = earlier_rows(args.out_dir / "suite.json", letters, ctx.quick)
     rows: list[Row] = []
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for module in row_modules("".join(sorted(letters))):
         started = time.perf_counter()
-        new = module.run(ctx)
+        new = module.from_record(ctx) if args.from_records else module.run(ctx)
         for row in new:
-            row.details["row_seconds"] = round(time.perf_counter() - started, 1)
-            row.details["measured"] = header["when"]
+            if not args.from_records:  # imported rows carry their record's time
+                row.details["row_seconds"] = round(time.perf_counter() - started, 1)
+                row.details["measured"] = header["when"]
             print(f"[{row.key}] {row.title}: {row.figure} {row.unit} (target {row.target}) {row.note}", flush=True)
         rows += new
         # written after every row: a long run that is stopped keeps what it measured

@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 ROW_KEYS = {"a", "a-lossy", "g", "b", "c", "d", "e", "f-promptpar", "f-microclip", "h-siglip", "h-eva"}
+# rows i (aggregate, ~5 s quick: ten fresh interpreters) and j (serve under load, ~35 s quick: a
+# run folder trained, two servers started) are smoke-run by `run_all.py --quick --rows i,j`, not here;
+# their records' conversion into rows is tested below on the committed full-size records
+TINY_ROWS = "abcdefh"
 
 
 @pytest.fixture()
@@ -22,7 +26,7 @@ def benchmarks(monkeypatch):
 def test_every_suite_row_runs_on_tiny_shapes(benchmarks, tmp_path):
     import run_all
 
-    assert run_all.main(["--quick", "--out-dir", str(tmp_path)]) == 0
+    assert run_all.main(["--quick", "--rows", TINY_ROWS, "--out-dir", str(tmp_path)]) == 0
     suite = json.loads((tmp_path / "suite.json").read_text())
     rows = {r["key"]: r for r in suite["rows"]}
     assert set(rows) == ROW_KEYS and suite["matmul"]["gflops"] > 0
@@ -93,3 +97,28 @@ def test_a_run_of_some_rows_keeps_the_other_rows_of_the_record(benchmarks, tmp_p
     (tmp_path / "suite.json").write_text(json.dumps({**record, "quick": False}))
     assert run_all.main(["--quick", "--rows", "e", "--out-dir", str(tmp_path)]) == 0
     assert [r["key"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]] == ["e"]
+
+
+def test_rows_i_and_j_come_from_the_standalone_records(benchmarks, tmp_path):
+    """--from-records builds rows i (aggregate) and j (serve under load) from the committed
+    full-size records of aggregate_scale.py and serve_load.py, each with the record's time."""
+    import run_all
+
+    assert run_all.main(["--rows", "i,j", "--from-records", "--out-dir", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "suite.json").read_text())
+    rows = {r["key"]: r for r in record["rows"]}
+    assert list(rows) == ["i", "i-memory", "j"] and record["quick"] is False
+    aggregate = json.loads((ROOT / "benchmarks/results/aggregate_scale.json").read_text())
+    serve = json.loads((ROOT / "benchmarks/results/serve_load.json").read_text())
+    assert rows["i"]["figure"] == round(aggregate["sizes"][-1]["h3"]["speed_vs_pandas"], 2)
+    assert rows["i-memory"]["figure"] == round(max(aggregate["acceptance"]["peak_rss_growth"].values()), 2)
+    assert rows["i-memory"]["met"] is aggregate["acceptance"]["met"]
+    at_most = max(serve["speedup"], key=lambda s: s["clients"])
+    assert rows["j"]["figure"] == at_most["throughput_ratio_new_over_old"] and rows["j"]["details"]["clients"] == 32
+    assert "p99" in rows["j"]["note"]
+    assert rows["i"]["details"]["measured"] == aggregate["date"] and rows["j"]["details"]["measured"] == serve["when"]
+    assert "row_seconds" not in rows["j"]["details"]
+    with pytest.raises(SystemExit):  # a row without a standalone record, or a quick run, is refused
+        run_all.main(["--rows", "e,i", "--from-records", "--out-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        run_all.main(["--quick", "--rows", "i", "--from-records", "--out-dir", str(tmp_path)])
