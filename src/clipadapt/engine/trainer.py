@@ -27,7 +27,8 @@ from clipadapt.engine.optim import build_optimizer, load_optimizer_state, optimi
 from clipadapt.engine.run_state import RunState
 from clipadapt.engine.schedule import set_epoch_lr
 from clipadapt.engine.sources import FeatureBatches, ImageBatches, make_transform
-from clipadapt.methods import Method
+from clipadapt.features.encoding import view_batches
+from clipadapt.methods import FeatureNeeds, Method
 from clipadapt.metrics.calibration import add_calibration, negative_log_likelihood
 from clipadapt.metrics.classification import attribute_metrics
 from clipadapt.metrics.multilabel import par_metrics
@@ -169,7 +170,13 @@ class Runner:
         if self.cfg.data.on_bad_image == "skip" and self.dist.is_main:
             files.record_skipped(splits.skipped)
         method.fit_statistics(torch.as_tensor(splits.train.labels))
+        if method.fits_features:  # Tip-Adapter's cache: the training set's embeddings, before any step
+            with distributed.main_first(self.dist):
+                embeddings = self.embeddings(splits.train, views=method.feature_views())
+            method.fit_features(embeddings, torch.as_tensor(splits.train.labels))
         if not method.trains or cfg.epochs == 0:
+            if self.dist.is_main:
+                self._select_on_validation(splits)
             return FitResult()
         seed_everything(cfg.seed)
         optimizer = build_optimizer(method, cfg)
@@ -192,7 +199,36 @@ class Runner:
                      progress=self.progress)
         if self.dist.is_main:  # the other ranks of a torchrun job stop here; rank 0 tests and writes
             best.restore(self.device)
+            self._select_on_validation(splits)
         return result
+
+    def _select_on_validation(self, splits: DataSplits) -> None:
+        """A method built from features (`fits_features`) settles what it chooses on the
+        validation split's embeddings (Tip-Adapter's alpha and beta); None without one."""
+        if not self.method.fits_features:
+            return
+        if splits.val is None or not len(splits.val):
+            self.method.select_on_validation(None, None)
+            return
+        self.method.select_on_validation(self.embeddings(splits.val), torch.as_tensor(splits.val.labels))
+
+    @torch.no_grad()
+    def embeddings(self, images: LabelledImages, views: int = 1) -> torch.Tensor:
+        """The frozen image embeddings [N, E] of a list (float32, raw), each the mean over
+        `views` views: the test view when 1, else that many seeded augmented train views as
+        the feature store keeps them (read from it; encoded here when features.cache=off)."""
+        backbone, rows = self.method.backbone, np.arange(len(images))
+        if self.cfg.features.cache != "off":
+            store = FeatureBatches(backbone, FeatureNeeds(), images, self.cfg.features, views=views, device=self.device,
+                                   num_workers=self.cfg.train.num_workers, progress=self.progress).store
+            total = sum(store.read(rows, v)[1] for v in range(views))
+        else:
+            total = torch.zeros(len(images), backbone.embed_dim)
+            for v in range(views):
+                for pixels, items in view_batches(backbone, images.paths, images.sources, rows, v, views,
+                                                  self.cfg.features.batch_size, self.cfg.train.num_workers):
+                    total[items] += backbone.forward_features(pixels.to(self.device), None).embedding.float().cpu()
+        return (total / views).to(self.device)
 
     def train_one_epoch(self, source, labels: torch.Tensor, criterion: AttributeLoss, optimizer, epoch: int) -> float:
         """One supervised epoch outside `fit` (the benchmarks time it); its mean loss."""

@@ -1,6 +1,7 @@
 """Adaptation methods, registered by name (`METHODS`); add your own with `register_method`."""
 
 from clipadapt.methods import clip_adapter, coop, linear_probe, majority, mhadapter, microclip, promptpar, zeroshot  # noqa: F401
+from clipadapt.methods import tip_adapter  # noqa: F401  (tip_adapter, tip_adapter_f)
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods.base import METHODS, FeatureNeeds, Method, MethodParams, register_method
 

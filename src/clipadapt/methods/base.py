@@ -90,6 +90,11 @@ class Method(nn.Module):
     # False: the logits never look at the pixels (majority's prior), so a fixed graph (the
     # ONNX export) feeds `forward` an empty feature of the batch size instead of an image pass.
     reads_images: ClassVar[bool] = True
+    # True: built from the training set's frozen embeddings (Tip-Adapter's cache). Before any
+    # step the engine (`Runner.fit`) hands `fit_features` the training images' embeddings, each
+    # the mean over `feature_views()` stored views, and after training (the kept epoch
+    # restored) hands `select_on_validation` the validation split's (None without one).
+    fits_features: ClassVar[bool] = False
 
     @classmethod
     def check_backbone(cls, backbone) -> None:
@@ -220,6 +225,19 @@ class Method(nn.Module):
 
     def fit_statistics(self, labels: torch.Tensor) -> None:
         """Hook for methods that learn from label statistics alone (majority class)."""
+
+    def feature_views(self) -> int:
+        """(`fits_features`) How many stored views of each training image `fit_features`
+        gets the mean embedding of: 1 the test view, more the seeded augmented views."""
+        return 1
+
+    def fit_features(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        """(`fits_features`) Build from the training set before any step: `embeddings` [N, E]
+        (raw, not normalised), `labels` [N, A] (MISSING where unlabelled)."""
+
+    def select_on_validation(self, embeddings: torch.Tensor | None, labels: torch.Tensor | None) -> None:
+        """(`fits_features`) After training: settle what is chosen on the validation split's
+        embeddings [M, E] and labels [M, A]; both None when the data has no validation split."""
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """Tensors a checkpoint must hold: trainable parameters and the method's own
