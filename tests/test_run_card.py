@@ -24,7 +24,7 @@ def _string_constants(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module", ["workflow/run_folder.py", "workflow/train.py", "engine/trainer.py",
                                     "engine/loop.py", "engine/checkpoint.py", "engine/run_state.py",
-                                    "bench/runner.py", "data/bad_images.py"])
+                                    "protocols/runner.py", "data/bad_images.py"])
 def test_the_writers_and_the_engine_spell_no_file_name(module):
     assert _string_constants(SRC / module) == set(), f"{module} spells a run-folder file name: use RunFiles"
 
