@@ -319,6 +319,7 @@ from clipadapt.cli.bench_command import bench_command  # noqa: E402
 from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.export_command import export_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
+from clipadapt.cli.reproduce_command import reproduce_command  # noqa: E402
 from clipadapt.cli.serve_command import serve_command  # noqa: E402
 
 app.command("report")(report_command)
@@ -329,6 +330,7 @@ app.command("serve")(serve_command)
 app.command("bench")(bench_command)
 app.command("export")(export_command)
 app.command("aggregate")(aggregate_command)
+app.command("reproduce")(reproduce_command)
 
 
 def main() -> None:  # pragma: no cover
