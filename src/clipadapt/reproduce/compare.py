@@ -66,12 +66,22 @@ def compare(table: PaperTable, measured: dict[Key, Measured], blocked: list[Bloc
         _add_h(measured)
     published = set(table.cells)
     keys = list(table.cells) + [k for k in measured if k not in published and k[2] in table.metrics]
+    keys.sort(key=_order(table, keys))  # the paper's layout: method, then data set, then metric
     rows = [_row(table, key, measured.get(key), blocked, methods, datasets) for key in keys]
     wide = {r.dataset for r in rows if r.sd is not None and r.sd > WIDE}
     for row in rows:
         if row.dataset in wide:
             row.notes.append(f"wide spread: {row.dataset}'s seeds differ by more than {WIDE:g} points (sd)")
     return rows
+
+
+def _order(table: PaperTable, keys: list[Key]):
+    """Sort key: each name's first appearance (published entries first, then the measured)."""
+    ranks = [{}, {}, {m: i for i, m in enumerate(table.metrics)}]
+    for key in keys:
+        for rank, name in zip(ranks[:2], key[:2]):
+            rank.setdefault(name, len(rank))
+    return lambda key: tuple(rank.get(name, len(rank)) for rank, name in zip(ranks, key))
 
 
 def _row(table: PaperTable, key: Key, found: Measured | None, blocked: list[Blocked], methods: list[str],
