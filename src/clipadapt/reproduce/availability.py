@@ -81,6 +81,17 @@ def _benchmark_missing(data: DataConfig) -> Missing | None:
                            f"the split / class files: {COOP_DATASETS}#{anchor} {tree}")
 
 
+def descriptions_missing(params: dict) -> Missing | None:
+    """A label-free method's class descriptions file (method.params.descriptions) that is not there."""
+    path = params.get("descriptions")
+    if not isinstance(path, str) or Path(path).expanduser().exists():
+        return None
+    return Missing(f"the class descriptions {path} do not exist",
+                   f"put {{class name: [sentences]}} there (the microCLIP authors' or CuPL's files, "
+                   "docs/benchmarks.md#label-free-adaptation-microclip-on-these-data-sets), or write them with "
+                   "`clipadapt describe`")
+
+
 def weights_missing(backbone: BackboneConfig) -> Missing | None:
     """The backbone's weights can be neither read from disk nor downloaded now."""
     name, pretrained = backbone.name, backbone.pretrained

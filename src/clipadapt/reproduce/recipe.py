@@ -22,7 +22,9 @@ import yaml
 
 from clipadapt.errors import ClipAdaptError
 from clipadapt.protocols.protocol import Cell, Protocol, _flat, _named, read_protocol
-from clipadapt.reproduce.availability import Missing, data_missing, method_missing, weights_missing
+from clipadapt.reproduce.availability import (
+    Missing, data_missing, descriptions_missing, method_missing, weights_missing,
+)
 from clipadapt.reproduce.tables import DATA_PATHS, PROTOCOL_KINDS, TableFile
 
 RECIPE_FILE = "recipe.yaml"
@@ -157,9 +159,10 @@ def _runnable(protocol: Protocol, kind: str) -> tuple[list[Cell], list[Blocked]]
     known: dict[tuple, Missing | None] = {}
 
     def missing_data(config) -> Missing | None:
-        key = ("data", config.data.format, config.data.dataset, str(config.data.root))
+        key = ("data", config.data.format, config.data.dataset, str(config.data.root),
+               str(config.method.params.get("descriptions")))
         if key not in known:
-            known[key] = data_missing(config.data)
+            known[key] = data_missing(config.data) or descriptions_missing(config.method.params)
         return known[key]
 
     def missing_weights(config) -> Missing | None:
