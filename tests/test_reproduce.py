@@ -213,6 +213,29 @@ def test_the_other_kinds_run_and_resume_through_the_same_runner(kind, data, tmp_
     assert again.ran == 0 and [r.verdict for r in again.rows] == [r.verdict for r in outcome.rows]
 
 
+def test_transfer_scores_the_targets_that_are_here_and_lists_the_one_that_is_not(tmp_path):
+    from clipadapt.reproduce import reproduce
+    from test_benchmark_datasets import write_set
+
+    for dataset in ("oxford_pets", "dtd"):
+        write_set(tmp_path / "data", dataset)
+    path = write_table(tmp_path, kind="transfer", metrics=["accuracy"], unchecked=[], recipe={
+        "set": {"backbone.name": "clipadapt-micro", "backbone.pretrained": None, "train.device": "cpu",
+                "train.batch_size": 8},
+        "methods": {"coop": {"method.params.n_ctx": 2}}, "datasets": ["oxford_pets", "dtd", "eurosat"],
+        "source": "oxford_pets", "shots": 2, "seeds": [1], "epochs": {2: 1}},
+        published={"coop": {"oxford_pets": {"accuracy": 1.0}, "dtd": {"accuracy": 1.0}, "eurosat": {"accuracy": 1.0}}})
+    outcome = reproduce(path, Options(data=tmp_path / "data"), tmp_path / "out")
+    (result,) = outcome.results
+    assert list(result.cell.evaluations) == ["dtd"]  # eurosat is not here: not scored, listed
+    assert [r.dataset for r in outcome.rows] == ["oxford_pets", "dtd", "eurosat"]  # the recipe's order
+    assert [r.verdict in ("within", "above", "below") for r in outcome.rows] == [True, True, False]
+    assert outcome.rows[2].verdict == "not run"
+    assert {(b.method, b.dataset) for b in outcome.plan.blocked} == {("coop", "eurosat")}
+    scored = json.loads((tmp_path / "out/oxford_pets/coop/2shot-seed1/eval-dtd/metrics.json").read_text())
+    assert outcome.rows[1].mean == pytest.approx(100 * scored["mean"]["accuracy"])
+
+
 def test_the_rule_and_its_floor():
     assert verdict(70.0, 1.0, 71.9) == (2.0, "within")  # 2 sd
     assert verdict(70.0, 1.0, 72.1) == (2.0, "below")

@@ -66,7 +66,7 @@ def compare(table: PaperTable, measured: dict[Key, Measured], blocked: list[Bloc
         _add_h(measured)
     published = set(table.cells)
     keys = list(table.cells) + [k for k in measured if k not in published and k[2] in table.metrics]
-    keys.sort(key=_order(table, keys))  # the paper's layout: method, then data set, then metric
+    keys.sort(key=_order(table, keys, methods, datasets))  # method, then data set, then metric
     rows = [_row(table, key, measured.get(key), blocked, methods, datasets) for key in keys]
     wide = {r.dataset for r in rows if r.sd is not None and r.sd > WIDE}
     for row in rows:
@@ -75,9 +75,11 @@ def compare(table: PaperTable, measured: dict[Key, Measured], blocked: list[Bloc
     return rows
 
 
-def _order(table: PaperTable, keys: list[Key]):
-    """Sort key: each name's first appearance (published entries first, then the measured)."""
-    ranks = [{}, {}, {m: i for i, m in enumerate(table.metrics)}]
+def _order(table: PaperTable, keys: list[Key], methods: list[str], datasets: list[str]):
+    """Sort key: the recipe's order of methods and data sets, the table's of metrics; a name
+    the recipe no longer has (left out) after, in order of appearance."""
+    ranks = [{m: i for i, m in enumerate(methods)}, {d: i for i, d in enumerate(datasets)},
+             {m: i for i, m in enumerate(table.metrics)}]
     for key in keys:
         for rank, name in zip(ranks[:2], key[:2]):
             rank.setdefault(name, len(rank))
