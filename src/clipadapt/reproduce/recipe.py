@@ -95,7 +95,10 @@ def make_plan(source: TableFile, options: Options, out: Path) -> Plan:
             blocked += [Blocked(label, d, missing) for d in datasets]
             del methods[label]
     seeds = list(options.seeds or recipe.get("seeds") or [1, 2, 3])
-    overrides = ([f"backbone.pretrained={options.weights}"] if options.weights else []) + list(options.overrides)
+    weights = options.weights
+    if weights and Path(weights).expanduser().exists():  # a local file: absolute, so a resume elsewhere matches
+        weights = str(Path(weights).expanduser().resolve())
+    overrides = ([f"backbone.pretrained={weights}"] if weights else []) + list(options.overrides)
     recipe.update({"set": everywhere, "methods": methods, "datasets": datasets, "seeds": seeds})
     if not methods:
         protocol = Protocol(table.kind, {}, datasets, [], seeds, recipe.get("source"), [])
