@@ -65,8 +65,17 @@ def test_two_replicas_answer_as_one_process_and_check_keys(ray_instance, tmp_pat
         # concurrent requests, so the proxy has reason to use both replicas
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(ask, images * 3))
-        for (status, answer, _), want in zip(answers, expected * 3):
-            assert status == 200 and probabilities(answer) == want  # bit for bit (module docstring)
+        by_image: dict[int, list] = {}
+        for i, ((status, answer, _), want) in enumerate(zip(answers, expected * 3)):
+            assert status == 200
+            got = probabilities(answer)
+            by_image.setdefault(i % len(images), []).append(got)
+            # another process: equal to float32 rounding (bit for bit when run alone; a process
+            # whose earlier work chose other CPU kernels differs in the last bits)
+            gap = max(abs(got[a][c] - want[a][c]) for a in want for c in want[a])
+            assert gap <= 1e-6, gap
+        # the replicas are alike: whichever answers, an image gets the same probabilities, bit for bit
+        assert all(all(got == answers_of[0] for got in answers_of) for answers_of in by_image.values())
         replicas = {headers[REPLICA_HEADER] for _, _, headers in answers}
         assert len(replicas) == 2, replicas
     finally:
