@@ -257,3 +257,28 @@ def test_create_backbone_encodes_texts_given_as_strings_or_token_ids():
     by_text, by_tokens = model.encode_text(texts), model.encode_text(tokenizer(texts))
     assert by_text.shape == (2, model.embed_dim) and torch.equal(by_text, by_tokens)
     assert not torch.allclose(by_text[0], by_text[1])
+
+
+def test_a_manifests_id_and_coordinates_follow_path_as_clipadapt_predict_carries_them(trained, tmp_path):
+    base, run = trained
+    files = sorted((base / "pets/test").rglob("*.png"))[:4]
+    manifest = pd.DataFrame({"img_path": [str(f) for f in files], "uuid": [f"u{i}" for i in range(4)],
+                             "lat": [52.1, 52.2, 52.3, 52.4], "lon": [4.1, 4.2, 4.3, 4.4],
+                             "city": ["a", "b", "a", "b"]})
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    cli = CliRunner().invoke(app, ["predict", str(tmp_path / "manifest.csv"), "--checkpoint", str(run.path),
+                                   "--out", str(tmp_path / "cli.csv"), "--quiet"])
+    assert cli.exit_code == 0, cli.output
+    command = pd.read_csv(tmp_path / "cli.csv")
+    table = run.predict(tmp_path / "manifest.csv")
+    assert list(table.columns) == list(command.columns)
+    assert list(table.columns[:4]) == ["path", "uuid", "lat", "lon"]
+    assert table["uuid"].tolist() == ["u0", "u1", "u2", "u3"] and table["lat"].tolist() == [52.1, 52.2, 52.3, 52.4]
+    columns = ["class:p(blue)", "class:p(red)"]
+    assert np.abs(table[columns].to_numpy(float) - command[columns].to_numpy(float)).max() <= 1e-6
+    # keep= is --keep; an in-memory image beside the manifest has no carried values
+    mixed = run.predict([tmp_path / "manifest.csv", Image.open(files[0])], keep="city")
+    assert list(mixed.columns[:2]) == ["path", "city"] and mixed["city"].tolist()[:4] == ["a", "b", "a", "b"]
+    assert pd.isna(mixed["city"].iloc[4]) and pd.isna(mixed["path"].iloc[4])
+    with pytest.raises(clipadapt.ClipAdaptError, match="Did you mean 'city'"):
+        run.predict(tmp_path / "manifest.csv", keep="cty")

@@ -31,6 +31,27 @@ def gather_images(images) -> list[Path | Image.Image]:
     return _one(images, None)
 
 
+def gather_with_table(images):
+    """`gather_images`' items and, row for row with them, the manifests' own columns (text;
+    missing for images given otherwise), as `clipadapt predict` reads them
+    (predict/places.py's `collect_inputs`), so the API's table carries the same columns."""
+    import pandas as pd
+
+    from clipadapt.predict.places import collect_inputs
+
+    items, frames = [], []
+    for position, one in enumerate(images if isinstance(images, (list, tuple)) else [images]):
+        where = position if isinstance(images, (list, tuple)) else None
+        if isinstance(one, (str, os.PathLike)):
+            found, frame = collect_inputs([one])
+        else:
+            found, frame = _one(one, where), pd.DataFrame(index=range(1))
+        items += found
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    return items, table.astype("string")
+
+
 def _one(image, position: int | None) -> list[Path | Image.Image]:
     where = f"images[{position}]" if position is not None else "images"
     if isinstance(image, (str, os.PathLike)):

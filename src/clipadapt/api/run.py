@@ -18,6 +18,7 @@ from clipadapt.task import TaskSpec
 if TYPE_CHECKING:
     import pandas
 
+NO_IMAGES = "No images given: pass a path, a folder, a PIL image or an array (or a list of them)."
 DEFAULT_BATCH = 64  # `clipadapt predict --batch-size`'s default: the same batches give the same last bits
 
 
@@ -46,7 +47,8 @@ class Run:
 
     def predict(self, images, batch_size: int | None = None, progress: bool = False, *,
                 threshold: float | None = None, on_bad_image: str = "fail", decode: str = "draft",
-                num_workers: int = 0) -> pandas.DataFrame:
+                num_workers: int = 0, keep: str | None = None,
+                metadata: str | os.PathLike | None = None) -> pandas.DataFrame:
         """`clipadapt predict`'s table for `images` (one or a list of paths, folders, globs,
         manifests, PIL images or H x W x 3 uint8 arrays): one row per image, columns path
         (None for an in-memory image), ok, error, then per attribute its class and every
@@ -54,16 +56,27 @@ class Run:
         and its probability). `on_bad_image="fail"` (default) raises ClipAdaptError on an
         unusable image; "skip" gives its row ok=False and the reason. `decode`: "draft"
         decodes large JPEG files at about the model's size, as the command does; "full"
-        decodes every pixel first (what an in-memory copy of the file gives).
+        decodes every pixel first (what an in-memory copy of the file gives). A manifest's
+        id and coordinate columns follow `path` as `clipadapt predict` carries them; `keep`
+        ("COL,...", "all", "none") and `metadata` (a table of uuid + lat/lon) are its
+        `--keep` and `--metadata`.
 
         >>> run.predict("photos/", batch_size=32).head()           # doctest: +SKIP
         """
+        from clipadapt.api.images import gather_with_table
         from clipadapt.predict.columns import probability_table
+        from clipadapt.predict.places import attach, carried_columns
 
-        items = self._items(images)
+        items, inputs = gather_with_table(images)
+        if not items:
+            raise ClipAdaptError(NO_IMAGES)
+        places = carried_columns(items, inputs, keep, Path(metadata) if metadata is not None else None)
         probs, ok, errors = self._probabilities(items, batch_size or DEFAULT_BATCH, progress, on_bad_image, decode,
                                                 num_workers)
-        return probability_table(self.task, items, probs, ok, errors, self.threshold if threshold is None else threshold)
+        table = probability_table(self.task, items, probs, ok, errors, self.threshold if threshold is None else threshold)
+        table = attach(table, places.columns)
+        table.attrs["notes"] = list(places.lines)  # what the command prints about the carried columns
+        return table
 
     def predict_proba(self, images, batch_size: int | None = None, progress: bool = False, *,
                       on_bad_image: str = "fail", decode: str = "draft") -> dict[str, np.ndarray]:
@@ -119,7 +132,7 @@ class Run:
     def _items(self, images) -> list:
         items = gather_images(images)
         if not items:
-            raise ClipAdaptError("No images given: pass a path, a folder, a PIL image or an array (or a list of them).")
+            raise ClipAdaptError(NO_IMAGES)
         return items
 
     def _probabilities(self, items: list, batch_size: int, progress: bool, on_bad_image: str, decode: str,
