@@ -12,29 +12,19 @@ import numpy as np
 from PIL import Image
 
 from clipadapt.data.images import MAX_ASPECT_RATIO, MAX_PIXELS, BadImage, to_rgb, upright
-from clipadapt.data.inputs import collect_images
 from clipadapt.errors import ClipAdaptError
 
 # one image, or where images are: what `images` may hold (alone or in a list)
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-def gather_images(images) -> list[Path | Image.Image]:
-    """One item per image: a Path for a file (folders, glob patterns and CSV/Parquet
-    manifests expanded, in `clipadapt predict`'s order) or an upright RGB PIL image for an
-    in-memory one. `images`: one input or a list / tuple of them."""
-    if isinstance(images, (list, tuple)):
-        items: list[Path | Image.Image] = []
-        for position, one in enumerate(images):
-            items += _one(one, position)
-        return items
-    return _one(images, None)
-
-
 def gather_with_table(images):
-    """`gather_images`' items and, row for row with them, the manifests' own columns (text;
-    missing for images given otherwise), as `clipadapt predict` reads them
-    (predict/places.py's `collect_inputs`), so the API's table carries the same columns."""
+    """One item per image, and row for row with them the manifests' own columns. Items: a
+    Path for a file (folders, glob patterns and CSV/Parquet manifests expanded, in
+    `clipadapt predict`'s order) or an upright RGB PIL image for an in-memory one; columns:
+    text, missing for images given otherwise, as `clipadapt predict` reads them
+    (predict/places.py's `collect_inputs`), so the API's table carries the same columns.
+    `images`: one input or a list / tuple of them."""
     import pandas as pd
 
     from clipadapt.predict.places import collect_inputs
@@ -54,8 +44,6 @@ def gather_with_table(images):
 
 def _one(image, position: int | None) -> list[Path | Image.Image]:
     where = f"images[{position}]" if position is not None else "images"
-    if isinstance(image, (str, os.PathLike)):
-        return collect_images(image)
     if isinstance(image, Image.Image):
         return [_checked_pil(image, where)]
     if isinstance(image, np.ndarray):

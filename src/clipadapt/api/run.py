@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from clipadapt.api.images import gather_images
+from clipadapt.api.images import gather_with_table
 from clipadapt.engine.card import RunCard
 from clipadapt.errors import ClipAdaptError
 from clipadapt.task import TaskSpec
@@ -63,7 +63,6 @@ class Run:
 
         >>> run.predict("photos/", batch_size=32).head()           # doctest: +SKIP
         """
-        from clipadapt.api.images import gather_with_table
         from clipadapt.predict.columns import probability_table
         from clipadapt.predict.places import attach, carried_columns
 
@@ -130,7 +129,7 @@ class Run:
 
     # ------------------------------------------------------------------ the two back ends
     def _items(self, images) -> list:
-        items = gather_images(images)
+        items, _ = gather_with_table(images)
         if not items:
             raise ClipAdaptError(NO_IMAGES)
         return items
