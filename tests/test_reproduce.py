@@ -165,6 +165,8 @@ def test_every_shipped_table_validates_and_plans(path, tmp_path, monkeypatch):
     table = load_table(path).table
     assert table.name == path.stem and table.source.paper and table.source.arxiv and table.source.table
     assert table.source.checked.strip()
+    if any(table.figure(*cell) is not None for cell in table.cells):  # a shipped figure says where it was read
+        assert table.source.read_from and all(where.strip() for where in table.source.read_from)
     allowed = BASE_TO_NOVEL if table.kind == "base_to_novel" else PERCENT_METRICS
     for method, dataset, metric in table.cells:
         figure = table.figure(method, dataset, metric)

@@ -71,7 +71,8 @@ def markdown(table: PaperTable, rows: list[Row], blocked: list[Blocked]) -> str:
     source = table.source
     parts = [f"# {table.title}", "",
              f"Source: {source.paper}, arXiv {source.arxiv}, {source.table}.",
-             f"How the figures were checked: {source.checked}", "",
+             f"How the figures were checked: {source.checked}",
+             *(f"Read from: {where}" for where in source.read_from), "",
              f"Rule: {RULE}", "", comparison_table(rows).markdown(), "", f"Verdicts: {tally(rows)}."]
     if notes(rows):
         parts += ["", "Notes:", *(f"- {n}" for n in notes(rows))]
@@ -112,7 +113,7 @@ def page(table: PaperTable, rows: list[Row], blocked: list[Blocked], command: st
     source = table.source
     facts = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in (
         ("paper", source.paper), ("arXiv", source.arxiv), ("table", source.table), ("checked", source.checked),
-        ("kind", table.kind)))
+        *(("read from", where) for where in source.read_from), ("kind", table.kind)))
     body = [section("source", "Source", f'<dl class="facts">{facts}</dl>'),
             section("comparison", "Comparison", html_table(comparison_table(rows)) + note(f"Verdicts: {tally(rows)}.")
                     + note(f"Rule: {RULE}"))]

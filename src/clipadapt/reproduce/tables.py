@@ -50,6 +50,9 @@ class Source(_Strict):
     arxiv: str = Field(pattern=ARXIV.pattern)
     table: str = Field(min_length=1)  # the table / figure number in that arXiv version
     checked: str = Field(min_length=1)
+    # Where each filled figure was read: "cells: repository/path@commit or URL, and whether
+    # it is the paper's own text or a second-hand copy". Every shipped figure has one.
+    read_from: list[str] = Field(default_factory=list)
 
 
 class PaperTable(_Strict):
