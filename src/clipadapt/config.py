@@ -142,6 +142,10 @@ class TrainConfig(_Strict):
     # auto: ce for single-label tasks, weighted_bce (positives exp(1-r), negatives exp(r)) for multi-label
     loss: Literal["auto", "ce", "weighted_ce", "class_balanced", "focal", "bce", "weighted_bce"] = "auto"
     threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: positive when p > threshold (metrics, predict)
+    # multi-label decision thresholds, one per attribute: fixed (train.threshold for all), or
+    # chosen on the validation split (never test) to maximise each attribute's F1 (f1) or its
+    # balanced accuracy, mA's per-attribute term (balanced); engine/thresholds.py
+    thresholds: Literal["fixed", "f1", "balanced"] = "fixed"
     focal_gamma: float = Field(2.0, ge=0.0)
     cb_beta: float = Field(0.999, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0)
@@ -151,8 +155,10 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(256, ge=1)
     # temperature: after selection, fit one temperature per attribute on the validation split
-    # (never test) so that probabilities match observed frequencies (engine/calibrate.py)
-    calibrate: Literal["none", "temperature"] = "none"
+    # (never test) so that probabilities match observed frequencies (engine/calibrate.py);
+    # platt (multi-label): a scale and a bias per attribute, for a shifted model; decisions
+    # stay the ones train.thresholds chose (the thresholds move with the probabilities)
+    calibrate: Literal["none", "temperature", "platt"] = "none"
     # CPU threads for torch: auto (a fair share of the cores, re-read while the run goes),
     # N (fixed), or torch (torch's own choice); CLIPADAPT_THREADS overrides (clipadapt/threads.py)
     threads: int | Literal["auto", "torch"] = "auto"

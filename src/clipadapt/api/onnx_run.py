@@ -23,6 +23,7 @@ class OnnxRun(Run):
         run = meta.get("run") or {}
         self.task = self.model.task
         self.threshold = self.model.threshold
+        self.thresholds = dict(zip(self.task.names, self.model.thresholds))
         self.transform = self.model.transform
         self.card = RunCard(method=meta["method"], backbone=dict(run.get("backbone") or {}), task=self.task.to_dict(),
                             params=dict(run.get("params") or {}),

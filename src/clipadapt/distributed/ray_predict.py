@@ -31,7 +31,7 @@ from clipadapt.threads import share_cores
 class ShardPredictor:
     """A Ray actor holding one run's model; called on one-row batches of shard descriptors."""
 
-    def __init__(self, checkpoint: str, out: str, batch_size: int, num_workers: int, threshold: float,
+    def __init__(self, checkpoint: str, out: str, batch_size: int, num_workers: int, threshold,
                  predict_options: dict, threads: int = 1, use_gpu: bool = False, points: bool = False):
         from clipadapt.engine.checkpoint import load_run
 
@@ -98,7 +98,7 @@ def checkpoint_identity(run_dir: Path) -> str:
 
 def predict_with_ray(checkpoint: Path, paths: Sequence[Path | str], out: Path, options: RayOptions = RayOptions(),
                      shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 64, num_workers: int = 0,
-                     threshold: float = 0.5, progress: bool = True, carried: pd.DataFrame | None = None,
+                     threshold=0.5, progress: bool = True, carried: pd.DataFrame | None = None,
                      points: bool = False, **predict_options) -> dict:
     """Predict `paths` with the run in `checkpoint` on Ray; write `out`/part-NNNNNN.parquet.
 

@@ -42,6 +42,7 @@ class RunCard:
     selection: dict | None = None
     metrics: dict | None = None
     calibration: dict | None = None
+    thresholds: dict | None = None  # a multi-label run's decision thresholds (engine/thresholds.py)
     no_progress: bool | None = None
     at_chance: bool | None = None
     warnings: list[str] | None = None
@@ -67,6 +68,15 @@ class RunCard:
     def threshold(self) -> float:
         """The multi-label decision threshold the run was trained with (0.5 when not set)."""
         return float(((self.config or {}).get("train") or {}).get("threshold", 0.5))
+
+    @property
+    def attribute_thresholds(self) -> dict[str, float]:
+        """A multi-label run's decision threshold of each attribute, as train.thresholds chose
+        them (train.threshold for every attribute when the card records none)."""
+        values = (self.thresholds or {}).get("values")
+        if values:
+            return {name: float(t) for name, t in values.items()}
+        return {a["name"]: self.threshold for a in self.task.get("attributes", [])}
 
     @property
     def classes(self) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from clipadapt.engine.card import CARD_VERSION, RunCard, as_card
 from clipadapt.io import atomic_write, write_json
 from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method, build_method
-from clipadapt.methods.base import TEMPERATURE
+from clipadapt.methods.base import DECISION_THRESHOLD, PLATT_BIAS, TEMPERATURE
 from clipadapt.run_files import RunFiles
 from clipadapt.task import TaskSpec
 
@@ -123,13 +123,17 @@ def _check_card(card, path: Path) -> None:
                              "or restore the run folder from where it was written.")
 
 
-def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str) -> None:
+def load_state_strict(method: Method, state: dict[str, torch.Tensor], source: str, threshold: float = 0.5) -> None:
     """Load a method's trained tensors with the one strict loader (`backbone.weights.load_strict`)
-    against what the method trains (`trained_state`). The one optional key is the calibrated
-    run's `temperature` [A]: a state without it (uncalibrated, or written before calibration
-    existed) loads with every temperature 1."""
-    state = {TEMPERATURE: torch.ones(len(method.task)), **state}
-    expected = {**method.trained_state(), TEMPERATURE: method.temperature}
+    against what the method trains (`trained_state`). Three keys are optional, because a run
+    at their defaults does not write them (nor did runs written before they existed):
+    `temperature` [A] (1), `platt_bias` [A] (0) and `decision_threshold` [A] (`threshold`,
+    the card's train.threshold, for every attribute)."""
+    count = len(method.task)
+    state = {TEMPERATURE: torch.ones(count), PLATT_BIAS: torch.zeros(count),
+             DECISION_THRESHOLD: torch.full((count,), float(threshold), dtype=torch.float64), **state}
+    expected = {**method.trained_state(), TEMPERATURE: method.temperature, PLATT_BIAS: method.platt_bias,
+                DECISION_THRESHOLD: method.decision_threshold}
     load_strict(method, state, source, what=f"method '{method.name}' on backbone '{method.backbone.name}'",
                 expected=expected, fix="It was trained with other settings, classes or backbone.")
 
@@ -156,7 +160,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", backbone=None) -
         raise ClipAdaptError(f"{run_dir / CARD}: its 'task' cannot be read ({type(exc).__name__}: {exc}).") from None
     method = build_method(card.method, backbone, task, card.params)
     state, _ = read_state(ckpt)  # a truncated or foreign file is one clear error
-    load_state_strict(method, state, source=str(ckpt))
+    load_state_strict(method, state, source=str(ckpt), threshold=card.threshold)
     return method.to(device).eval(), card
 
 

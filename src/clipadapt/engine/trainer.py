@@ -110,7 +110,7 @@ class Runner:
 
     @torch.no_grad()
     def predict_logits(self, images: LabelledImages, description: str = "predict", show: bool = True) -> list[np.ndarray]:
-        """The method's logits per attribute (float32, divided by its temperatures), [N, K_a] each."""
+        """The method's calibrated logits per attribute (float32), [N, K_a] each."""
         self.method.eval()
         src = self.source(images, train=False)
         order = np.arange(len(images))
@@ -130,14 +130,15 @@ class Runner:
     def evaluate(self, images: LabelledImages, description: str = "evaluate",
                  show: bool = True) -> tuple[dict, list[np.ndarray]]:
         """Metrics of the method on a labelled list, and the probabilities. A multi-label
-        task decides each attribute with train.threshold and adds the field's scores
+        task decides each attribute at the method's thresholds (train.threshold until
+        train.thresholds chooses them) and adds the field's scores
         (metrics["multilabel"]; mA and instance scores also in metrics["mean"])."""
         logits = self.predict_logits(images, description, show)
         probs = [torch.softmax(torch.from_numpy(z), dim=-1).numpy() for z in logits]
         task = self.method.task
         if task.multilabel:
             yes = np.stack([p[:, 1] for p in probs], axis=1)
-            threshold = self.cfg.train.threshold
+            threshold = np.asarray(self.method.thresholds())
             metrics = attribute_metrics(images.labels, (yes > threshold).astype(np.int64), task)
             scores = par_metrics(images.labels, yes, threshold, task.names)
             metrics["multilabel"] = scores
@@ -150,7 +151,8 @@ class Runner:
             preds = np.stack([p.argmax(1) for p in probs], axis=1)
             metrics = attribute_metrics(images.labels, preds, task)
         metrics["loss"] = float(self._loss_of(probs, images.labels))
-        add_calibration(metrics, images.labels, logits, task, self.method.temperatures())  # ECE, NLL, reliability bins
+        # ECE, NLL, reliability bins (and before / after for a calibrated run)
+        add_calibration(metrics, images.labels, logits, task, self.method.temperatures(), self.method.biases())
         return metrics, probs
 
     @staticmethod

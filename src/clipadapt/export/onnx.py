@@ -127,14 +127,15 @@ def file_sha256(path: Path) -> str:
 
 
 def build_metadata(method: Method, card: dict, run_dir: Path) -> dict:
-    """What the runtime needs (preprocessing, classes, threshold) and what identifies the run."""
+    """What the runtime needs (preprocessing, classes, thresholds) and what identifies the run."""
     bb, card = method.backbone, as_card(card)
     threshold = card.threshold
     return {
         "format_version": FORMAT_VERSION,
         "method": method.name,
         "multilabel": method.task.multilabel,
-        "threshold": float(threshold),
+        "threshold": float(threshold),  # train.threshold; a file without "thresholds" decides with it
+        "thresholds": method.thresholds(),  # the decision threshold of each attribute, in attribute order
         "attributes": [{"name": a.name, "classes": list(a.classes), "output": a.name,
                         "output_shape": ["batch"] if method.task.multilabel else ["batch", a.num_classes]}
                        for a in method.task.attributes],
@@ -145,7 +146,7 @@ def build_metadata(method: Method, card: dict, run_dir: Path) -> dict:
         "run": {"folder": str(Path(run_dir).resolve()), "checkpoint_sha256": file_sha256(Path(run_dir) / CHECKPOINT),
                 "method": card.method, "params": card.params, "backbone": card.backbone,
                 "seed": card.seed, "metrics": card.metrics, "versions": card.versions},
-        # the temperatures are inside the graph (Method.apply_temperature); this says they are
+        # the temperatures and Platt biases are inside the graph (Method.apply_temperature); this says they are
         "calibration": card.calibration,
         "precision": "fp32",
         "exported_by": {"clipadapt": clipadapt.__version__, "torch": torch.__version__, "opset": OPSET},
@@ -184,7 +185,8 @@ def measure_agreement(exact, lossy, images: np.ndarray) -> OnnxAgreement:
     """`exact` and `lossy` (runtime.OnnxModel) on the float32 batch `images`."""
     a, b = exact.probabilities(images), lossy.probabilities(images)
     same = np.concatenate([(x.argmax(-1) == y.argmax(-1)) if not exact.multilabel
-                           else ((x[:, 1] > exact.threshold) == (y[:, 1] > exact.threshold)) for x, y in zip(a, b)])
+                           else ((x[:, 1] > cut) == (y[:, 1] > cut))
+                           for x, y, cut in zip(a, b, exact.thresholds)])
     x, y = np.concatenate(a, axis=1).astype(np.float64), np.concatenate(b, axis=1).astype(np.float64)
     cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-12)
     return OnnxAgreement("int8", len(images), float(cos.mean()), float(cos.min()), float(same.mean()),

@@ -46,6 +46,8 @@ KNOWN_BACKBONES = {(1024, 14, 24): "ViT-L-14-quickgelu", (768, 16, 12): "ViT-B-1
 # whole-model metadata some CLIP state dicts carry; not tensors of the model
 _CLIP_METADATA = ("input_resolution", "context_length", "vocab_size")
 
+AUTHORS_THRESHOLD = 0.45  # PromptPAR's own evaluation decides "present" at p > 0.45
+
 
 def read_promptpar_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(ViT_model, model_state_dict) of the authors' file, as plain tensors."""
@@ -214,10 +216,13 @@ def import_promptpar_checkpoint(path: Path, task: TaskSpec, out_dir: Path, *, ba
 
     method = build_method("promptpar", backbone, task, params)
     load_state_strict(method, state, source=str(path))
+    method.set_thresholds([AUTHORS_THRESHOLD] * len(task))  # the authors' inference decides at 0.45
     source = {"imported_from": str(path), "format": "PromptPAR authors' checkpoint",
               "note": "text prompts off, no ln_post, the authors' part regions and evaluation preprocessing, "
                       "as in the authors' inference"}
-    write_checkpoint(out_dir, method, build_card(method, source=source))
+    thresholds = {"setting": "fixed", "threshold": AUTHORS_THRESHOLD, "values": dict.fromkeys(task.names, AUTHORS_THRESHOLD),
+                  "note": "the PromptPAR authors' inference threshold (SPEC 2)"}
+    write_checkpoint(out_dir, method, build_card(method, source=source, thresholds=thresholds))
     return out_dir
 
 

@@ -19,6 +19,9 @@ from clipadapt.validation import describe_errors
 
 METHODS: Registry[type["Method"]] = Registry("method")
 TEMPERATURE = "temperature"  # the calibrated run's per-attribute temperatures in trained_state()
+PLATT_BIAS = "platt_bias"  # a Platt-calibrated run's per-attribute bias (binary attributes) in trained_state()
+DECISION_THRESHOLD = "decision_threshold"  # a multi-label run's per-attribute decision thresholds
+DEFAULT_THRESHOLD = 0.5
 
 
 def register_method(name: str):
@@ -127,12 +130,19 @@ class Method(nn.Module):
         # temperature on the way out of forward / forward_images (1 until a run is calibrated),
         # so evaluation, predict, serve, explain and the ONNX graph all see the same numbers.
         self.register_buffer(TEMPERATURE, torch.ones(len(task)))
+        # Platt scaling of a binary attribute: sigmoid(d / T + b), d its logit difference; the
+        # bias is split as -b/2, +b/2 over the two logits so softmax gives exactly that (0: none).
+        self.register_buffer(PLATT_BIAS, torch.zeros(len(task)))
+        # A multi-label attribute is present when p(yes) > its threshold; the method holds them
+        # so the checkpoint carries what train.thresholds chose (engine/thresholds.py).
+        # (float64: a threshold reads back as the number that was set, 0.45 not 0.4499999881)
+        self.register_buffer(DECISION_THRESHOLD, torch.full((len(task),), DEFAULT_THRESHOLD, dtype=torch.float64))
 
     # --------------------------------------------------------------- calibration
     @property
     def calibrated(self) -> bool:
-        """True when some attribute's temperature is not 1."""
-        return bool((self.temperature != 1.0).any())
+        """True when some attribute's temperature is not 1 or its Platt bias not 0."""
+        return bool((self.temperature != 1.0).any()) or bool((self.platt_bias != 0.0).any())
 
     def temperatures(self) -> list[float]:
         """The temperature of each attribute (1.0: not calibrated)."""
@@ -148,9 +158,49 @@ class Method(nn.Module):
                                  f"got {values.tolist()}.")
         self.temperature.copy_(values.to(self.temperature.device))
 
+    def biases(self) -> list[float]:
+        """The Platt bias of each attribute (0.0: none)."""
+        return [float(b) for b in self.platt_bias]
+
+    def set_biases(self, values) -> None:
+        """Set one Platt bias per attribute; only a binary (two-class) attribute may have one
+        that is not 0 (it shifts p(yes) = sigmoid(d / T + b))."""
+        values = torch.as_tensor(list(values), dtype=torch.float32)
+        if values.shape != self.platt_bias.shape or not bool(values.isfinite().all()):
+            raise ClipAdaptError(f"Platt biases must be {len(self.task)} finite numbers (one per attribute), "
+                                 f"got {values.tolist()}.")
+        odd = [a.name for a, b in zip(self.task.attributes, values.tolist()) if b != 0.0 and a.num_classes != 2]
+        if odd:
+            raise ClipAdaptError(f"A Platt bias applies to two-class attributes only; these have more classes: {odd}. "
+                                 "Use train.calibrate=temperature for them.")
+        if bool((values != 0.0).any()):
+            self._check_calibratable()
+        self.platt_bias.copy_(values.to(self.platt_bias.device))
+
+    def thresholds(self) -> list[float]:
+        """Each attribute's decision threshold: a multi-label attribute is present when its
+        calibrated p(yes) > threshold (single-label attributes ignore it)."""
+        return [float(t) for t in self.decision_threshold]
+
+    def set_thresholds(self, values) -> None:
+        """Set one decision threshold per attribute, each in (0, 1)."""
+        values = torch.as_tensor(list(values), dtype=torch.float64)
+        if values.shape != self.decision_threshold.shape or not bool(((values > 0) & (values < 1)).all()):
+            raise ClipAdaptError(f"Decision thresholds must be {len(self.task)} numbers in (0, 1) (one per attribute), "
+                                 f"got {values.tolist()}.")
+        self.decision_threshold.copy_(values.to(self.decision_threshold.device))
+
     def apply_temperature(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
-        """logits[a] / T_a (exactly the logits when T_a = 1)."""
-        return [z / self.temperature[a] for a, z in enumerate(logits)]
+        """logits[a] / T_a, plus the Platt bias split over a two-class attribute's logits as
+        (-b/2, +b/2) (exactly the logits when T_a = 1 and b_a = 0)."""
+        out = []
+        for a, z in enumerate(logits):
+            z = z / self.temperature[a]
+            if z.shape[-1] == 2:  # adding a zero bias leaves every value as it was
+                half = 0.5 * self.platt_bias[a]
+                z = z + torch.stack((-half, half)).to(z.dtype)
+            out.append(z)
+        return out
 
     @classmethod
     def parse_params(cls, raw: dict) -> MethodParams:
@@ -244,8 +294,14 @@ class Method(nn.Module):
         persistent buffers (never the frozen backbone weights)."""
         state = self.state_dict()
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        if not self.calibrated:  # an uncalibrated checkpoint is what it was before calibration existed
+        # An uncalibrated checkpoint with the default thresholds is what it was before
+        # calibration and tuned thresholds existed (load_state_strict fills the defaults back).
+        if not bool((self.temperature != 1.0).any()):
             state.pop(TEMPERATURE)
+        if not bool((self.platt_bias != 0.0).any()):
+            state.pop(PLATT_BIAS)
+        if not bool((self.decision_threshold != DEFAULT_THRESHOLD).any()):
+            state.pop(DECISION_THRESHOLD)
         return {k: v for k, v in state.items() if k in trainable or not k.startswith("backbone.")}
 
     def num_trainable(self) -> int:

@@ -119,7 +119,7 @@ def _mean(values) -> float | None:
 
 
 def add_calibration(metrics: dict, labels: np.ndarray, logits: Sequence[np.ndarray], task: TaskSpec,
-                    temperatures: Sequence[float] | None = None) -> dict:
+                    temperatures: Sequence[float] | None = None, biases: Sequence[float] | None = None) -> dict:
     """Add calibration to an evaluation's metrics (in place; also returned).
 
     Args:
@@ -130,25 +130,30 @@ def add_calibration(metrics: dict, labels: np.ndarray, logits: Sequence[np.ndarr
         task: the attributes (multi-label ones are scored as binary).
         temperatures: the temperature of each attribute that `logits` were divided by
             (None: all 1, an uncalibrated model).
+        biases: each attribute's Platt bias, added as (-b/2, +b/2) to a two-class
+            attribute's logits after the division (None: all 0).
 
     Adds per attribute "ece", "nll" and "reliability" (the bins of the probabilities the
     model reports), "ece" and "nll" to metrics["mean"] (means over attributes with labels)
     and, when any temperature differs from 1, metrics["calibration"]: per attribute and
-    mean, ECE and NLL of the uncalibrated probabilities (softmax(logits * T)) and of the
-    calibrated ones, with the temperatures.
+    mean, ECE and NLL of the uncalibrated probabilities (softmax((logits - shift) * T)) and
+    of the calibrated ones, with the temperatures (and the biases of a Platt fit).
     """
     labels = np.asarray(labels)
     temps = [1.0] * len(task) if temperatures is None else [float(t) for t in temperatures]
-    calibrated = any(t != 1.0 for t in temps)
+    shifts = [0.0] * len(task) if biases is None else [float(b) for b in biases]
+    platt = any(b != 0.0 for b in shifts)
+    calibrated = platt or any(t != 1.0 for t in temps)
     before_after: dict = {}
     for a, attr in enumerate(task.attributes):
         z = np.asarray(logits[a], dtype=np.float64)
         entry = attribute_calibration(softmax(z), labels[:, a], task.multilabel)
         metrics["attributes"][attr.name].update(entry)
         if calibrated:
-            before = softmax(z * temps[a])
+            raw = z - np.array([-0.5 * shifts[a], 0.5 * shifts[a]]) if shifts[a] else z
+            before = softmax(raw * temps[a])
             before_after[attr.name] = {
-                "temperature": temps[a],
+                "temperature": temps[a], **({"bias": shifts[a]} if platt else {}),
                 "ece_before": expected_calibration_error(before, labels[:, a], task.multilabel),
                 "ece_after": entry["ece"],
                 "nll_before": negative_log_likelihood(before, labels[:, a]),
@@ -159,8 +164,9 @@ def add_calibration(metrics: dict, labels: np.ndarray, logits: Sequence[np.ndarr
     metrics["mean"]["nll"] = _mean(e.get("nll") for e in entries)
     if calibrated:
         metrics["calibration"] = {
-            "method": "temperature",
+            "method": "platt" if platt else "temperature",
             "temperatures": {name: row["temperature"] for name, row in before_after.items()},
+            **({"biases": {name: row["bias"] for name, row in before_after.items()}} if platt else {}),
             "attributes": before_after,
             "mean": {key: _mean(row[key] for row in before_after.values())
                      for key in ("ece_before", "ece_after", "nll_before", "nll_after")},

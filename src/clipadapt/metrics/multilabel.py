@@ -44,22 +44,25 @@ EPS = 1e-20
 __all__ = ["EPS", "par_metrics", "positive_rates"]
 
 
-def par_metrics(labels, probs, threshold: float = 0.5, attribute_names: Sequence[str] | None = None) -> dict:
+def par_metrics(labels, probs, threshold: float | Sequence[float] = 0.5,
+                attribute_names: Sequence[str] | None = None) -> dict:
     """mA, per-attribute table and instance-based scores of multi-label predictions.
 
     Args:
         labels: [N, A] integers in {1, 0, -1} (positive, negative, ignored).
         probs: [N, A] predicted probabilities (any real scores work with a matching
             threshold).
-        threshold: a prediction is positive when ``probs > threshold``.
+        threshold: a prediction is positive when ``probs > threshold``; one number, or one
+            per attribute (tuned thresholds, engine/thresholds.py).
         attribute_names: A names for the per-attribute rows (default "attribute_j").
 
     Returns:
-        A JSON-serialisable dict: ``n`` (samples), ``threshold``, ``mA``, ``accuracy``,
-        ``precision``, ``recall``, ``f1_mean_of_samples``, ``f1_of_means`` and
-        ``per_attribute``: one row per attribute with ``attribute``, ``positives``,
-        ``negatives``, ``tp``, ``tn``, ``positive_recall``, ``negative_recall``,
-        ``balanced_accuracy``.
+        A JSON-serialisable dict: ``n`` (samples), ``threshold`` (a number, or a list with
+        one per attribute), ``mA``, ``accuracy``, ``precision``, ``recall``,
+        ``f1_mean_of_samples``, ``f1_of_means``, ``mean_attribute_f1`` (the mean over
+        attributes of each attribute's F1 of "present") and ``per_attribute``: one row per
+        attribute with ``attribute``, ``positives``, ``negatives``, ``tp``, ``tn``, ``fp``,
+        ``positive_recall``, ``negative_recall``, ``balanced_accuracy``, ``f1``.
 
     Raises:
         MetricsInputError (a ValueError): shapes differ or are not 2-D, N = 0, a label
@@ -77,7 +80,11 @@ def par_metrics(labels, probs, threshold: float = 0.5, attribute_names: Sequence
     is_pos = labels == 1
     is_neg = labels == 0
     # Predictions on ignored entries are dropped, so they count neither as TP/TN nor in |P|.
-    predicted = (probs > threshold) & (labels != -1)
+    cut = np.asarray(threshold, dtype=np.float64)
+    if cut.ndim and cut.shape != (labels.shape[1],):
+        raise MetricsInputError(f"threshold must be one number or one per attribute ({labels.shape[1]}); "
+                                f"got {cut.shape[0]}.")
+    predicted = (probs > cut) & (labels != -1)
 
     positives, negatives = is_pos.sum(0), is_neg.sum(0)
     tp = (is_pos & predicted).sum(0)
@@ -85,6 +92,8 @@ def par_metrics(labels, probs, threshold: float = 0.5, attribute_names: Sequence
     pos_recall = tp / (positives + EPS)
     neg_recall = tn / (negatives + EPS)
     balanced = 0.5 * (pos_recall + neg_recall)
+    fp = (is_neg & predicted).sum(0)
+    attribute_f1 = 2 * tp / (2 * tp + fp + (positives - tp) + EPS)
 
     hits = (is_pos & predicted).sum(1)
     union = (is_pos | predicted).sum(1)
@@ -100,21 +109,24 @@ def par_metrics(labels, probs, threshold: float = 0.5, attribute_names: Sequence
             "negatives": int(negatives[j]),
             "tp": int(tp[j]),
             "tn": int(tn[j]),
+            "fp": int(fp[j]),
             "positive_recall": float(pos_recall[j]),
             "negative_recall": float(neg_recall[j]),
             "balanced_accuracy": float(balanced[j]),
+            "f1": float(attribute_f1[j]),
         }
         for j in range(len(names))
     ]
     return {
         "n": int(labels.shape[0]),
-        "threshold": float(threshold),
+        "threshold": cut.tolist() if cut.ndim else float(cut),
         "mA": float(balanced.mean()),
         "accuracy": float((hits / (union + EPS)).mean()),
         "precision": precision,
         "recall": recall,
         "f1_mean_of_samples": float(sample_f1.mean()),
         "f1_of_means": float(2 * precision * recall / (precision + recall + EPS)),
+        "mean_attribute_f1": float(attribute_f1.mean()),
         "per_attribute": table,
     }
 

@@ -4,29 +4,46 @@ Single-label attribute `a`: column `a` holds the predicted class, `a:p(<class>)`
 class probability and `a:entropy` the uncertainty of that vector: its entropy divided by
 log(K), so 0 = one class holds all the probability, 1 = all K classes are equally likely
 (see `normalised_entropy`). Multi-label attribute `a`: column `a` holds the 0/1 decision
-(p > threshold) and `a:p` the probability that it is present. (A run folder's
+(p > its threshold: one for every attribute, or the run's per-attribute ones) and `a:p`
+the probability that it is present. (A run folder's
 predictions.csv, written by evaluation, keeps the class and probability columns only.)
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from clipadapt.task import TaskSpec
 
+Thresholds = float | Sequence[float]  # one for every attribute, or one per attribute
 
-def prediction_columns(task: TaskSpec, probs: list[np.ndarray], threshold: float = 0.5,
+
+def per_attribute(threshold: Thresholds, count: int) -> list[float]:
+    """`threshold` as one float per attribute (a single number is repeated)."""
+    if isinstance(threshold, (int, float, np.floating)):
+        return [float(threshold)] * count
+    values = [float(t) for t in threshold]
+    if len(values) != count:
+        raise ValueError(f"{len(values)} thresholds for {count} attributes")
+    return values
+
+
+def prediction_columns(task: TaskSpec, probs: list[np.ndarray], threshold: Thresholds = 0.5,
                        ok: np.ndarray | None = None) -> dict[str, list | np.ndarray]:
     """Columns for `probs` ([N, K_a] per attribute); rows with ok == False stay empty
-    (class "" / decision -1 / probability NaN)."""
+    (class "" / decision -1 / probability NaN). `threshold`: a multi-label attribute is
+    present when p > threshold (one number, or one per attribute)."""
     n = len(probs[0]) if probs else 0
     ok = np.ones(n, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    cuts = per_attribute(threshold, len(task))
     columns: dict[str, list | np.ndarray] = {}
     for a, attr in enumerate(task.attributes):
         p = np.asarray(probs[a], dtype=np.float32)
         if task.multilabel:
             yes = np.where(ok, p[:, 1], np.nan).astype(np.float32)
-            columns[attr.name] = np.where(ok, (p[:, 1] > threshold).astype(np.int64), -1)
+            columns[attr.name] = np.where(ok, (p[:, 1] > cuts[a]).astype(np.int64), -1)
             columns[f"{attr.name}:p"] = yes
             continue
         best = np.nan_to_num(p, nan=-1.0).argmax(1) if n else np.zeros(0, dtype=np.int64)
@@ -53,7 +70,7 @@ def normalised_entropy(p: np.ndarray) -> np.ndarray:
 
 
 def probability_table(task: TaskSpec, items: list, probs: list[np.ndarray], ok: np.ndarray, errors: list[str],
-                      threshold: float = 0.5):
+                      threshold: Thresholds = 0.5):
     """`clipadapt predict`'s table (a pandas DataFrame): path, ok, error, then the prediction
     columns. `items` are the images' paths; an in-memory image (anything not a path) has
     None in the path column."""

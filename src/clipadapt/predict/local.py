@@ -21,16 +21,16 @@ from clipadapt.errors import ClipAdaptError
 from clipadapt.methods import Method
 from clipadapt.predict.agreement import check_precision_applies, measure_agreement
 from clipadapt.predict.decode import PredictionImages
-from clipadapt.predict.columns import probability_table
+from clipadapt.predict.columns import Thresholds, probability_table
 
 
 def predict_images(method: Method, paths: list, device: torch.device, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = True, threshold: float = 0.5,
+                   num_workers: int = 0, progress: bool = True, threshold: Thresholds = 0.5,
                    on_bad_image: str = "skip", decode: str = "draft", precision: str = "fp32",
                    check_agreement: bool = True, prepare: bool = True) -> pd.DataFrame:
     """Predict every attribute for `paths`: columns path, ok, error, then the prediction
     columns of `prediction_columns` (class + every class probability; for a multi-label
-    task the 0/1 decision at `threshold` + the probability). decode="draft" decodes large
+    task the 0/1 decision at `threshold`, one number or one per attribute, + the probability). decode="draft" decodes large
     JPEGs at reduced scale (predict/decode.py), "full" decodes every pixel first; with
     num_workers > 0 decoding overlaps the model's compute. precision "bf16" / "int8" runs the
     frozen backbone pass lossily (opt-in); its agreement with fp32 on the first batch is

@@ -53,11 +53,6 @@ class Batch:
 Writer = Callable[[object, dict, Batch, Path], list[Path]]
 
 
-def run_threshold(card: RunCard | dict) -> float:
-    """The decision threshold a multi-label run was trained with (0.5 when unset)."""
-    return as_card(card).threshold
-
-
 def safe_stems(paths: Sequence[Path]) -> list[str]:
     """File-name stems for outputs: odd characters replaced, and repeated stems (same
     name in different folders) numbered so no output overwrites another."""
@@ -118,7 +113,7 @@ def write_promptpar(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
     with torch.no_grad():
         logits = method.forward_images(batch.tensor.to(next(method.parameters()).device))
     present = np.stack([torch.softmax(z.float(), -1)[:, 1].cpu().numpy() for z in logits], axis=1)  # [B, A]
-    threshold = run_threshold(card)
+    thresholds = method.thresholds()  # the run's decision threshold of each attribute
     written: list[Path] = []
     for i, image in enumerate(batch.images):
         view, stem = model_view(image, batch.size, method.backbone.transform_kind(False)), batch.stems[i]
@@ -128,8 +123,8 @@ def write_promptpar(method, card: dict, batch: Batch, out_dir: Path) -> list[Pat
             written.append(save_png(picture, out_dir / f"{stem}_part{g + 1}.png"))
             panels.append((f"part {g + 1}: {label}\n{100 * parts.patch_share[i, g]:.0f}% on patches",
                            picture))
-        found = [f"{a.name} {100 * p:.0f}%" for a, p in zip(method.task.attributes, present[i]) if p > threshold]
-        summary = "present: " + (", ".join(found) if found else f"nothing above {threshold:g}")
+        found = [f"{a.name} {100 * p:.0f}%" for a, p, t in zip(method.task.attributes, present[i], thresholds) if p > t]
+        summary = "present: " + (", ".join(found) if found else "nothing above its threshold")
         written.append(explain_panel(view, panels, out_dir / f"{stem}_panel.png", title=_title(batch.names[i], summary),
                                      bar_label="attention within the region (min-max)"))
     return written

@@ -48,7 +48,8 @@ def read_metadata(session_or_path) -> dict:
 
 class OnnxModel:
     """An exported model: `probabilities(images)` for float32 [B, 3, S, S] batches, the
-    test transform its metadata describes (`transform`), the task and the threshold."""
+    test transform its metadata describes (`transform`), the task and the decision
+    thresholds (`thresholds`, one per attribute; `threshold`, the run's train.threshold)."""
 
     def __init__(self, path: Path | str, providers: list[str] | None = None, threads: int | None = None):
         self.path = Path(path)
@@ -64,6 +65,8 @@ class OnnxModel:
         self.task = TaskSpec(attributes, multilabel=self.multilabel)
         self.outputs = [a["output"] for a in self.metadata["attributes"]]
         self.threshold = float(self.metadata.get("threshold", 0.5))
+        # files exported before per-attribute thresholds hold only the one threshold
+        self.thresholds = [float(t) for t in self.metadata.get("thresholds") or [self.threshold] * len(attributes)]
 
     def probabilities(self, images: np.ndarray) -> list[np.ndarray]:
         """Per attribute [B, K] class probabilities (multi-label: [1 - p, p]), float32."""

@@ -40,12 +40,13 @@ def predict_onnx(model: OnnxModel | str | Path, paths: list, batch_size: int = 6
                  on_bad_image: str = "skip", decode: str = "draft", num_workers: int = 0) -> "pandas.DataFrame":
     """Predict every attribute for `paths` with `model` (an OnnxModel or the path of an
     exported file): the columns of `predict_images` (path, ok, error, then the prediction
-    columns). `threshold` None: the one stored in the file (the run's). num_workers > 0
+    columns). `threshold` None: the ones stored in the file (the run's, per attribute); a
+    number decides every attribute with it. num_workers > 0
     decodes that many images at a time in threads (Pillow releases the GIL while decoding).
     An item of `paths` may be an RGB PIL image (its path cell is None)."""
     model = model if isinstance(model, OnnxModel) else OnnxModel(model)
     probs, ok, errors = onnx_probabilities(model, paths, batch_size, on_bad_image, decode, num_workers)
-    cut = model.threshold if threshold is None else threshold
+    cut = model.thresholds if threshold is None else threshold
     return probability_table(model.task, paths, probs, ok, errors, cut)
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from clipadapt.engine.checkpoint import load_run
 from clipadapt.engine.sources import make_transform
-from clipadapt.predict.columns import prediction_columns
+from clipadapt.predict.columns import per_attribute, prediction_columns
 from clipadapt.predict.local import batch_probabilities, prepare_method
 from clipadapt.report.embed import image_png_uri
 from clipadapt.report.overlays import attention_overlays, has_overlays
@@ -38,7 +38,7 @@ class ServedModel:
         share_cores()  # a fair share of the CPU's cores, as `clipadapt predict` takes
         self.method, self.card = load_run(self.run_dir, device=self.device)
         prepare_method(self.method, self.device)
-        self.threshold = self.card.threshold
+        self.thresholds = self.method.thresholds()  # the run's, one per attribute
         self.transform = make_transform(self.method.backbone, train=False)
         self.overlays_available = has_overlays(self.method)
 
@@ -59,7 +59,9 @@ class ServedModel:
             "backbone": {"name": backbone.get("name"), "pretrained": backbone.get("pretrained"),
                          "image_size": self.image_size},
             "multilabel": self.multilabel,
-            "threshold": self.threshold if self.multilabel else None,
+            # one number when every attribute shares it (None otherwise); every one under thresholds
+            "threshold": (self.thresholds[0] if len(set(self.thresholds)) == 1 else None) if self.multilabel else None,
+            "thresholds": dict(zip(self.method.task.names, self.thresholds)) if self.multilabel else None,
             "attributes": [{"name": a.name, "classes": list(a.classes)} for a in self.method.task.attributes],
             "overlays": self.overlays_available,
             "run": self.run_dir.name,
@@ -82,14 +84,15 @@ class ServedModel:
                 threshold: float | None = None) -> list[dict]:
         """One answer per image: per attribute the predicted class and every class probability,
         or for multi-label runs each attribute's probability and its decision at `threshold`
-        (the run's own when None). `probs[i]` is image i's per-attribute probabilities, or
+        (one for every attribute; None: the run's own, one per attribute). `probs[i]` is image i's per-attribute probabilities, or
         None for an image refused with `errors[i]`."""
-        cut = self.threshold if threshold is None else threshold
+        cut = self.thresholds if threshold is None else threshold
+        cuts = per_attribute(cut, len(self.method.task))
         task = self.method.task
         ok = np.array([p is not None for p in probs], dtype=bool)
         stacked = [np.stack([p[a] if p is not None else np.full(attr.num_classes, np.nan, dtype=np.float32)
                              for p in probs]) for a, attr in enumerate(task.attributes)]
-        columns = prediction_columns(task, stacked, cut, ok)  # the columns of predict's table
+        columns = prediction_columns(task, stacked, cuts, ok)  # the columns of predict's table
         answers = []
         for i, name in enumerate(names):
             if not ok[i]:
@@ -99,14 +102,15 @@ class ServedModel:
             for attr in task.attributes:
                 if task.multilabel:
                     attributes[attr.name] = {"probability": float(columns[f"{attr.name}:p"][i]),
-                                             "present": bool(columns[attr.name][i] == 1)}
+                                             "present": bool(columns[attr.name][i] == 1),
+                                             "threshold": cuts[task.names.index(attr.name)]}
                 else:
                     attributes[attr.name] = {"predicted": str(columns[attr.name][i]),
                                              "probabilities": {c: float(columns[f"{attr.name}:p({c})"][i])
                                                                for c in attr.classes}}
             answer = {"name": name, "ok": True, "attributes": attributes}
-            if task.multilabel:
-                answer["threshold"] = cut
+            if task.multilabel and len(set(cuts)) == 1:  # a shared threshold, as before per-attribute ones
+                answer["threshold"] = cuts[0]
             answers.append(answer)
         return answers
 

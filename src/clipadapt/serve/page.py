@@ -64,7 +64,8 @@ async function loadInfo() {
     $('keybox').hidden = true;
     const names = info.attributes.map((a) => a.name).join(', ');
     $('info').textContent = info.method + ' on ' + info.backbone.name + ' - predicts ' + names +
-      (info.multilabel ? ' (multi-label, threshold ' + info.threshold + ')' : '');
+      (info.multilabel ? ' (multi-label, ' + (info.threshold === null ? 'a threshold per attribute'
+        : 'threshold ' + info.threshold) + ')' : '');
     $('limits').textContent = 'Up to ' + info.limits.max_batch + ' images and ' + info.limits.max_upload_mb +
       ' MB per request.';
   } catch (err) { $('error').textContent = 'Could not reach the service: ' + err; }

@@ -177,7 +177,7 @@ def _adapt(cfg: RunConfig, folder: RunFolder, progress: bool, backbone, true_lab
         comparison[method.name] = {key: metrics["mean"][key] for key in SUMMARY}
         metrics["comparison"] = comparison
         metrics.update(flags)
-        folder.write_evaluation(metrics, probs, test, cfg.train.threshold)
+        folder.write_evaluation(metrics, probs, test, method.thresholds())
     card = build_card(
         method, seed=cfg.train.seed, config=cfg.model_dump(mode="json"),
         cpu_threads=current_threads(),  # the count its numbers were computed at (clipadapt/threads.py)

@@ -16,6 +16,7 @@ from clipadapt.data.formats import build_splits
 from clipadapt.engine.card import RunCard
 from clipadapt.engine.calibrate import calibrate_run, require_validation
 from clipadapt.engine.checkpoint import build_card, load_run, read_card
+from clipadapt.engine.thresholds import compare_thresholds
 from clipadapt.engine.defaults import resolve_train_defaults
 from clipadapt.engine.distributed import is_main_process
 from clipadapt.engine.progress import (chance_check, no_progress_message, no_progress_reasons,
@@ -101,12 +102,13 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     folder.write_config(cfg)
     seed_everything(cfg.train.seed)
     splits = build_splits(cfg.data)
-    require_validation(cfg, splits)  # train.calibrate=temperature without a validation split: before any work
+    require_validation(cfg, splits)  # calibration / tuned thresholds without a validation split: before any work
     if cfg.data.shots:
         folder.write_shots(splits.train)
     # a backbone passed in (a bench grid shares one) takes this run's preprocessing
     backbone = open_backbone(cfg.backbone) if backbone is None else apply_preprocessing(backbone, cfg.backbone)
     method = build_method(cfg.method.name, backbone, splits.task, cfg.method.params)
+    method.set_thresholds([cfg.train.threshold] * len(method.task))  # until train.thresholds chooses
     # Classes the text classifier cannot tell apart: a training run stops here, before any
     # work; a run that does not train (zero-shot, epochs 0) reports them with its result.
     notes = check_class_texts(method, stop=method.trains and cfg.train.epochs > 0, name_unknown=True)
@@ -120,7 +122,8 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     fit = runner.fit(splits, folder, resume=resume, notify=notify)  # the engine writes through the folder
     if not main:
         return RunOutcome(out, None, None)  # rank 0 evaluates on the full test split and writes
-    calibration = calibrate_run(runner, splits, cfg)  # train.calibrate=temperature: fit on val, after selection
+    # train.calibrate and train.thresholds: fitted on val, after selection
+    calibration, thresholds = calibrate_run(runner, splits, cfg)
     folder.write_history(fit.history)
     reasons = no_progress_reasons(fit.history, fit.best_epoch)
     if reasons:
@@ -129,11 +132,14 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
     metrics = None
     if splits.test is not None and len(splits.test):
         metrics, probs = runner.evaluate(splits.test, description="test")
+        compared = compare_thresholds(splits.test.labels, probs, thresholds, method.task.names)
+        if compared:  # tuned thresholds: the test scores at them and at the fixed ones
+            metrics["thresholds"] = compared
     at_chance = _at_chance(runner, splits, fit, metrics, reasons, notes)
     flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
     if metrics is not None:
         metrics.update(flags)
-        folder.write_evaluation(metrics, probs, splits.test, cfg.train.threshold)
+        folder.write_evaluation(metrics, probs, splits.test, method.thresholds())
     card = build_card(
         method, seed=cfg.train.seed, processes=runner.dist.world, config=cfg.model_dump(mode="json"),
         cpu_threads=current_threads(),  # the count its numbers were computed at (clipadapt/threads.py)
@@ -144,6 +150,7 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
                    "stopped_early": fit.stopped_early, "epochs_run": len(fit.history)},
         metrics=metrics["mean"] if metrics else None,
         **({"calibration": calibration} if calibration else {}),
+        **({"thresholds": thresholds} if thresholds else {}),
         **flags,
     )
     folder.finish(method, card, fit.history)
@@ -166,8 +173,10 @@ def _at_chance(runner: Runner, splits, fit, test_metrics: dict | None, reasons: 
 
 
 def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = None, progress: bool = True,
-             backbone=None) -> dict:
+             backbone=None, retrieval: str | None = None) -> dict:
     """Evaluate a trained run on the test split of `cfg.data` (default: the run's own data).
+    `retrieval`: a file of attribute queries, or "default", scored as searches into
+    metrics["retrieval"] (clipadapt.search.retrieval, docs/search.md).
     Other classes than the run's (another data set, the novel classes) are scored as
     `engine.class_lists.method_for_classes` allows; metrics["notes"] then says how.
     `backbone`: one already built, to reuse (it must be the run's)."""
@@ -184,12 +193,22 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
             warnings.warn(note, ClassTextWarning, stacklevel=2)
     if splits.test is None or not len(splits.test):
         raise ClipAdaptError("The data has no test split to evaluate on; set data.test_manifest or use a format with a test split.")
+    if cfg.train.threshold != card.threshold:  # --set train.threshold=X: every attribute decides at X
+        method.set_thresholds([cfg.train.threshold] * len(method.task))
     runner = Runner(method, cfg, progress=progress)
     metrics, probs = runner.evaluate(splits.test, description="test")
     if notes:
         metrics["notes"] = notes
+    compared = compare_thresholds(splits.test.labels, probs, card.thresholds, method.task.names) \
+        if splits.task.multilabel and cfg.train.threshold == card.threshold else None
+    if compared:
+        metrics["thresholds"] = compared
+    if retrieval:
+        from clipadapt.search.retrieval import retrieval_metrics
+
+        metrics["retrieval"] = retrieval_metrics(retrieval, splits.task, splits.test.labels, probs)
     results = Path(out or Path(run_dir) / RunFiles.EVAL)
-    write_evaluation(results, metrics, probs, splits.test, cfg.train.threshold)
+    write_evaluation(results, metrics, probs, splits.test, method.thresholds())
     write_report_or_warn(run_dir, results=results)
     return metrics
 
