@@ -94,6 +94,9 @@ def eval_cmd(
     set_: List[str] = typer.Option([], "--set", help="Override a setting of the config."),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics (default RUN_DIR/eval)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    retrieval: Optional[str] = typer.Option(None, "--retrieval", help="Also score attribute search: a text file "
+                                            "with one query per line (e.g. Female & Backpack), or `default` (every "
+                                            "attribute, and the 20 most frequent pairs); AP, R@k (docs/search.md)."),
 ):
     """Evaluate a trained run on a test split: metrics, confusion matrices, predictions."""
     from clipadapt.config import load_config, validate_overridden
@@ -107,11 +110,19 @@ def eval_cmd(
             cfg = load_config(config, set_)
         else:
             cfg = validate_overridden(read_card(run_dir).config, set_, source=f"{run_dir}/card.json")
+        if retrieval:  # a bad query fails now, not after the evaluation
+            from clipadapt.search.retrieval import check_queries
+
+            check_queries(retrieval, read_card(run_dir).task)
         started = time.time()
-        metrics = eval_run(run_dir, cfg, out=out, progress=not quiet)
+        metrics = eval_run(run_dir, cfg, out=out, progress=not quiet, retrieval=retrieval)
         for note in metrics.get("notes", []):  # another class list than the run's: how it was scored
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         print_metrics(metrics, title=f"{run_dir}: test")
+        if "retrieval" in metrics:
+            from clipadapt.cli.search_command import print_retrieval
+
+            print_retrieval(metrics["retrieval"])
         from clipadapt.run_files import RunFiles
 
         results = Path(out or Path(run_dir) / RunFiles.EVAL)
@@ -320,6 +331,7 @@ from clipadapt.cli.describe_command import describe_command  # noqa: E402
 from clipadapt.cli.export_command import export_command  # noqa: E402
 from clipadapt.cli.report_commands import explain_command, report_command  # noqa: E402
 from clipadapt.cli.reproduce_command import reproduce_command  # noqa: E402
+from clipadapt.cli.search_command import search_command  # noqa: E402
 from clipadapt.cli.serve_command import serve_command  # noqa: E402
 
 app.command("report")(report_command)
@@ -331,6 +343,7 @@ app.command("bench")(bench_command)
 app.command("export")(export_command)
 app.command("aggregate")(aggregate_command)
 app.command("reproduce")(reproduce_command)
+app.command("search")(search_command)
 
 
 def main() -> None:  # pragma: no cover

@@ -19,6 +19,7 @@ from clipadapt.report.sections import (
     calibration_section, card_section, confusion_section, curves_section, metrics_section, per_class_section,
     read_json, summary, warnings_banner,
 )
+from clipadapt.report.retrieval_section import retrieval_section
 from clipadapt.report.thumbnails import gallery_section
 from clipadapt.run_files import RunFiles
 
@@ -89,6 +90,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
         per_class_section(metrics),
         confusion_section(results, card, metrics),
         calibration_section(metrics, card),
+        retrieval_section(metrics),  # empty unless `eval --retrieval` scored queries
         curves_section(run_dir),
         gallery_section(run_dir, card, gallery, results),
         card_section(card),
