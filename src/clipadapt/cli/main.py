@@ -301,7 +301,7 @@ def import_promptpar(
         "letterbox: raw crops padded to a centred black square first, as the authors' padded data sets are."),
 ):
     """Convert a PromptPAR authors' checkpoint into a clipadapt run folder (no pickled code runs);
-    then `clipadapt predict --checkpoint RUN_DIR --threshold 0.45 ...` as the authors do."""
+    it decides at the authors' threshold, 0.45 (`clipadapt predict --threshold` changes it)."""
     from clipadapt.data.attribute_sets import read_attribute_file
     from clipadapt.task import TaskSpec
 

@@ -17,7 +17,7 @@ from clipadapt.io import write_text
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.report.sections import (
     calibration_section, card_section, confusion_section, curves_section, metrics_section, per_class_section,
-    read_json, summary, warnings_banner,
+    read_json, summary, thresholds_section, warnings_banner,
 )
 from clipadapt.report.retrieval_section import retrieval_section
 from clipadapt.report.thumbnails import gallery_section
@@ -90,6 +90,7 @@ def write_report(run_dir: Path, out: Path | None = None, gallery: int = 24, resu
         per_class_section(metrics),
         confusion_section(results, card, metrics),
         calibration_section(metrics, card),
+        thresholds_section(metrics, card),  # empty unless the run is multi-label
         retrieval_section(metrics),  # empty unless `eval --retrieval` scored queries
         curves_section(run_dir),
         gallery_section(run_dir, card, gallery, results),

@@ -118,8 +118,10 @@ def metrics_section(metrics: dict | None, why_missing: str | None) -> str:
     if isinstance(metrics.get("loss"), (int, float)):
         table += f'\n<p>Test loss (cross-entropy, summed over attributes): {metrics["loss"]:.4f}</p>'
     if isinstance(mean.get("ece"), (int, float)):
-        before = (metrics.get("calibration") or {}).get("mean") or {}
-        scaled = (f" (before temperature scaling: {percent(before.get('ece_before'))}%, NLL {_number(before.get('nll_before'))})"
+        fitted = metrics.get("calibration") or {}
+        before = fitted.get("mean") or {}
+        how = "Platt scaling" if fitted.get("method") == "platt" else "temperature scaling"
+        scaled = (f" (before {how}: {percent(before.get('ece_before'))}%, NLL {_number(before.get('nll_before'))})"
                   if before else "")
         table += (f'\n<p>Calibration, mean over attributes: ECE {percent(mean["ece"])}%, NLL {_number(mean.get("nll"))}'
                   f'{escape(scaled)}; see <a href="#calibration">Calibration</a>.</p>')
@@ -131,8 +133,8 @@ def _number(value) -> str:
 
 
 def calibration_section(metrics: dict | None, card: RunCard | dict) -> str:
-    """ECE and NLL per attribute (before / after temperature scaling when the run was
-    calibrated) and a reliability diagram per attribute, from metrics.json."""
+    """ECE and NLL per attribute (before / after temperature or Platt scaling when the run
+    was calibrated) and a reliability diagram per attribute, from metrics.json."""
     if metrics is None or not any("reliability" in m for m in metrics.get("attributes", {}).values()):
         return section("calibration", "Calibration", note(
             "No calibration figures: the metrics predate them or the run was not evaluated. "
@@ -140,15 +142,18 @@ def calibration_section(metrics: dict | None, card: RunCard | dict) -> str:
     card = as_card(card)
     binary = bool((card.task or {}).get("multilabel"))
     scaled = (metrics.get("calibration") or {}).get("attributes") or {}
+    platt = (metrics.get("calibration") or {}).get("method") == "platt"
     head = ["attribute", "ECE (%)", "NLL", "n"]
     if scaled:
-        head = ["attribute", "temperature", "ECE before (%)", "ECE after (%)", "NLL before", "NLL after", "n"]
+        head = ["attribute", "temperature", *(["bias"] if platt else []), "ECE before (%)", "ECE after (%)",
+                "NLL before", "NLL after", "n"]
     rows, charts = [], []
     for name, m in metrics.get("attributes", {}).items():
         row = scaled.get(name)
-        cells = ([f"{row['temperature']:.3f}", percent(row["ece_before"]), percent(row["ece_after"]),
+        cells = ([f"{row['temperature']:.3f}", *([f"{row.get('bias', 0.0):+.3f}"] if platt else []),
+                  percent(row["ece_before"]), percent(row["ece_after"]),
                   _number(row["nll_before"]), _number(row["nll_after"])] if row
-                 else ([""] * 5 if scaled else [percent(m.get("ece")), _number(m.get("nll"))]))
+                 else ([""] * (len(head) - 2) if scaled else [percent(m.get("ece")), _number(m.get("nll"))]))
         rows.append(f'<tr><th scope="row">{escape(name)}</th>' + "".join(f'<td class="num">{c}</td>' for c in cells)
                     + f'<td class="num">{m.get("n", "")}</td></tr>')
         table = m.get("reliability")
@@ -165,7 +170,8 @@ def calibration_section(metrics: dict | None, card: RunCard | dict) -> str:
     caption = f"Test split. ECE: {what}; NLL: mean negative log-likelihood of the true label."
     if fitted.get("val"):
         v = fitted["val"]
-        caption += (f" Temperatures fitted on the validation split (mean ECE there {percent(v.get('ece_before'))}% -> "
+        fitted_what = "Platt scales and biases" if fitted.get("method") == "platt" else "Temperatures"
+        caption += (f" {fitted_what} fitted on the validation split (mean ECE there {percent(v.get('ece_before'))}% -> "
                     f"{percent(v.get('ece_after'))}%, NLL {_number(v.get('nll_before'))} -> {_number(v.get('nll_after'))}).")
     table_html = (f'<table>\n<caption>{escape(caption)}</caption>\n<thead><tr>'
                   + "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
@@ -241,3 +247,43 @@ def card_section(card: dict) -> str:
     body = (f'<details>\n<summary>card.json (method, backbone, task, prompts, preprocessing, versions)</summary>\n'
             f'<pre><code>{escape(json.dumps(as_card(card).to_dict(), indent=2, sort_keys=False, default=str))}</code></pre>\n</details>')
     return section("card", "Run card", body)
+
+
+THRESHOLD_SCORES = {"mA": "mA", "mean_attribute_f1": "mean attribute F1", "f1_mean_of_samples": "F1 (mean of samples)",
+                    "f1_of_means": "F1 (of means)"}
+
+
+def thresholds_section(metrics: dict | None, card: RunCard | dict) -> str:
+    """A multi-label run's decision thresholds per attribute (train.thresholds) and the test
+    scores at the fixed and at the tuned thresholds; empty for other runs."""
+    entry = as_card(card).thresholds or {}
+    if not entry.get("values"):
+        return ""
+    setting = entry.get("setting", "fixed")
+    rows = []
+    for name, value in entry["values"].items():
+        row = (entry.get("attributes") or {}).get(name) or {}
+        cells = [f"{value:.3f}", f"{(entry.get('fixed') or {}).get(name, value):.3f}",
+                 percent(row.get("val_score_fixed")), percent(row.get("val_score"))]
+        rows.append(f'<tr><th scope="row">{escape(name)}</th>' + "".join(f'<td class="num">{c}</td>' for c in cells)
+                    + f'<td class="num">{row.get("positives", "")}</td></tr>')
+    score = entry.get("score") or "score"
+    head = ["attribute", "threshold", "fixed threshold", f"val {score} fixed (%)", f"val {score} tuned (%)",
+            "val positives"]
+    caption = (f"train.thresholds={setting}: "
+               + ("train.threshold for every attribute" if setting == "fixed" else
+                  f"each attribute's threshold maximises its {score} on the validation split (never test)")
+               + "; thresholds apply to the calibrated probabilities and decide as the fixed / tuned cut did "
+                 "before calibration.")
+    html = (f'<table>\n<caption>{escape(caption)}</caption>\n<thead><tr>'
+            + "".join(f'<th scope="col">{escape(h)}</th>' for h in head) + '</tr></thead>\n<tbody>\n'
+            + "\n".join(rows) + '\n</tbody>\n</table>')
+    compared = (metrics or {}).get("thresholds")
+    if compared:
+        cells = "".join(f'<tr><th scope="row">{escape(title)}</th><td class="num">{percent(compared["fixed"].get(key))}</td>'
+                        f'<td class="num">{percent(compared["tuned"].get(key))}</td></tr>'
+                        for key, title in THRESHOLD_SCORES.items())
+        html += ('\n<table>\n<caption>Test split, % : the same probabilities decided at the fixed thresholds and at '
+                 'the tuned ones.</caption>\n<thead><tr><th scope="col">score</th><th scope="col">fixed</th>'
+                 f'<th scope="col">tuned</th></tr></thead>\n<tbody>\n{cells}\n</tbody>\n</table>')
+    return section("thresholds", "Decision thresholds", html)
