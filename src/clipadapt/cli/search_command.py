@@ -66,9 +66,10 @@ def print_retrieval(retrieval: dict) -> None:
     for row in retrieval["per_query"]:
         table.add_row(escape(row["query"]), f"{row['relevant']}/{row['rows']}", f"{100 * row['base_rate']:.1f}",
                       *(f"{100 * row['ap' if s == 'map' else s]:.1f}" for s in scores))
-    mean = retrieval["mean"]
-    table.add_row(f"mean of {mean['queries']}", "", f"{100 * mean['base_rate']:.1f}",
-                  *(f"{100 * mean[s]:.1f}" for s in scores))
+    groups = retrieval.get("by_terms", {})
+    means = [(f"mean, {n}-term ({m['queries']})", m) for n, m in groups.items() if len(groups) > 1]
+    for label, mean in [*means, (f"mean of {retrieval['mean']['queries']}", retrieval["mean"])]:
+        table.add_row(label, "", f"{100 * mean['base_rate']:.1f}", *(f"{100 * mean[s]:.1f}" for s in scores))
     out_console.print(table)
     if retrieval["skipped"]:
         out_console.print(f"{len(retrieval['skipped'])} queries not scored (no relevant labelled row): "
