@@ -96,3 +96,21 @@ def test_bad_tables_give_one_line(table, tmp_path):
     pd.DataFrame({"Female": [1], "Female:p": [0.4]}).to_csv(no_path, index=False)
     result = RUNNER.invoke(app, ["search", str(no_path), "-q", "Female"])
     assert result.exit_code == 2 and "no 'path' column" in result.output
+
+
+def test_single_label_attributes_are_searched_by_class(tmp_path):
+    frame = pd.DataFrame({"path": ["a.png", "b.png"], "ok": [True, True], "error": ["", ""],
+                          "weather": ["clear", "snow"], "weather:p(clear)": [0.6, 0.1], "weather:p(rain)": [0.3, 0.2],
+                          "weather:p(snow)": [0.1, 0.7], "weather:entropy": [0.8, 0.7]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result = RUNNER.invoke(app, ["search", str(tmp_path / "t.csv"), "-q", "Weather=Rain | weather=SNOW",
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    ranked = pd.read_csv(tmp_path / "o" / "search.csv")
+    # two classes of one attribute exclude each other: P(rain) + P(snow)
+    assert ranked["path"].tolist() == ["b.png", "a.png"]
+    np.testing.assert_allclose(ranked["score"], [0.9, 0.4])
+    assert ranked.columns.tolist()[3:] == ["weather:p(rain)", "weather:p(snow)"]
+    assert "P(weather=rain)" in (tmp_path / "o" / "search.html").read_text()
+    bare = RUNNER.invoke(app, ["search", str(tmp_path / "t.csv"), "-q", "weather"])
+    assert bare.exit_code == 2 and "weather=<class>" in bare.output and "clear, rain, snow" in bare.output
