@@ -114,3 +114,16 @@ def test_single_label_attributes_are_searched_by_class(tmp_path):
     assert "P(weather=rain)" in (tmp_path / "o" / "search.html").read_text()
     bare = RUNNER.invoke(app, ["search", str(tmp_path / "t.csv"), "-q", "weather"])
     assert bare.exit_code == 2 and "weather=<class>" in bare.output and "clear, rain, snow" in bare.output
+
+
+def test_a_folder_of_parquet_shards_is_one_table(table):
+    frame = pd.read_parquet(table / "table.parquet")
+    frame["path"] = "../" + frame["path"]  # relative to the shards' folder
+    (table / "shards").mkdir()
+    frame.iloc[:2].to_parquet(table / "shards" / "part-0.parquet", index=False)
+    frame.iloc[2:].to_parquet(table / "shards" / "part-1.parquet", index=False)
+    result = RUNNER.invoke(app, ["search", str(table / "shards"), "-q", "Female", "--top", "4"])
+    assert result.exit_code == 0, result.output
+    ranked = pd.read_csv(table / "shards" / "search" / "search.csv")
+    assert ranked["path"].tolist() == ["../crops/p0.png", "../crops/p4.png", "../crops/p2.png", "../crops/p1.png"]
+    assert (table / "shards" / "search" / "search.html").read_text().count("data:image/jpeg") == 4

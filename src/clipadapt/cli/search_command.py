@@ -31,11 +31,13 @@ def search_command(
 
         from clipadapt.search.files import write_search
         from clipadapt.search.rank import search
-        from clipadapt.search.table import read_prediction_table
+        from clipadapt.search.table import read_header
 
-        table = read_prediction_table(predictions)
-        result = search(table, query)
-        folder = out if out is not None else Path(table.folders[0] if len(table.folders) else ".") / "search"
+        header = read_header(predictions)
+        result = search(header, query)
+        # beside the table (a folder of shards: inside it)
+        beside = Path(predictions) if Path(predictions).is_dir() else header.files.files[0].parent
+        folder = out if out is not None else beside / "search"
         written = write_search(result, folder, top)
         shown = Table(title=f"{escape(result.query)}: top {min(SHOWN, len(result.ranked))} of {len(result.ranked)}")
         for column in ("rank", "image", "score %", *(f"{c} %" for c in result.term_columns)):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from clipadapt.search.combine import query_probability
 from clipadapt.search.query import Node, bind, parse_query, terms
-from clipadapt.search.table import PredictionTable, read_prediction_table
+from clipadapt.search.table import PredictionTable, TableHeader, read_header, read_prediction_table
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,19 @@ class SearchResult:
         return [c for c in self.ranked.columns if c not in ("rank", "path", "score")]
 
 
-def bound_query(text: str, table: PredictionTable) -> Node:
+def bound_query(text: str, table: TableHeader) -> Node:
     """The query parsed and checked against the table's attributes."""
     return bind(parse_query(text), table.attributes, text)
 
 
-def search(table: PredictionTable | str | Path, text: str) -> SearchResult:
+def search(table: TableHeader | str | Path, text: str) -> SearchResult:
     """Every usable row of `table` with the probability of query `text` (see
     `search.combine`), ranked highest first; ties keep the table's order."""
-    if not isinstance(table, PredictionTable):
-        table = read_prediction_table(table)
-    node = bound_query(text, table)
+    header = table if isinstance(table, TableHeader) else read_header(table)
+    node = bound_query(text, header)
     used = list(dict.fromkeys(t.name for t in terms(node)))
+    if not isinstance(header, PredictionTable):
+        table = read_prediction_table(header, attributes=used)  # only the columns the query needs
     states = {name: table.states(name) for name in used}
     attributes = {a.name: a for a in table.attributes}
     # an image that was not read has no probabilities: it is counted, not ranked last

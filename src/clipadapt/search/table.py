@@ -13,23 +13,34 @@ import pandas as pd
 
 from clipadapt.errors import ClipAdaptError
 from clipadapt.geo.layout import AttributeColumns, find_attributes
-from clipadapt.geo.sources import resolve_predictions
+from clipadapt.geo.sources import PredictionFiles, resolve_predictions
 from clipadapt.search.query import Attribute
 
 
 @dataclass(frozen=True)
-class PredictionTable:
-    """The rows of one or more prediction files, with the folder of each row's file
-    (relative image paths are looked up there too) and the table's attributes."""
+class TableHeader:
+    """What a prediction table holds, from its header alone: its files, columns and
+    attributes."""
 
-    label: str
-    frame: pd.DataFrame
-    folders: np.ndarray  # per row: the folder of the file it came from
+    files: PredictionFiles
     layout: dict[str, AttributeColumns]
 
     @property
     def attributes(self) -> list[Attribute]:
         return [Attribute(name, () if cols.multilabel else cols.classes) for name, cols in self.layout.items()]
+
+
+@dataclass(frozen=True)
+class PredictionTable(TableHeader):
+    """The rows of one or more prediction files (only the columns asked for), with the
+    folder of each row's file (relative image paths are looked up there too)."""
+
+    frame: pd.DataFrame = None
+    folders: np.ndarray = None  # per row: the folder of the file it came from
+
+    @property
+    def label(self) -> str:
+        return self.files.label
 
     def usable(self) -> np.ndarray:
         """Rows whose image was read (`ok` true; a table without `ok`, such as an
@@ -55,31 +66,41 @@ class PredictionTable:
         return cols.probability_columns[0] if cols.multilabel else cols.probability_columns[cols.classes.index(value)]
 
 
-def read_prediction_table(spec: str | Path) -> PredictionTable:
-    """A prediction table (CSV or Parquet file, a folder of Parquet shards or a glob).
-    ClipAdaptError for a missing file, one that cannot be read, a table without a
-    `path` column or without probability columns."""
+def read_header(spec: str | Path) -> TableHeader:
+    """The files and attributes of a prediction table (CSV or Parquet file, a folder of
+    Parquet shards or a glob), reading no rows. ClipAdaptError for a missing file, one
+    that cannot be read, a table without a `path` column or without probability columns."""
     files = resolve_predictions(spec)
-    label = files.label
-    layout = {a.name: a for a in find_attributes(list(files.columns), source=label)}
+    layout = {a.name: a for a in find_attributes(list(files.columns), source=files.label)}
     if "path" not in files.columns:
-        raise ClipAdaptError(f"{label} has no 'path' column: pass a table written by `clipadapt predict` or an "
+        raise ClipAdaptError(f"{files.label} has no 'path' column: pass a table written by `clipadapt predict` or an "
                              "evaluation's predictions.csv, which name each row's image.")
+    return TableHeader(files, layout)
+
+
+def read_prediction_table(spec: str | Path | TableHeader, attributes: list[str] | None = None) -> PredictionTable:
+    """The rows of a prediction table: `path`, `ok` and the probability columns of
+    `attributes` (default all), so a table of millions of rows costs only what a query
+    needs."""
+    header = spec if isinstance(spec, TableHeader) else read_header(spec)
+    files, layout = header.files, header.layout
+    columns = ["path", *(["ok"] if "ok" in files.columns else []),
+               *(c for name in (layout if attributes is None else attributes) for c in layout[name].probability_columns)]
     frames, folders = [], []
     for path in files.files:
-        frame = _read(path)
+        frame = _read(path, columns)
         frames.append(frame)
         folders += [path.parent] * len(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return PredictionTable(label, frame, np.asarray(folders, dtype=object), layout)
+    return PredictionTable(files, layout, frame, np.asarray(folders, dtype=object))
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".csv":
-            # text first: class names such as "1" or "true" stay text, paths stay paths
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        return pd.read_parquet(path)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            # text first: paths stay paths; probabilities are converted where they are used
+            return pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)[columns]
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ClipAdaptError(f"{path} cannot be read as a prediction table ({exc}). Pass a table written by "
-                             "`clipadapt predict`.") from None
+                             "`clipadapt predict`; every shard must hold the same columns.") from None
