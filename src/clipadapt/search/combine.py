@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from clipadapt.errors import ClipAdaptError
-from clipadapt.search.query import And, Attribute, Node, Not, Or, Term
+from clipadapt.search.query import And, Attribute, Node, Not, Term
 
 MAX_CONDITIONED_STATES = 4096  # joint states of the repeated attributes enumerated per row
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from clipadapt.errors import ClipAdaptError
 from clipadapt.suggest import did_you_mean
@@ -271,8 +272,6 @@ def bind(node: Node, attributes: list[Attribute], text: str = "") -> Node:
 def read_queries(path) -> list[str]:
     """The queries of a text file: one per line; blank lines and lines starting with #
     are skipped."""
-    from pathlib import Path
-
     path = Path(path)
     if not path.is_file():
         raise ClipAdaptError(f"--retrieval {path}: no such file. Pass a text file with one query per line, or "

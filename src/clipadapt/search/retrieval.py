@@ -129,4 +129,7 @@ def check_queries(spec: str, task) -> None:
         return
     attributes = task_attributes(task if isinstance(task, TaskSpec) else TaskSpec.from_dict(task))
     for text in read_queries(spec):
-        bind(parse_query(text), attributes, text)
+        try:
+            bind(parse_query(text), attributes, text)
+        except ClipAdaptError as exc:  # name the file: the query alone may not say where it came from
+            raise ClipAdaptError(f"--retrieval {spec}: {exc}") from None
