@@ -38,9 +38,14 @@ class ImageDataset(Dataset):
         """Where row `index` came from (e.g. a manifest line), for messages."""
         return self.sources[index] if self.sources is not None else None
 
+    def open(self, index: int) -> Image.Image:
+        """Image `index` decoded and checked (BadImage when it cannot be used); a subclass
+        whose rows are not plain files (predict's boxes in frames) says how to open them."""
+        return load_image(self.paths[index], self.where(index))
+
     def __getitem__(self, index: int):
         try:
-            image = load_image(self.paths[index], self.where(index))
+            image = self.open(index)
         except ClipAdaptError as exc:
             if self.on_error == "raise":  # the fail policy stopped the run here: offer the skip policy too
                 raise (exc.with_skip_fix() if isinstance(exc, BadImage) else exc) from None
@@ -62,7 +67,7 @@ class ImageDataset(Dataset):
         if index in self.errors:
             return self.errors[index]
         try:
-            load_image(self.paths[index], self.where(index))
+            self.open(index)
         except ClipAdaptError as exc:
             return str(exc)
         return ""

@@ -34,8 +34,9 @@ def collect_images(spec: str | Path) -> list[Path]:
 
 def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFrame | None"]:
     """`collect_images`' paths and, for a manifest, its other columns row for row with
-    them (text, as read; the rows without an image path are left out of both). None for
-    a folder, file or glob: such inputs name images only."""
+    them (text, as read; the rows without an image path are left out of both; the index
+    is each row's data-row number in the file). None for a folder, file or glob: such
+    inputs name images only."""
     path = Path(spec).expanduser()
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
@@ -49,7 +50,8 @@ def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFram
         column = next((c for c in PATH_COLUMNS if c in table.columns), None)
         if column is None:
             raise ClipAdaptError(f"{path} needs an 'img_path', 'path' or 'image' column; it has {list(table.columns)}.")
-        table = table[table[column] != ""].reset_index(drop=True)
+        # the index keeps each row's data-row number in the file, for messages (boxes name their row)
+        table = table[table[column] != ""]
         base = manifest_base(path, table[column])
         paths = [p if p.is_absolute() else base / p for p in (Path(v) for v in table[column])]
         return paths, table.drop(columns=[column])

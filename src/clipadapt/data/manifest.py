@@ -12,6 +12,7 @@ import pandas as pd
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.attribute_sets import read_attribute_file
+from clipadapt.data.boxes import box_columns
 from clipadapt.data.images import with_skip_fix
 from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, label_map, normalised, read_table,
@@ -28,6 +29,10 @@ def _table(path: Path, cfg: DataConfig, columns: list[str]) -> "ManifestRows":
     repeated images are dropped (same labels) or refused (different labels)."""
     table = read_table(path, cfg.encoding)
     require_columns(table, [cfg.path_column, *columns], path)
+    if box_columns(table.columns, str(path)) is not None:  # training on whole frames would be silently wrong
+        raise ClipAdaptError(f"{path} names a box per row ({', '.join(box_columns(table.columns))}): training and "
+                             "evaluation read whole images, so cut the crops to files first (the manifest then names "
+                             "the crops); `clipadapt predict` reads boxes from frames (docs/data.md).")
     base = Path(cfg.root).expanduser() if cfg.root else path.parent
     paths, sources = [], []
     for row, value in enumerate(table[cfg.path_column]):

@@ -1,6 +1,6 @@
 """Predict's image datasets: large JPEGs decoded at about the size the model needs (the
-decoding itself, free of torch, is `predict/draft.py`), and images already in memory (the
-Python API's PIL images and arrays) beside files."""
+decoding itself, free of torch, is `predict/draft.py`), images already in memory (the
+Python API's PIL images and arrays) and boxes cut from frames (`data/boxes.py`) beside files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from clipadapt.data.boxes import BoxedImage
 from clipadapt.data.image_dataset import ImageDataset
 from clipadapt.predict.draft import DRAFT_MARGIN, open_at_size
 
@@ -42,6 +43,8 @@ class PredictionImages(SizedImageDataset):
 
     def __init__(self, items: list, transform, size: int, decode: str = "draft", on_error: str = "flag"):
         self.memory = {i: item for i, item in enumerate(items) if isinstance(item, Image.Image)}
+        # boxes in frames (data/boxes.py): a bad box is a bad image of its row
+        self.boxed = {i: item for i, item in enumerate(items) if isinstance(item, BoxedImage)}
         super().__init__([IN_MEMORY if i in self.memory else item for i, item in enumerate(items)], transform, size,
                          on_error=on_error)
         self.draft = decode == "draft"
@@ -53,7 +56,13 @@ class PredictionImages(SizedImageDataset):
             if self._shape is None:
                 self._shape = tuple(tensor.shape)
             return tensor, index, True
+        if index in self.boxed:  # decoded in full by `open`, never drafted: the crop is a small part of the frame
+            return ImageDataset.__getitem__(self, index)
         return super().__getitem__(index) if self.draft else ImageDataset.__getitem__(self, index)
+
+    def open(self, index: int) -> Image.Image:
+        item = self.boxed.get(index)
+        return item.open() if item is not None else super().open(index)
 
     def error_for(self, index: int) -> str:
         return "" if index in self.memory else super().error_for(index)

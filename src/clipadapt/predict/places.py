@@ -1,5 +1,5 @@
 """The columns a prediction table carries from its inputs, so that predictions keep their
-place: a manifest's id and coordinates by default, the columns `--keep` names, and
+place: a manifest's id, box, track and coordinates by default, the columns `--keep` names, and
 coordinates joined by uuid from a metadata table (`--metadata`, as Global StreetScapes'
 metadata CSVs: uuid, lat, lon, ...).
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clipadapt.data.boxes import TRACK_COLUMN, box_columns, boxed_items
 from clipadapt.data.inputs import collect_with_columns, missing_path
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.predict.geoparquet import valid_points
@@ -49,10 +50,13 @@ class Places:
 def collect_inputs(specs) -> tuple[list[Path], pd.DataFrame]:
     """The images of every input (folders, files, globs, manifests), and one table row for
     row with them: the manifests' own columns as text, missing (NA) in the rows of other
-    inputs and of manifests that lack the column."""
+    inputs and of manifests that lack the column. A manifest row with a box (x, y, w, h or
+    x1, y1, x2, y2) is a `data.boxes.BoxedImage`: its crop of the frame."""
     paths, frames = [], []
     for spec in specs:
         found, frame = collect_with_columns(spec)
+        if frame is not None:  # a manifest naming a box per row: each row reads its crop of the frame
+            found = boxed_items(found, frame, Path(spec).expanduser(), frame.index)
         paths += found
         frames.append(frame if frame is not None else pd.DataFrame(index=range(len(found))))
     inputs = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
@@ -62,7 +66,8 @@ def collect_inputs(specs) -> tuple[list[Path], pd.DataFrame]:
 def carried_columns(paths: list, inputs: pd.DataFrame, keep: str | None = None,
                     metadata: Path | None = None) -> Places:
     """The columns to carry for `paths` (`inputs`: `collect_inputs`' table). `keep`: None
-    (the id column `uuid`/`id` and the coordinates, when there), "all", "none" or
+    (the id column `uuid`/`id`, the box columns and `track`, and the coordinates, when
+    there), "all", "none" or
     "COL[,COL...]". `metadata`: a CSV/Parquet with uuid + lat/lon whose coordinates fill
     the rows that have none, matched by the row's uuid (or, for images without one, the
     file name's stem: GSS names its images img/*/<uuid>.jpeg)."""
@@ -93,7 +98,9 @@ def chosen_names(available: list[str], keep: str | None, metadata: bool) -> list
     mode = (keep or "").strip().lower()
     if keep is None or mode == "all":
         ids = [c for c in [find_column(available, ID_COLUMNS)] if c] or (["uuid"] if metadata else [])
-        names = ids if keep is None else list(dict.fromkeys(outputs + ids))
+        # a row's box and track say which object of its frame it is: carried by default too
+        located = [*(box_columns(available) or ()), *([TRACK_COLUMN] if TRACK_COLUMN in available else [])]
+        names = ids + located if keep is None else list(dict.fromkeys(outputs + ids))
         return names + [c for c in COORDINATES if (c in outputs or c in derived) and c not in names]
     if mode == "none":
         return []
