@@ -22,12 +22,15 @@ class LabelledImages:
         task: the attributes and their class lists (the run's ONE label map).
         sources: for each row, where it came from (e.g. "train/weather.csv:17"), used in
             error messages; optional.
+        tracks: for each row, the tracked object it shows (a manifest's `track` column; ""
+            for none), so evaluation can score per track (predict/tracks.py); optional.
     """
 
     paths: list[Path]
     labels: np.ndarray
     task: TaskSpec
     sources: list[str] | None = None
+    tracks: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(len(self.paths), len(self.task))
@@ -43,6 +46,7 @@ class LabelledImages:
             self.labels[idx],
             self.task,
             [self.sources[i] for i in idx] if self.sources is not None else None,
+            [self.tracks[i] for i in idx] if self.tracks is not None else None,
         )
 
     def class_counts(self, attribute: int = 0) -> np.ndarray:

@@ -10,6 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipadapt.data.boxes import box_columns
 from clipadapt.data.images import IMAGE_EXTENSIONS
 from clipadapt.errors import ClipAdaptError
 from clipadapt.suggest import closest
@@ -28,8 +29,14 @@ PATH_COLUMNS = ("img_path", "path", "image")
 def collect_images(spec: str | Path) -> list[Path]:
     """Images named by a folder (recursive), a file, a glob pattern, or a manifest
     (CSV/Parquet with an 'img_path', 'path' or 'image' column, relative to its folder, or
-    to the folder above for a GSS split CSV: see `manifest_base`)."""
-    return collect_with_columns(spec)[0]
+    to the folder above for a GSS split CSV: see `manifest_base`). Whole images only: a
+    manifest naming a box per row is refused (`predict`'s `collect_inputs` cuts boxes)."""
+    paths, table = collect_with_columns(spec)
+    if table is not None and box_columns(table.columns, str(spec)) is not None:
+        raise ClipAdaptError(f"{spec} names a box per row; this command reads whole images, so it would read whole "
+                             "frames. `clipadapt predict --checkpoint` (or Run.predict) cuts the boxes; for the "
+                             "others, save the crops as files first.")
+    return paths
 
 
 def collect_with_columns(spec: str | Path) -> tuple[list[Path], "pandas.DataFrame | None"]:

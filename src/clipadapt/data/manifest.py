@@ -12,7 +12,7 @@ import pandas as pd
 from clipadapt.config import DataConfig
 from clipadapt.data.dataset import LabelledImages
 from clipadapt.data.attribute_sets import read_attribute_file
-from clipadapt.data.boxes import box_columns
+from clipadapt.data.boxes import TRACK_COLUMN, box_columns
 from clipadapt.data.images import with_skip_fix
 from clipadapt.data.paths import resolve_image_path
 from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, label_map, normalised, read_table,
@@ -142,7 +142,8 @@ def read_manifest(cfg: DataConfig):
         else:
             columns = [encode(normalised(part.table[a.name]), a.classes, part.path, a.name, part.rows)
                        for a in task.attributes]
-        return LabelledImages(part.paths, np.stack(columns, axis=1), task, part.sources)
+        tracks = list(part.table[TRACK_COLUMN].str.strip()) if TRACK_COLUMN in part.table.columns else None
+        return LabelledImages(part.paths, np.stack(columns, axis=1), task, part.sources, tracks)
 
     return build("train"), build("val"), build("test")
 

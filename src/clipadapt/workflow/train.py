@@ -28,6 +28,7 @@ from clipadapt.metrics.table import resolve_monitor
 from clipadapt.errors import AtChanceWarning, ClassTextWarning, ClipAdaptError, NoProgressWarning
 from clipadapt.methods import build_method
 from clipadapt.methods.text_check import check_class_texts
+from clipadapt.predict.tracks import track_scores
 from clipadapt.report.html import write_report_or_warn
 from clipadapt.run_files import RunFiles
 from clipadapt.workflow.run_folder import RunFolder, finished_run, write_evaluation, write_seeds_summary
@@ -135,6 +136,9 @@ def _train(cfg: RunConfig, folder: RunFolder, resume: bool, progress: bool, back
         compared = compare_thresholds(splits.test.labels, probs, thresholds, method.task.names)
         if compared:  # tuned thresholds: the test scores at them and at the fixed ones
             metrics["thresholds"] = compared
+        if splits.test.tracks is not None:  # a track column: scored per track too (predict/tracks.py)
+            metrics["tracks"] = track_scores(splits.test.labels, probs, splits.test.tracks, method.task,
+                                             method.thresholds())
     at_chance = _at_chance(runner, splits, fit, metrics, reasons, notes)
     flags = {"no_progress": bool(reasons), "at_chance": at_chance, **({"warnings": notes} if notes else {})}
     if metrics is not None:
@@ -203,6 +207,9 @@ def eval_run(run_dir: Path, cfg: RunConfig | None = None, out: Path | None = Non
         if splits.task.multilabel and cfg.train.threshold == card.threshold else None
     if compared:
         metrics["thresholds"] = compared
+    if splits.test.tracks is not None:  # a track column: scored per track too (predict/tracks.py)
+        metrics["tracks"] = track_scores(splits.test.labels, probs, splits.test.tracks, method.task,
+                                         method.thresholds())
     if retrieval:
         from clipadapt.search.retrieval import retrieval_metrics
 
