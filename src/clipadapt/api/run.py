@@ -44,6 +44,7 @@ class Run:
     warnings: list[str]
     module = None
     transform: Callable
+    reads_boxes = False  # whether the back end cuts a manifest's boxes from their frames (data/boxes.py)
 
     def predict(self, images, batch_size: int | None = None, progress: bool = False, *,
                 threshold: float | None = None, on_bad_image: str = "fail", decode: str = "draft",
@@ -69,13 +70,40 @@ class Run:
         items, inputs = gather_with_table(images)
         if not items:
             raise ClipAdaptError(NO_IMAGES)
+        self._check_boxes(items)
         places = carried_columns(items, inputs, keep, Path(metadata) if metadata is not None else None)
         probs, ok, errors = self._probabilities(items, batch_size or DEFAULT_BATCH, progress, on_bad_image, decode,
                                                 num_workers)
-        table = probability_table(self.task, items, probs, ok, errors, self.threshold if threshold is None else threshold)
+        cuts = self.threshold if threshold is None else threshold
+        table = probability_table(self.task, items, probs, ok, errors, cuts)
         table = attach(table, places.columns)
         table.attrs["notes"] = list(places.lines)  # what the command prints about the carried columns
+        table.attrs["threshold"] = cuts  # what predict_tracks decides its pooled rows at
         return table
+
+    def predict_tracks(self, images, batch_size: int | None = None, progress: bool = False, *,
+                       threshold: float | None = None, on_bad_image: str = "fail", decode: str = "draft",
+                       num_workers: int = 0) -> pandas.DataFrame:
+        """One row per track of `images` (a manifest with a `track` column, as for `clipadapt
+        predict`, which writes this table as OUT's stem + '.tracks'): columns track, frames
+        (the usable rows pooled), ok, then the prediction columns of the track's pooled
+        probabilities (the mean of its frames' probabilities, predict/tracks.py), decided at the
+        threshold the per-image table uses. Options as `predict`'s; for both tables, pool
+        `predict`'s own with `clipadapt.predict.tracks.pool_tracks(table, run.task,
+        table.attrs["threshold"])`.
+
+        >>> run.predict_tracks("tracks.csv")[["track", "frames", "Hat"]]   # doctest: +SKIP
+        """
+        from clipadapt.data.boxes import TRACK_COLUMN
+        from clipadapt.predict.tracks import pool_tracks
+
+        _, inputs = gather_with_table(images)  # the track column first: a missing one is said before predicting
+        if TRACK_COLUMN not in inputs.columns:
+            raise ClipAdaptError(f"predict_tracks needs a manifest with a '{TRACK_COLUMN}' column (one id per "
+                                 "tracked object); use predict for images without tracks.")
+        table = self.predict(images, batch_size, progress, threshold=threshold, on_bad_image=on_bad_image,
+                             decode=decode, num_workers=num_workers, keep="none")
+        return pool_tracks(table, self.task, table.attrs["threshold"], inputs[TRACK_COLUMN])
 
     def predict_proba(self, images, batch_size: int | None = None, progress: bool = False, *,
                       on_bad_image: str = "fail", decode: str = "draft") -> dict[str, np.ndarray]:
@@ -132,7 +160,15 @@ class Run:
         items, _ = gather_with_table(images)
         if not items:
             raise ClipAdaptError(NO_IMAGES)
+        self._check_boxes(items)
         return items
+
+    def _check_boxes(self, items: list) -> None:
+        from clipadapt.data.boxes import has_boxes
+
+        if not self.reads_boxes and has_boxes(items):
+            raise ClipAdaptError(f"{self.path} is an exported ONNX file, which does not cut boxes from frames yet: "
+                                 "load the run folder it came from, or save the crops as files first.")
 
     def _probabilities(self, items: list, batch_size: int, progress: bool, on_bad_image: str, decode: str,
                        num_workers: int) -> tuple[list[np.ndarray], np.ndarray, list[str]]:

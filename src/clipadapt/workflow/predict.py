@@ -44,6 +44,7 @@ def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None,
     columns to carry (None: id and coordinates; "all"; "none"; "COL[,COL...]"); `metadata`:
     a table of uuid + lat/lon to join coordinates from (predict/places.py)."""
     # torch-free: bad inputs, --keep and --metadata are answered before a model loads
+    from clipadapt.data.boxes import TRACK_COLUMN, has_boxes
     from clipadapt.predict.places import carried_columns, collect_inputs
 
     if (checkpoint is None) == (model is None):
@@ -54,15 +55,20 @@ def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None,
         raise ClipAdaptError(f"--out {out}: use a .csv or .parquet file name.")  # before hours of predicting
     paths, table = collect_inputs(inputs)
     places = carried_columns(paths, table, keep, metadata)
+    tracks = table[TRACK_COLUMN] if TRACK_COLUMN in table.columns else None  # pooled per track beside the rows
+    if has_boxes(paths) and (model is not None or ray is not None):
+        raise ClipAdaptError("Boxes in frames (x, y, w, h or x1, y1, x2, y2 columns) are cut by the local torch "
+                             "engine only: predict them with --checkpoint and without --engine ray, or save the "
+                             "crops as files first.")
     if model is not None:
         if ray is not None:
             raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
-        return _predict_onnx(Path(model), paths, out, options, places)
-    return _predict_torch(Path(checkpoint), paths, out, options, ray, shard_size, progress, places)
+        return _predict_onnx(Path(model), paths, out, options, places, tracks)
+    return _predict_torch(Path(checkpoint), paths, out, options, ray, shard_size, progress, places, tracks)
 
 
 def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOptions, ray, shard_size: int,
-                   progress: bool, places=None) -> PredictOutcome:
+                   progress: bool, places=None, tracks=None) -> PredictOutcome:
     from clipadapt.backbone.clip import CPU_ONLY_PRECISIONS
     from clipadapt.engine.checkpoint import load_run
     from clipadapt.engine.devices import resolve_device
@@ -81,13 +87,17 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
     shared = dict(batch_size=options.batch_size, num_workers=options.num_workers, threshold=threshold,
                   on_bad_image=options.on_bad_image, decode=options.decode, precision=options.precision)
     if ray is not None:  # same per-batch code, run shard by shard on Ray actors
-        return predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared, places=places)
+        outcome = predict_on_ray(checkpoint, paths, out, ray, shard_size, progress, shared, places=places)
+        if tracks is not None:
+            outcome.lines.append("tracks are pooled by the local engine only: pool the shards with "
+                                 "clipadapt.predict.tracks.pool_tracks (docs/cli.md).")
+        return outcome
     from clipadapt.predict import predict_images
 
     table = predict_images(method, paths, device, progress=progress, **shared)
     if table.attrs.get("agreement") is not None:
         outcome.lines.append(table.attrs["agreement"].describe())
-    outcome.lines += _write_table(table, out, places)
+    outcome.lines += _write_table(table, out, places, tracks=(method.task, threshold, tracks))
     return outcome
 
 
@@ -122,7 +132,8 @@ def predict_on_ray(checkpoint: Path, paths: list, out: Path, ray, shard_size: in
     return outcome
 
 
-def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions, places=None) -> PredictOutcome:
+def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions, places=None,
+                  tracks=None) -> PredictOutcome:
     """An exported file through onnxruntime (CPU); no torch is needed on this path."""
     from clipadapt.runtime import OnnxModel, predict_onnx
 
@@ -134,21 +145,46 @@ def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions, 
     onnx_model = OnnxModel(model)
     table = predict_onnx(onnx_model, paths, batch_size=options.batch_size, threshold=options.threshold,
                          on_bad_image=options.on_bad_image, decode=options.decode, num_workers=options.num_workers)
-    return PredictOutcome(_write_table(table, out, places, f" (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')})"))
+    threshold = onnx_model.thresholds if options.threshold is None else options.threshold  # predict_onnx's
+    return PredictOutcome(_write_table(table, out, places, f" (onnxruntime, {onnx_model.metadata.get('precision', 'fp32')})",
+                                       (onnx_model.task, threshold, tracks)))
 
 
-def _write_table(table, out: Path, places=None, engine: str = "") -> list[str]:
+def _write_table(table, out: Path, places=None, engine: str = "", tracks=None) -> list[str]:
     """Write the predictions with the carried columns after `path` (GeoParquet when they
-    hold lat/lon and OUT is .parquet), and the skip list when anything was skipped; the
-    lines to show."""
+    hold lat/lon and OUT is .parquet), the skip list when anything was skipped, and with
+    `tracks` (task, the threshold the rows used, each row's track or None) one row per
+    track beside them (predict/tracks.py); the lines to show."""
     from clipadapt.predict.places import attach
     from clipadapt.predict.tables import write_predictions
 
     points = places is not None and places.has_points
+    pooled = _pooled_tracks(table, tracks)
     if places is not None:
         table = attach(table, places.columns)
     skipped, listed = write_predictions(table, out, points=points)
     geo = " as GeoParquet" if points and Path(out).suffix.lower() != ".csv" else ""
     return [*(places.lines if places is not None else []),
             f"wrote {len(table)} rows to {out}{geo}{engine}; {len(skipped)} of {len(table)} images skipped"
-            + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else "")]
+            + (f" (unusable: ok=false, listed with the reason in {listed})" if skipped else ""),
+            *(_write_tracks(pooled, out) if pooled is not None else [])]
+
+
+def _pooled_tracks(table, tracks):
+    """The per-track table of `table` (None without a track column): see `_write_table`."""
+    if tracks is None or tracks[2] is None:
+        return None
+    from clipadapt.predict.tracks import pool_tracks
+
+    task, threshold, ids = tracks
+    return pool_tracks(table, task, threshold, ids)
+
+
+def _write_tracks(pooled, out: Path) -> list[str]:
+    from clipadapt.predict.tables import write_table
+    from clipadapt.predict.tracks import tracks_path
+
+    written = write_table(pooled, tracks_path(out))
+    empty = int((~pooled["ok"]).sum())
+    return [f"wrote {len(pooled)} tracks (each pooled over its usable frames) to {written}"
+            + (f"; {empty} without a usable frame (ok=false)" if empty else "")]
