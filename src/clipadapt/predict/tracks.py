@@ -45,14 +45,41 @@ def table_probabilities(task: TaskSpec, table: pd.DataFrame) -> list[np.ndarray]
     return found
 
 
-def pool(probs: np.ndarray, pooling: str = "probability") -> np.ndarray:
-    """[K] pooled class probabilities of one track's [F, K] frames (see the module's note)."""
-    if pooling == "probability":
-        return probs.mean(axis=0)
-    logs = np.log(np.clip(probs, _CLIP, 1.0)).mean(axis=0)
-    logs -= logs.max()
-    weights = np.exp(logs)
-    return weights / weights.sum()
+def track_codes(tracks) -> tuple[np.ndarray, list[str]]:
+    """Each row's track number (-1: in no track, an empty or missing id) and the track ids,
+    numbered in the order they first appear."""
+    ids = pd.Series(list(tracks), dtype="string").str.strip()
+    named = (ids.notna() & (ids != "")).to_numpy()
+    codes = np.full(len(ids), -1, dtype=np.int64)
+    found, order = pd.factorize(ids[named], sort=False)
+    codes[named] = found
+    return codes, [str(t) for t in order]
+
+
+def pooled_by_track(probs: list[np.ndarray], codes: np.ndarray, count: int, use: np.ndarray | None = None,
+                    pooling: str = "probability") -> tuple[list[np.ndarray], np.ndarray]:
+    """Per attribute the [count, K] pooled class probabilities of the rows numbered by
+    `codes` (`track_codes`), only rows with `use` (default all); NaN for a track without
+    such a row. Also each track's number of rows pooled. One pass per class (bincount),
+    so a million rows in a hundred thousand tracks cost what the rows do."""
+    if pooling not in POOLINGS:
+        raise ClipAdaptError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    use = (codes >= 0) if use is None else (np.asarray(use, bool) & (codes >= 0))
+    rows = codes[use]
+    frames = np.bincount(rows, minlength=count)
+    pooled = []
+    for p in probs:
+        values = np.asarray(p, np.float64)[use]
+        if pooling == "logit":
+            values = np.log(np.clip(values, _CLIP, 1.0))
+        sums = np.stack([np.bincount(rows, weights=values[:, k], minlength=count) for k in range(values.shape[1])], 1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a track without a usable row: 0 / 0 = NaN
+            mean = sums / frames[:, None]
+            if pooling == "logit":  # softmax of the mean log-probabilities
+                mean = np.exp(mean - mean.max(axis=1, keepdims=True))
+                mean /= mean.sum(axis=1, keepdims=True)
+        pooled.append(mean)
+    return pooled, frames
 
 
 def pool_tracks(table: pd.DataFrame, task: TaskSpec, threshold=0.5, tracks=None,
@@ -63,25 +90,14 @@ def pool_tracks(table: pd.DataFrame, task: TaskSpec, threshold=0.5, tracks=None,
     per-image table used: the run's, or the one asked for). `tracks`: each row's track
     (default the table's `track` column); rows without one are left out. Tracks come in
     the order they first appear."""
-    if pooling not in POOLINGS:
-        raise ClipAdaptError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if tracks is None:
         if TRACK_COLUMN not in table.columns:
             raise ClipAdaptError(f"Pooling by track needs a '{TRACK_COLUMN}' column in the manifest (one id per "
                                  f"tracked object); the table has {list(table.columns)[:12]}.")
         tracks = table[TRACK_COLUMN]
-    ids = pd.Series(tracks, dtype="string").reset_index(drop=True).str.strip()
-    named = ids.notna() & (ids != "")
-    ok = table["ok"].to_numpy(bool)
-    probs = table_probabilities(task, table)
-    order = list(dict.fromkeys(ids[named]))
-    rows = {track: np.flatnonzero((ids == track).fillna(False).to_numpy() & ok) for track in order}
-    pooled = [np.full((len(order), p.shape[1]), np.nan) for p in probs]
-    for t, track in enumerate(order):
-        if len(rows[track]):
-            for a, p in enumerate(probs):
-                pooled[a][t] = pool(p[rows[track]], pooling)
-    frames = np.array([len(rows[track]) for track in order], dtype=np.int64)
+    codes, order = track_codes(tracks)
+    pooled, frames = pooled_by_track(table_probabilities(task, table), codes, len(order),
+                                     table["ok"].to_numpy(bool), pooling)
     out = {TRACK_COLUMN: order, "frames": frames, "ok": frames > 0}
     out.update(prediction_columns(task, pooled, threshold, frames > 0))
     return pd.DataFrame(out)
@@ -104,21 +120,23 @@ def track_scores(labels: np.ndarray, probs: list[np.ndarray], tracks, task: Task
     multi-label task gives mA (and the field's other scores, `multilabel`); a single-label
     one the mean accuracy over attributes. Labels must be per track: rows of one track
     that disagree on a label are a ClipAdaptError naming the track."""
-    ids = pd.Series(list(tracks), dtype="string").str.strip()
-    named = (ids.notna() & (ids != "")).to_numpy()
-    order = list(dict.fromkeys(ids[named]))
-    groups = [np.flatnonzero((ids == track).fillna(False).to_numpy()) for track in order]
+    codes, order = track_codes(tracks)
     truth = np.full((len(order), len(task)), -1, dtype=np.int64)
-    for t, rows in enumerate(groups):
-        for a, attr in enumerate(task.attributes):
-            seen = np.unique(labels[rows, a][labels[rows, a] >= 0])
-            if len(seen) > 1:
-                raise ClipAdaptError(f"Track '{order[t]}' has rows labelled differently for '{attr.name}' "
-                                     f"({sorted(seen.tolist())}); scoring per track needs one label per track. "
-                                     "Fix the labels or the track column.")
-            truth[t, a] = seen[0] if len(seen) else -1
-    pooled = [np.stack([pool(p[rows], pooling) for rows in groups]) if groups else p[:0] for p in probs]
-    frames = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    for a, attr in enumerate(task.attributes):
+        known = (codes >= 0) & (labels[:, a] >= 0)
+        low = np.full(len(order), np.iinfo(np.int64).max)
+        high = np.full(len(order), -1)
+        np.minimum.at(low, codes[known], labels[known, a])
+        np.maximum.at(high, codes[known], labels[known, a])
+        split = np.flatnonzero((high >= 0) & (low != high))
+        if len(split):
+            t = split[0]
+            raise ClipAdaptError(f"Track '{order[t]}' has rows labelled differently for '{attr.name}' "
+                                 f"({low[t]} and {high[t]}); scoring per track needs one label per track. "
+                                 "Fix the labels or the track column.")
+        truth[:, a] = high
+    pooled, _ = pooled_by_track(probs, codes, len(order), pooling=pooling)
+    frames = np.flatnonzero(codes >= 0)
     out = {"pooling": pooling, "tracks": len(order), "frames": int(len(frames))}
     if not order:
         return out
