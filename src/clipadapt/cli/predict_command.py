@@ -20,10 +20,10 @@ def predict_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Instead of --checkpoint: an .onnx file written by "
                                          "`clipadapt export`, run with onnxruntime (docs/export.md)."),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help=".csv or .parquet (GeoParquet when the rows "
-                             "carry lat and lon)."),
+                             "carry lat and lon); with a track column also OUT-STEM.tracks.csv, one row per track."),
     keep: Optional[str] = typer.Option(None, "--keep", metavar="COL[,COL...]", help="Manifest columns to carry, "
-                                       "right after path: names, 'all' or 'none' (default: uuid or id, and lat/lon "
-                                       "as lat and lon, when the manifest has them)."),
+                                       "right after path: names, 'all' or 'none' (default: uuid or id, a box's columns "
+                                       "and track, and lat/lon as lat and lon, when the manifest has them)."),
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="A CSV/Parquet of uuid, lat, lon (as GSS's "
                                             "metadata tables): coordinates for rows without them, matched by uuid "
                                             "(or the image file name's stem)."),
