@@ -71,6 +71,9 @@ def test_the_same_seed_gives_the_same_folder_and_another_seed_another(frames, tm
     other = write_pedestrian_frames(tmp_path / "b", n_clips=1, frames_per_clip=5, people_per_clip=3, seed=4,
                                     crops=False)
     assert (other / "frames.csv").read_text() != (root / "frames.csv").read_text()
+    # other options in a folder of ours: rendered again from clean, no stale frame stays
+    write_pedestrian_frames(again, n_clips=1, frames_per_clip=5, people_per_clip=3, seed=3, crops=False)
+    assert len(list((again / "frames").iterdir())) == 5
 
 
 def test_bad_options_and_foreign_folders_are_refused(tmp_path):

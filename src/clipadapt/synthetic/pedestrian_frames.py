@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -201,14 +203,14 @@ def write_pedestrian_frames(root: Path, n_clips: int = 8, frames_per_clip: int =
                "hard_fraction": float(hard_fraction), "test_fraction": float(test_fraction), "crops": bool(crops)}
     marker = root / "synthetic.json"
     if marker.is_file():
-        import json
-
         try:
             stored = json.loads(marker.read_text())
         except ValueError:
             stored = {}
         if stored == {**options, "complete": True}:
             return root
+        for folder in ("frames", "crops"):  # ours, rendered with other options: no stale file stays
+            shutil.rmtree(root / folder, ignore_errors=True)
     elif (root / "frames.csv").exists():
         raise ClipAdaptError(f"{root} holds a frames.csv that clipadapt did not render; refusing to overwrite. "
                              "Point the synthetic frames to a new or empty folder.")
