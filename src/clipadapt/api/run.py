@@ -28,7 +28,8 @@ class Run:
     batches and columns), on files, folders, PIL images or H x W x 3 uint8 arrays.
 
     Attributes: `path` (the run folder or .onnx file), `card` (the typed run card), `task`
-    (attributes and classes), `threshold` (multi-label decision threshold), `warnings`
+    (attributes and classes), `thresholds` (a multi-label run's decision threshold of each
+    attribute, as train.thresholds chose them), `threshold` (train.threshold), `warnings`
     (what the run and its loading flagged: classes the text cannot tell apart, a run that
     did not learn), `module` (the torch module; None for an ONNX file) and `transform` (the
     test-time preprocessing of one PIL image).
@@ -41,6 +42,7 @@ class Run:
     card: RunCard
     task: TaskSpec
     threshold: float
+    thresholds: dict[str, float]
     warnings: list[str]
     module = None
     transform: Callable
@@ -53,8 +55,8 @@ class Run:
         """`clipadapt predict`'s table for `images` (one or a list of paths, folders, globs,
         manifests, PIL images or H x W x 3 uint8 arrays): one row per image, columns path
         (None for an in-memory image), ok, error, then per attribute its class and every
-        class probability (multi-label: its 0/1 decision at `threshold`, default the run's,
-        and its probability). `on_bad_image="fail"` (default) raises ClipAdaptError on an
+        class probability (multi-label: its 0/1 decision at `threshold`, one number for every
+        attribute, default the run's own per attribute, and its probability). `on_bad_image="fail"` (default) raises ClipAdaptError on an
         unusable image; "skip" gives its row ok=False and the reason. `decode`: "draft"
         decodes large JPEG files at about the model's size, as the command does; "full"
         decodes every pixel first (what an in-memory copy of the file gives). A manifest's
@@ -74,7 +76,7 @@ class Run:
         places = carried_columns(items, inputs, keep, Path(metadata) if metadata is not None else None)
         probs, ok, errors = self._probabilities(items, batch_size or DEFAULT_BATCH, progress, on_bad_image, decode,
                                                 num_workers)
-        cuts = self.threshold if threshold is None else threshold
+        cuts = [self.thresholds[name] for name in self.task.names] if threshold is None else threshold
         table = probability_table(self.task, items, probs, ok, errors, cuts)
         table = attach(table, places.columns)
         table.attrs["notes"] = list(places.lines)  # what the command prints about the carried columns

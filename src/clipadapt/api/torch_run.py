@@ -37,6 +37,7 @@ class TorchRun(Run):
         self.module = method
         self.task = method.task
         self.threshold = self.card.threshold
+        self.thresholds = dict(zip(method.task.names, method.thresholds()))
         self.transform = make_transform(method.backbone, train=False)
         self.warnings = list(self.card.warnings or [])
         for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind

@@ -81,9 +81,8 @@ def _predict_torch(checkpoint: Path, paths: list, out: Path, options: PredictOpt
     method, card = load_run(checkpoint, device=device)
     for note in check_class_texts(method, stop=False):  # a run that cannot tell classes apart predicts blind
         warnings.warn(note, ClassTextWarning, stacklevel=2)
-    threshold = options.threshold
-    if threshold is None:
-        threshold = card.threshold
+    # an explicit --threshold decides every attribute; otherwise the run's own, one per attribute
+    threshold = method.thresholds() if options.threshold is None else options.threshold
     shared = dict(batch_size=options.batch_size, num_workers=options.num_workers, threshold=threshold,
                   on_bad_image=options.on_bad_image, decode=options.decode, precision=options.precision)
     if ray is not None:  # same per-batch code, run shard by shard on Ray actors
