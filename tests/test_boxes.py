@@ -137,14 +137,24 @@ def test_a_missing_frame_is_the_bad_image_message_and_crops_never_pad_with_black
     assert BoxedImage(tmp_path / "f.png", (6, 0, 10, 10), "").open().size == (4, 10)
 
 
-def test_folders_and_plain_manifests_are_unchanged_and_other_engines_refuse_boxes(scene, tmp_path):
+def test_an_exported_file_cuts_the_boxes_as_the_run_folder_does(scene, tmp_path):
+    pytest.importorskip("onnxruntime")
+    root, run = scene
+    exported = clipadapt.load(run.export(tmp_path / "run.onnx"))
+    from_folder, from_file = run.predict(str(root / "frames.csv")), exported.predict(str(root / "frames.csv"))
+    assert from_file["ok"].all() and len(from_file) == 18
+    assert np.abs(from_file[PROBS].to_numpy() - from_folder[PROBS].to_numpy()).max() < 1e-5
+    assert (from_file[list(PEDESTRIAN_ATTRIBUTES)].to_numpy() == from_folder[list(PEDESTRIAN_ATTRIBUTES)].to_numpy()).all()
+
+
+def test_folders_and_plain_manifests_are_unchanged_and_ray_refuses_boxes(scene, tmp_path):
     root, run = scene
     paths, _ = collect_inputs([str(root / "crops.csv")])
     assert all(type(p) is not BoxedImage for p in paths)
     from clipadapt.workflow.predict import predict_run
 
-    with pytest.raises(ClipAdaptError, match="local torch engine only"):
-        predict_run([str(root / "frames.csv")], tmp_path / "o.csv", model=tmp_path / "never-opened.onnx")
+    with pytest.raises(ClipAdaptError, match="local engines only"):
+        predict_run([str(root / "frames.csv")], tmp_path / "o", checkpoint=run.path, ray=object())
     # training reads whole images: a manifest of boxes would train on whole frames, so it is refused
     config = {"data": {"format": "manifest", "task": "multilabel", "train_manifest": str(root / "frames.csv"),
                        "path_column": "path", "split_column": "split", "attribute_file": str(root / "attributes.json")},

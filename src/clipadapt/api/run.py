@@ -46,7 +46,6 @@ class Run:
     warnings: list[str]
     module = None
     transform: Callable
-    reads_boxes = False  # whether the back end cuts a manifest's boxes from their frames (data/boxes.py)
 
     def predict(self, images, batch_size: int | None = None, progress: bool = False, *,
                 threshold: float | None = None, on_bad_image: str = "fail", decode: str = "draft",
@@ -72,7 +71,6 @@ class Run:
         items, inputs = gather_with_table(images)
         if not items:
             raise ClipAdaptError(NO_IMAGES)
-        self._check_boxes(items)
         places = carried_columns(items, inputs, keep, Path(metadata) if metadata is not None else None)
         probs, ok, errors = self._probabilities(items, batch_size or DEFAULT_BATCH, progress, on_bad_image, decode,
                                                 num_workers)
@@ -162,15 +160,7 @@ class Run:
         items, _ = gather_with_table(images)
         if not items:
             raise ClipAdaptError(NO_IMAGES)
-        self._check_boxes(items)
         return items
-
-    def _check_boxes(self, items: list) -> None:
-        from clipadapt.data.boxes import has_boxes
-
-        if not self.reads_boxes and has_boxes(items):
-            raise ClipAdaptError(f"{self.path} is an exported ONNX file, which does not cut boxes from frames yet: "
-                                 "load the run folder it came from, or save the crops as files first.")
 
     def _probabilities(self, items: list, batch_size: int, progress: bool, on_bad_image: str, decode: str,
                        num_workers: int) -> tuple[list[np.ndarray], np.ndarray, list[str]]:

@@ -17,7 +17,6 @@ from clipadapt.errors import ClassTextWarning, ClipAdaptError
 class TorchRun(Run):
     """A run folder (train, adapt or import-*) on `device` (None: a GPU when there is one)."""
 
-    reads_boxes = True  # its dataset (predict/decode.py) cuts boxes from frames
 
     def __init__(self, path: Path, device: str | None = None):
         import torch  # noqa: F401 - this back end is torch's

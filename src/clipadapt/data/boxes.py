@@ -16,7 +16,7 @@ past the frame's edge) is a `BadImage` naming the manifest row and the fix, so t
 bad-image policy treats it as it treats a corrupt file: `fail` stops with the message,
 `skip` gives the row ok=False and lists it.
 
-Free of torch: the ONNX side could read boxes with it too.
+Free of torch: the ONNX runtime cuts boxes with it too (runtime/predict.py).
 """
 
 from __future__ import annotations

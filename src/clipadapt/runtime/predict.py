@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clipadapt.data.boxes import BoxedImage
 from clipadapt.data.images import load_image
 from clipadapt.errors import ClipAdaptError
 from clipadapt.predict.columns import probability_table
@@ -21,12 +22,19 @@ if TYPE_CHECKING:
     import pandas
 
 
-def decode_image(model: OnnxModel, path: Path | Image.Image, decode: str) -> tuple[np.ndarray | None, str]:
+def decode_image(model: OnnxModel, path: Path | Image.Image | BoxedImage, decode: str) -> tuple[np.ndarray | None, str]:
     """(float32 [3, S, S], "") for a usable image, (None, the reason) for a bad one: the
     draft decoding of large JPEGs (predict/draft.py), else the checked full decode, as
-    `predict --checkpoint` does. An in-memory RGB PIL image (the Python API's) is used as given."""
+    `predict --checkpoint` does. An in-memory RGB PIL image (the Python API's) is used as
+    given; a box in a frame (data/boxes.py) is cut from the fully decoded frame, as the
+    torch engine cuts it."""
     if isinstance(path, Image.Image):
         return model.transform(path), ""
+    if isinstance(path, BoxedImage):
+        try:
+            return model.transform(path.open()), ""
+        except ClipAdaptError as exc:
+            return None, str(exc)
     image = open_at_size(path, model.image_size) if decode == "draft" else None
     if image is None:
         try:
@@ -58,7 +66,7 @@ def onnx_probabilities(model: OnnxModel, paths: list, batch_size: int = 64, on_b
         raise ClipAdaptError(f"on_bad_image must be 'skip' or 'fail', got '{on_bad_image}'.")
     if decode not in ("draft", "full"):
         raise ClipAdaptError(f"decode must be 'draft' or 'full', got '{decode}'.")
-    paths = [p if isinstance(p, Image.Image) else Path(p) for p in paths]
+    paths = [p if isinstance(p, (Image.Image, BoxedImage)) else Path(p) for p in paths]
     probs = [np.full((len(paths), a.num_classes), np.nan, dtype=np.float32) for a in model.task.attributes]
     ok = np.zeros(len(paths), dtype=bool)
     errors = [""] * len(paths)

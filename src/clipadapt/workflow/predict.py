@@ -56,10 +56,10 @@ def predict_run(inputs: list[str], out: Path, *, checkpoint: Path | None = None,
     paths, table = collect_inputs(inputs)
     places = carried_columns(paths, table, keep, metadata)
     tracks = table[TRACK_COLUMN] if TRACK_COLUMN in table.columns else None  # pooled per track beside the rows
-    if has_boxes(paths) and (model is not None or ray is not None):
-        raise ClipAdaptError("Boxes in frames (x, y, w, h or x1, y1, x2, y2 columns) are cut by the local torch "
-                             "engine only: predict them with --checkpoint and without --engine ray, or save the "
-                             "crops as files first.")
+    if has_boxes(paths) and ray is not None:
+        raise ClipAdaptError("Boxes in frames (x, y, w, h or x1, y1, x2, y2 columns) are cut by the local engines "
+                             "only (--checkpoint, or --model with onnxruntime): predict them without --engine ray, "
+                             "or save the crops as files first.")
     if model is not None:
         if ray is not None:
             raise ClipAdaptError("--model runs on this machine (onnxruntime); --engine ray needs --checkpoint.")
