@@ -75,7 +75,8 @@ def pedestrian_files(folder: Path, seed: int = 3) -> list[Path]:
 
 
 def import_and_predict(tmp_path: Path, ckpt: Path, model: str, preprocess: str | None) -> tuple[pd.DataFrame, str]:
-    """The README's two commands: import-promptpar, then predict with the authors' threshold."""
+    """The README's two commands: import-promptpar, then predict (at the authors' threshold, which
+    the imported run keeps)."""
     attrs = tmp_path / "attrs.yaml"
     attrs.write_text("\n".join(f"{a.name}: {a.sentence}" for a in task().attributes) + "\n")
     run, out = tmp_path / f"run-{preprocess}", tmp_path / f"pred-{preprocess}.csv"
@@ -85,7 +86,7 @@ def import_and_predict(tmp_path: Path, ckpt: Path, model: str, preprocess: str |
                                "--backbone", model, "--fusion-heads", str(HEADS), *extra])
     assert done.exit_code == 0, done.output
     said = done.output
-    done = runner.invoke(app, ["predict", str(tmp_path / "crops"), "--checkpoint", str(run), "--threshold", "0.45",
+    done = runner.invoke(app, ["predict", str(tmp_path / "crops"), "--checkpoint", str(run),
                                "--out", str(out), "--quiet"])
     assert done.exit_code == 0, done.output
     return pd.read_csv(out), said
@@ -122,6 +123,9 @@ def test_predict_on_image_files_gives_the_authors_probabilities(tmp_path, grid_m
     assert card["backbone"]["preprocess"] == (preprocess or "resize")
     assert card["backbone"]["interpolation"] == "bilinear" and card["backbone"]["normalise"] == "half"
     assert card["params"]["part_regions"] == "authors"
+    assert set(card["thresholds"]["values"].values()) == {0.45}  # the authors' decision threshold, kept
+    for i in range(3):
+        assert (table[f"a{i}"] == (table[f"a{i}:p"] > 0.45)).all()
     assert "bilinear" in card["preprocessing"]["test"]
     if grid == 14:
         assert card["params"]["prompt_depth"] == 2 and "using the first 2" in said
