@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-SHOWN = 10  # rows of the terminal table; the page shows --top
+SHOWN = 10  # at most this many rows in the terminal table (fewer with a smaller --top); the page shows --top
 
 
 def search_command(
@@ -39,10 +39,11 @@ def search_command(
         beside = Path(predictions) if Path(predictions).is_dir() else header.files.files[0].parent
         folder = out if out is not None else beside / "search"
         written = write_search(result, folder, top)
-        shown = Table(title=f"{escape(result.query)}: top {min(SHOWN, len(result.ranked))} of {len(result.ranked)}")
+        rows = min(SHOWN, top, len(result.ranked))
+        shown = Table(title=f"{escape(result.query)}: top {rows} of {len(result.ranked)}")
         for column in ("rank", "image", "score %", *(f"{c} %" for c in result.term_columns)):
             shown.add_column(escape(column), justify="left" if column == "image" else "right")
-        for row in result.ranked.head(SHOWN).to_dict("records"):
+        for row in result.ranked.head(rows).to_dict("records"):
             shown.add_row(str(row["rank"]), escape(Path(str(row["path"])).name), f"{100 * row['score']:.1f}",
                           *(f"{100 * row[c]:.1f}" for c in result.term_columns))
         out_console.print(shown)
