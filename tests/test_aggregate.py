@@ -236,7 +236,7 @@ def test_geoparquet_has_valid_metadata_and_cell_polygons(files, tmp_path):
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
     column = geo["columns"]["geometry"]
     assert column["encoding"] == "WKB" and column["geometry_types"] == ["Polygon"]
-    assert column["crs"]["id"] == {"authority": "EPSG", "code": 4326}
+    assert "crs" not in column and column["orientation"] == "counterclockwise"  # absent crs = OGC:CRS84 (lon, lat)
     frame = table.to_pandas()
     xmin, ymin, xmax, ymax = column["bbox"]
     for cell, wkb in zip(frame["h3"], frame["geometry"]):

@@ -56,7 +56,7 @@ class ShardPredictor:
         carried = unpack_frame(row.carried) if getattr(row, "carried", None) else None
         table = attach(table, carried)
         if self.points:
-            from clipadapt.predict.geoparquet import to_geoarrow
+            from clipadapt.geoparquet import to_geoarrow
 
             table = to_geoarrow(table)
         write_shard(self.out, Shard(int(row.shard), int(row.start), int(row.stop)), table)

@@ -11,24 +11,10 @@ from pathlib import Path
 from clipadapt.errors import ClipAdaptError
 from clipadapt.geo.cells import cell_ring
 from clipadapt.geo.grouping import H3_COLUMN
-from clipadapt.geo.wkb import bounds, polygon_wkb
+from clipadapt.geoparquet import geo_metadata, polygon_wkb, rings_bbox, with_geometry
 from clipadapt.io import atomic_write
 
-GEOPARQUET_VERSION = "1.1.0"
 METADATA_KEY = b"clipadapt:aggregate"  # the run's settings and counts, beside `geo`
-# EPSG:4326 (WGS 84) as PROJJSON. GeoParquet stores coordinates longitude first whatever
-# the CRS's own axis order, which is what the WKB here holds.
-WGS84_PROJJSON = {
-    "$schema": "https://proj.org/schemas/v0.7/projjson.schema.json",
-    "type": "GeographicCRS",
-    "name": "WGS 84",
-    "datum": {"type": "GeodeticReferenceFrame", "name": "World Geodetic System 1984",
-              "ellipsoid": {"name": "WGS 84", "semi_major_axis": 6378137, "inverse_flattening": 298.257223563}},
-    "coordinate_system": {"subtype": "ellipsoidal", "axis": [
-        {"name": "Geodetic latitude", "abbreviation": "Lat", "direction": "north", "unit": "degree"},
-        {"name": "Geodetic longitude", "abbreviation": "Lon", "direction": "east", "unit": "degree"}]},
-    "id": {"authority": "EPSG", "code": 4326},
-}
 FORMATS = (".parquet", ".geoparquet", ".geojson", ".csv")
 
 
@@ -76,17 +62,13 @@ def arrow_table(result, has_cells: bool):
     table = pa.Table.from_pandas(result.table, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[METADATA_KEY] = json.dumps(result.to_json()).encode()
+    table = table.replace_schema_metadata(metadata)
     if has_cells:
         rings = cell_rings(result.table[H3_COLUMN])
-        table = table.append_column("geometry", pa.array([polygon_wkb(rings[c]) for c in result.table[H3_COLUMN]],
-                                                         pa.binary()))
-        column = {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": WGS84_PROJJSON,
-                  "orientation": "counterclockwise"}
-        if rings:  # optional in the spec; an empty table has no extent
-            column["bbox"] = bounds(rings.values())
-        metadata[b"geo"] = json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
-                                       "columns": {"geometry": column}}).encode()
-    return table.replace_schema_metadata(metadata)
+        polygons = pa.array([polygon_wkb(rings[c]) for c in result.table[H3_COLUMN]], pa.binary())
+        table = with_geometry(table, polygons, geo_metadata(["Polygon"], rings_bbox(rings.values()),
+                                                            orientation="counterclockwise"))
+    return table
 
 
 def geojson(result) -> dict:

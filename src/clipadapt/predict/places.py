@@ -23,7 +23,7 @@ import pandas as pd
 from clipadapt.data.boxes import TRACK_COLUMN, box_columns, boxed_items
 from clipadapt.data.inputs import collect_with_columns, missing_path
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
-from clipadapt.predict.geoparquet import valid_points
+from clipadapt.geoparquet import valid_points
 from clipadapt.suggest import did_you_mean
 
 ID_COLUMNS = ("uuid", "id")

@@ -30,13 +30,13 @@ def skipped_list_path(out: Path) -> Path:
 def write_table(table: pd.DataFrame, out: Path, points: bool = False) -> Path:
     """Write CSV or Parquet by suffix, atomically. `points`: the table has `lat` / `lon`
     columns, so Parquet is written as GeoParquet (a WKB `geometry` column and the `geo`
-    metadata, predict/geoparquet.py); CSV stays plain."""
+    metadata, clipadapt/geoparquet.py); CSV stays plain."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix == ".csv":
         atomic_write(out, lambda p: table.to_csv(p, index=False))
     elif suffix in (".parquet", ".pq") and points:
-        from clipadapt.predict.geoparquet import write_geoparquet
+        from clipadapt.geoparquet import write_geoparquet
 
         write_geoparquet(table, out)
     elif suffix in (".parquet", ".pq"):

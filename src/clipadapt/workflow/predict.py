@@ -3,7 +3,7 @@ on Ray) or from an exported ONNX file (onnxruntime), written as CSV or Parquet.
 
 A manifest's id and coordinates (or the columns --keep names, or coordinates joined from
 --metadata by uuid) travel with the rows, right after `path` (predict/places.py); with
-coordinates, Parquet output is GeoParquet (predict/geoparquet.py)."""
+coordinates, Parquet output is GeoParquet (clipadapt/geoparquet.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from clipadapt.errors import ClassTextWarning, ClipAdaptError
 @dataclass(frozen=True)
 class PredictOptions:
     """How to predict: batch, decoding workers, the multi-label threshold (None: the run's),
-    what an unusable image does, JPEG decoding, backbone precision and device."""
+    what an unusable image does, JPEG decoding, backbone precision and device, and for an
+    ONNX file onnxruntime's intra-op threads (None: all cores)."""
 
     batch_size: int = 64
     num_workers: int = 0
@@ -26,6 +27,7 @@ class PredictOptions:
     decode: str = "draft"
     precision: str = "fp32"
     device: str = "auto"
+    threads: int | None = None
 
 
 @dataclass
@@ -141,7 +143,7 @@ def _predict_onnx(model: Path, paths: list, out: Path, options: PredictOptions, 
                              "`clipadapt export --int8` and predicted with --model like any other.")
     if options.device not in ("auto", "cpu"):
         raise ClipAdaptError(f"--model runs on onnxruntime's CPU provider; --device {options.device} needs --checkpoint.")
-    onnx_model = OnnxModel(model)
+    onnx_model = OnnxModel(model, threads=options.threads)
     table = predict_onnx(onnx_model, paths, batch_size=options.batch_size, threshold=options.threshold,
                          on_bad_image=options.on_bad_image, decode=options.decode, num_workers=options.num_workers)
     threshold = onnx_model.thresholds if options.threshold is None else options.threshold  # predict_onnx's
