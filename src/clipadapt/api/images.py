@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -18,7 +18,7 @@ from clipadapt.errors import ClipAdaptError
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-def gather_with_table(images):
+def gather_with_table(images: ImageInput | Sequence[ImageInput]):
     """One item per image, and row for row with them the manifests' own columns. Items: a
     Path for a file (folders, glob patterns and CSV/Parquet manifests expanded, in
     `clipadapt predict`'s order) or an upright RGB PIL image for an in-memory one; columns:
