@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from local_ray import local_ray
 from typer.testing import CliRunner
 
 from clipadapt.cli.main import app
@@ -27,15 +28,7 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory):
-    ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install 'clipadapt[ray]')")
-    cache = tmp_path_factory.mktemp("ray-cache")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"CLIPADAPT_CACHE": str(cache), "OMP_NUM_THREADS": "1"}})
-    except Exception as exc:  # no shared memory, no free ports ... on some CI machines
-        pytest.skip(f"a local Ray instance could not start here: {type(exc).__name__}: {exc}")
-    yield ray
-    ray.shutdown()
+    yield from local_ray(tmp_path_factory, "ray[data] is not installed (pip install 'clipadapt[ray]')")
 
 
 def write_config(folder: Path, cache: Path) -> Path:

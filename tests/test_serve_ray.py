@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from local_ray import local_ray
 from test_report_support import make_run
 from test_serve_support import Running, request
 from typer.testing import CliRunner
@@ -24,16 +25,8 @@ SETTINGS = ServeSettings(batch_size=4, batch_wait_ms=2.0)
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory):
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'clipadapt[serve-ray]')")
     pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'clipadapt[serve-ray]')")
-    cache = tmp_path_factory.mktemp("ray-cache")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"CLIPADAPT_CACHE": str(cache), "OMP_NUM_THREADS": "1"}})
-    except Exception as exc:  # no shared memory, no free ports ... on some CI machines
-        pytest.skip(f"a local Ray instance could not start here: {type(exc).__name__}: {exc}")
-    yield ray
-    ray.shutdown()
+    yield from local_ray(tmp_path_factory, "ray is not installed (pip install 'clipadapt[serve-ray]')")
 
 
 def probabilities(answer: dict) -> dict:
