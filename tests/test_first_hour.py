@@ -17,7 +17,7 @@ from clipadapt.backbone import create_backbone
 from clipadapt.cli.main import app
 from clipadapt.config import validate_config
 from clipadapt.data.gss_schema import GSS_SCHEMA, gss_attribute
-from clipadapt.engine.defaults import small_data_batch_size
+from clipadapt.engine.defaults import resolve_train_defaults, small_data_batch_size
 from clipadapt.errors import ClipAdaptError, ClipAdaptWarning
 from clipadapt.importers.promptpar import standard_task
 from clipadapt.methods import build_method
@@ -178,6 +178,19 @@ def test_a_stuck_run_is_flagged_in_terminal_metrics_card_and_report(tmp_path, ph
 # ------------------------------------------------------------------ defaults that learn on small data
 def test_small_data_gets_more_steps_per_epoch():
     assert [small_data_batch_size(n) for n in (40, 168, 800, 2047, 2048, 50_000)] == [16, 16, 64, 128, 256, 256]
+
+
+def test_an_unset_warm_up_takes_at_most_a_fifth_of_a_short_run():
+    from clipadapt.methods.linear_probe import LinearProbe
+    from clipadapt.methods.tip_adapter import TipAdapterF
+
+    def warmup(method_cls, **train):
+        cfg = validate_config({"data": {"format": "folder", "root": "x"}, "train": train})
+        return resolve_train_defaults(cfg, method_cls, 200).train.warmup_epochs
+
+    assert [warmup(LinearProbe, epochs=e) for e in (3, 10, 24, 25, 100)] == [0, 2, 4, 5, 5]
+    assert warmup(LinearProbe, epochs=3, warmup_epochs=2) == 2  # a warm-up the config sets is kept
+    assert warmup(TipAdapterF) == TipAdapterF.train_defaults["warmup_epochs"]  # so is the method's own
 
 
 def test_linear_probe_defaults_learn_real_photos(tmp_path, tiny, photos, cache):
