@@ -55,7 +55,7 @@ def test_keys_of_other_formats_are_refused_and_those_read_are_not():
     # Every format-specific key set for a format: refused exactly where the format does not read it.
     values = {"train_manifest": "t.csv", "test_manifest": "t.csv", "val_manifest": "v.csv", "split_column": "split",
               "attribute_file": "a.yaml", "dataset": "caltech101", "synthetic": {"seed": 1},
-              "par": {"split_index": 1}}
+              "par": {"split_index": 1}, "val_group_column": "track"}
     assert set(values) == set(FORMAT_SPECIFIC_KEYS)
     for name in DATA_FORMATS.names():
         reads = DATA_FORMATS.get(name).reads
@@ -112,7 +112,7 @@ def test_list_formats_says_what_each_reads_and_its_keys():
 
     from clipadapt.cli.main import app
 
-    result = CliRunner().invoke(app, ["list", "formats"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["list", "formats"], env={"COLUMNS": "250"})  # manifest's line: 214
     lines = result.output.strip().splitlines()
     assert result.exit_code == 0 and [line.split(":")[0] for line in lines] == DATA_FORMATS.names()
     assert "pa100k: PA100K: annotation.mat and data/ (26 attributes); keys: data.par" in lines

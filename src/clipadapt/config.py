@@ -92,6 +92,9 @@ class DataConfig(_Strict):
     templates: dict[str, str] = Field(default_factory=dict)  # attribute -> prompt template (manifest/folder)
     class_words: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> class -> prompt words
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    # manifest format: a column (e.g. track) whose rows the drawn validation split keeps
+    # together, all of a group on one side (data/splits.py group_split); null = stratified rows
+    val_group_column: str | None = Field(None, min_length=1)
     shots: int | None = Field(None, ge=1)  # K-shot training subset (per class of the first attribute)
     split_seed: int = 42
     # format benchmark: which data set (imagenet, caltech101, oxford_pets, ... docs/benchmarks.md);

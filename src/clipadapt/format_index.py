@@ -20,7 +20,7 @@ from clipadapt.registry import Registry
 # default, for a format that does not read the key, is refused).
 FORMAT_SPECIFIC_KEYS: dict[str, Any] = {
     "train_manifest": None, "test_manifest": None, "val_manifest": None, "split_column": None,
-    "attribute_file": None, "dataset": None, "synthetic": {}, "par": {},
+    "attribute_file": None, "dataset": None, "synthetic": {}, "par": {}, "val_group_column": None,
 }
 
 

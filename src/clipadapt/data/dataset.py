@@ -24,6 +24,8 @@ class LabelledImages:
             error messages; optional.
         tracks: for each row, the tracked object it shows (a manifest's `track` column; ""
             for none), so evaluation can score per track (predict/tracks.py); optional.
+        groups: for each row, its value of data.val_group_column (stripped; "" for none),
+            which a drawn validation split keeps on one side (data/splits.py); optional.
     """
 
     paths: list[Path]
@@ -31,6 +33,7 @@ class LabelledImages:
     task: TaskSpec
     sources: list[str] | None = None
     tracks: list[str] | None = None
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(len(self.paths), len(self.task))
@@ -47,6 +50,7 @@ class LabelledImages:
             self.task,
             [self.sources[i] for i in idx] if self.sources is not None else None,
             [self.tracks[i] for i in idx] if self.tracks is not None else None,
+            [self.groups[i] for i in idx] if self.groups is not None else None,
         )
 
     def class_counts(self, attribute: int = 0) -> np.ndarray:

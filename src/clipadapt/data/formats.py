@@ -11,7 +11,7 @@ from clipadapt.data.bad_images import drop_bad_images
 from clipadapt.data.dataset import DataSplits, LabelledImages
 from clipadapt.data.fewshot import class_subset, present_classes
 from clipadapt.data.inputs import collect_images
-from clipadapt.data.splits import sample_shots, stratified_split
+from clipadapt.data.splits import sample_shots, validation_split
 from clipadapt.errors import ClipAdaptError
 from clipadapt.format_index import DATA_FORMATS, check_data_settings, data_format
 from clipadapt.task import MISSING
@@ -21,8 +21,9 @@ LOG = logging.getLogger("clipadapt")
 
 def build_splits(cfg: DataConfig) -> DataSplits:
     """Read cfg.format, leave out unusable images (data.on_bad_image=skip), then make the
-    stratified validation split (if the source has none), the K-shot training subset
-    (if cfg.shots) and the base or novel classes (data.class_subset)."""
+    validation split (if the source has none; stratified, or by whole groups of
+    data.val_group_column), the K-shot training subset (if cfg.shots) and the base or
+    novel classes (data.class_subset)."""
     check_data_settings(cfg)  # as a loaded config was; a DataConfig made in code may not have been
     fmt = data_format(cfg.format)
     train, val, test = fmt.read(cfg)
@@ -43,7 +44,7 @@ def build_splits(cfg: DataConfig) -> DataSplits:
         left_out = f" ({len(skipped)} unusable images were left out)" if skipped else ""
         raise ClipAdaptError(f"The train split of format '{cfg.format}' is empty{left_out}.")
     if val is None and cfg.val_fraction > 0:
-        keep, held = stratified_split(train.labels[:, 0], cfg.val_fraction, cfg.split_seed)
+        keep, held = validation_split(train, cfg)  # stratified, or by whole groups (data.val_group_column)
         train, val = train.subset(keep), train.subset(held)
     if cfg.shots and not fmt.draws_shots:  # a reader may draw them its own way
         check_shots(train, cfg.shots)

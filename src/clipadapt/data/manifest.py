@@ -19,6 +19,7 @@ from clipadapt.data.tables import (drop_repeated_images, encode, encode_binary, 
                                   require_columns, where)
 from clipadapt.errors import ClipAdaptError
 from clipadapt.format_index import DataFormat
+from clipadapt.suggest import did_you_mean
 from clipadapt.task import BINARY_CLASSES, Attribute, TaskSpec
 
 LOG = logging.getLogger("clipadapt")
@@ -120,6 +121,12 @@ def read_manifest(cfg: DataConfig):
             if extra is not None:
                 splits[split] = _table(Path(extra).expanduser(), cfg, names)
     train_table = splits["train"].table
+    group_column = cfg.val_group_column
+    if group_column is not None and group_column not in train_table.columns:
+        columns = list(train_table.columns)
+        raise ClipAdaptError(f"data.val_group_column '{group_column}' is not a column of {train_path}; its columns "
+                             f"are {columns}.{did_you_mean(group_column, columns)} Name one of them, or remove "
+                             "data.val_group_column.")
     if multilabel:
         task = TaskSpec(tuple(declared), multilabel=True)
     else:
@@ -143,7 +150,10 @@ def read_manifest(cfg: DataConfig):
             columns = [encode(normalised(part.table[a.name]), a.classes, part.path, a.name, part.rows)
                        for a in task.attributes]
         tracks = list(part.table[TRACK_COLUMN].str.strip()) if TRACK_COLUMN in part.table.columns else None
-        return LabelledImages(part.paths, np.stack(columns, axis=1), task, part.sources, tracks)
+        # the rows a validation split drawn from train keeps together (data/splits.py group_split)
+        groups = (list(part.table[group_column].str.strip())
+                  if group_column is not None and group_column in part.table.columns else None)
+        return LabelledImages(part.paths, np.stack(columns, axis=1), task, part.sources, tracks, groups)
 
     return build("train"), build("val"), build("test")
 
@@ -175,9 +185,12 @@ def check_manifest_settings(cfg: DataConfig) -> None:
     if cfg.split_column and (cfg.val_manifest or cfg.test_manifest):
         raise ClipAdaptError(f"data.split_column '{cfg.split_column}' puts every split in data.train_manifest; "
                              "remove data.val_manifest / data.test_manifest, or data.split_column.")
+    if cfg.val_group_column and cfg.val_manifest:
+        raise ClipAdaptError(f"data.val_group_column '{cfg.val_group_column}' draws the validation split from train "
+                             "by group, but data.val_manifest gives one; remove one of them.")
 
 
 MANIFEST_FORMAT = DataFormat(read=read_manifest, check=check_manifest_settings,
                              reads=("train_manifest", "test_manifest", "val_manifest", "split_column",
-                                    "attribute_file"),
+                                    "attribute_file", "val_group_column"),
                              summary="CSV or Parquet tables of image paths and labels, multi-class or multi-label")
