@@ -15,7 +15,8 @@ What is written (GeoParquet 1.1.0, https://geoparquet.org/releases/v1.1.0):
   what GSS's lat / lon and H3's boundaries are. (A `"crs": null` would mean "unknown", so
   the key is left out instead.)
 
-Free of torch and of pandas at import.
+Free of torch; pyarrow is imported where a table is built, so `valid_points` (which
+`predict` uses on CSV output too) needs numpy only.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 GEO_VERSION = "1.1.0"
 GEOMETRY = "geometry"
@@ -46,6 +50,8 @@ def point_array(lon, lat) -> pa.BinaryArray:
 
     Built as one Arrow buffer (offsets + bytes) rather than a Python bytes object per
     row: a 10 M-row GSS table takes a second, not a minute."""
+    import pyarrow as pa
+
     lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
     valid = valid_points(lon, lat)
     points = np.zeros(int(valid.sum()), dtype=_POINT_BYTES)
@@ -112,6 +118,8 @@ def geo_metadata(geometry_types: list[str], bbox: list[float] | None, column: st
 def with_geometry(table: pa.Table, geometry: pa.Array, geo: dict, column: str = GEOMETRY) -> pa.Table:
     """`table` with the WKB column `geometry` appended as `column` and `geo` in its schema
     metadata (beside what is there, pandas' included)."""
+    import pyarrow as pa
+
     table = table.append_column(pa.field(column, pa.binary(), nullable=True), geometry)
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": json.dumps(geo).encode()})
 
@@ -126,6 +134,8 @@ def with_points(table: pa.Table, lon: str = "lon", lat: str = "lat", column: str
 
 def to_geoarrow(frame, lon: str = "lon", lat: str = "lat", column: str = GEOMETRY) -> pa.Table:
     """A pandas DataFrame holding `lon` / `lat` as an Arrow table ready for GeoParquet."""
+    import pyarrow as pa
+
     return with_points(pa.Table.from_pandas(frame, preserve_index=False), lon, lat, column)
 
 
