@@ -74,7 +74,8 @@ def test_recipe_runs_compare_with_verdicts_list_the_missing_set_and_resume(data,
     assert judged == 4
     assert rows[("zeroshot", "caltech101", "accuracy")]["verdict"] == "below"  # 99 % is out of the tiny CLIP's reach
     assert rows[("linear_probe", "caltech101", "accuracy")]["verdict"] == "above"  # and 1 % below chance
-    assert rows[("zeroshot", "caltech101", "accuracy")]["notes"] == ["one run: the method does not train"]
+    # (a "wide spread" note for the data set may follow: the two seeds' runs are 2 epochs long)
+    assert rows[("zeroshot", "caltech101", "accuracy")]["notes"][0] == "one run: the method does not train"
     assert rows[("coop", "caltech101", "accuracy")]["verdict"] == "no published figure"
     assert rows[("coop", "caltech101", "macro_f1")]["verdict"] == "no published figure"  # ours, with no figure
     assert len(rows[("coop", "caltech101", "accuracy")]["values"]) == 2
