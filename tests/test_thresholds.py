@@ -200,6 +200,8 @@ def test_tuned_thresholds_raise_the_mean_attribute_f1_and_platt_lowers_the_ece(t
     assert stored == pytest.approx(list(card["thresholds"]["values"].values()), abs=1e-12)
     report = (run / "report.html").read_text()
     assert 'id="thresholds"' in report and "train.thresholds=f1" in report and "<th scope=\"col\">bias</th>" in report
+    # the page links the sections it has, and only those (no retrieval was scored)
+    assert '<a href="#thresholds">' in report and '<a href="#retrieval">' not in report
 
 
 def test_predict_decides_each_attribute_at_its_threshold_and_onnx_decides_the_same(tuned_runs, tmp_path):

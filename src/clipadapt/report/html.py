@@ -24,8 +24,11 @@ from clipadapt.report.thumbnails import gallery_section
 from clipadapt.run_files import RunFiles
 
 REPORT_NAME = RunFiles.REPORT
+# the page's sections in order; a link is shown only for a section the page has (thresholds:
+# multi-label runs; retrieval: `eval --retrieval`)
 NAV = (("metrics", "Metrics"), ("per-class", "Per-class accuracy"), ("confusion", "Confusion"), ("calibration", "Calibration"),
-       ("curves", "Curves"), ("gallery", "Gallery"), ("card", "Run card"))
+       ("thresholds", "Thresholds"), ("retrieval", "Search"), ("curves", "Curves"), ("gallery", "Gallery"),
+       ("card", "Run card"))
 
 # Colours from the Okabe-Ito palette; wrong/right are also written as words (never colour alone).
 CSS = """
@@ -129,7 +132,7 @@ def title(card: dict) -> str:
 
 def page(heading: str, body: str) -> str:
     """The HTML document around the sections."""
-    nav = " ".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in NAV)
+    nav = " ".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in NAV if f'id="{anchor}"' in body)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
