@@ -8,12 +8,14 @@ interleaved (a, b, a, b, ...) and reports medians and their ratio.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,6 +38,18 @@ class Row:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def rows_from_committed_record(record: Path, rows_from_record: Callable[[dict, str], list["Row"]], command: str,
+                               root: Path, date_key: str) -> list["Row"]:
+    """A standalone benchmark's rows from its committed JSON record (`run_all.py
+    --from-records`): `rows_from_record(record, command)`, each row marked with the record's
+    date (`record[date_key]`) and the record's path relative to `root`."""
+    data = json.loads(Path(record).read_text())
+    rows = rows_from_record(data, command)
+    for row in rows:
+        row.details.update(measured=data.get(date_key, "?"), from_record=str(Path(record).relative_to(root)))
+    return rows
 
 
 def quiet() -> None:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import aggregate_scale
-from bench_common import Row
+from bench_common import Row, rows_from_committed_record
 
 RECORD = aggregate_scale.RESULT
 
@@ -58,9 +58,5 @@ def run(ctx) -> list[Row]:
 
 
 def from_record(ctx) -> list[Row]:
-    """Rows (i) from the standalone benchmark's committed record, with its date as their time."""
-    record = json.loads(RECORD.read_text())
-    rows = rows_from_record(record, ctx.command("i"))
-    for row in rows:
-        row.details.update(measured=record.get("date", "?"), from_record=str(RECORD.relative_to(aggregate_scale.ROOT)))
-    return rows
+    """Rows (i) from the standalone benchmark's committed record, with its date."""
+    return rows_from_committed_record(RECORD, rows_from_record, ctx.command("i"), aggregate_scale.ROOT, "date")

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import serve_load
-from bench_common import Row
+from bench_common import Row, rows_from_committed_record
 
 RECORD = serve_load.ROOT / "benchmarks" / "results" / "serve_load.json"
 
@@ -56,9 +56,5 @@ def run(ctx) -> list[Row]:
 
 
 def from_record(ctx) -> list[Row]:
-    """Row (j) from the standalone benchmark's committed record, with its time."""
-    record = json.loads(RECORD.read_text())
-    rows = rows_from_record(record, ctx.command("j"))
-    for row in rows:
-        row.details.update(measured=record.get("when", "?"), from_record=str(RECORD.relative_to(serve_load.ROOT)))
-    return rows
+    """Row (j) from the standalone benchmark's committed record, with its date."""
+    return rows_from_committed_record(RECORD, rows_from_record, ctx.command("j"), serve_load.ROOT, "when")

@@ -99,11 +99,11 @@ class ServedModel:
                 answers.append({"name": name, "ok": False, "error": str(errors[i] or "the image could not be read")})
                 continue
             attributes = {}
-            for attr in task.attributes:
+            for a, attr in enumerate(task.attributes):
                 if task.multilabel:
                     attributes[attr.name] = {"probability": float(columns[f"{attr.name}:p"][i]),
                                              "present": bool(columns[attr.name][i] == 1),
-                                             "threshold": cuts[task.names.index(attr.name)]}
+                                             "threshold": cuts[a]}
                 else:
                     attributes[attr.name] = {"predicted": str(columns[attr.name][i]),
                                              "probabilities": {c: float(columns[f"{attr.name}:p({c})"][i])
